@@ -1,0 +1,102 @@
+-- lib.lua: helpers prepended to every script before it is loaded, so each
+-- script stays one self-contained EVAL while the record format and the
+-- settling of expired holds are written once.
+--
+-- Every script receives the same five keys, all sharing the item's hash tag:
+--   KEYS[1] item   hash   stock, available, reserved, sold, per_user_limit,
+--                         hold_ms, starts_ms, ends_ms, name, created_ms, updated_ms
+--   KEYS[2] holds  zset   reservation id -> expires_ms, pending holds only
+--   KEYS[3] users  hash   user id -> units held or bought (pending + confirmed)
+--   KEYS[4] res    hash   reservation id -> record (see encode)
+--   KEYS[5] idem   hash   "<len(user)>:<user>:<key>" -> reservation id
+--
+-- Scripts read and check everything first and write last: Redis never rolls
+-- a script back, so a check that fails after a write would leave half a change.
+
+local K_ITEM, K_HOLDS, K_USERS, K_RES, K_IDEM = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+
+-- Redis's clock is the only clock: every instance sees the same expiry.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- A record is "status|quantity|created_ms|expires_ms|updated_ms|user".
+-- The user id comes last because it is the only free-form field; it cannot
+-- contain '|' (the service validates it), so the split is unambiguous.
+local function encode(r)
+  return r.status .. '|' .. r.qty .. '|' .. r.created .. '|' .. r.expires .. '|' .. r.updated .. '|' .. r.user
+end
+
+local function decode(id, s)
+  local status, qty, created, expires, updated, user =
+    string.match(s, '^(%a+)|(%d+)|(%d+)|(%d+)|(%d+)|(.*)$')
+  return { id = id, status = status, qty = tonumber(qty), created = tonumber(created),
+           expires = tonumber(expires), updated = tonumber(updated), user = user }
+end
+
+local function load(id)
+  local s = redis.call('HGET', K_RES, id)
+  if not s then return nil end
+  return decode(id, s)
+end
+
+-- A pending hold whose time has come is expired whether or not anyone has
+-- settled it yet; status() is what every reader reports.
+local function status(r, now)
+  if r.status == 'pending' and now >= r.expires then return 'expired' end
+  return r.status
+end
+
+local function reply(code, r, now)
+  return { code, r.id, status(r, now), r.qty, r.user, r.created, r.expires, r.updated }
+end
+
+-- Unset fields come back as "" so a reply never carries Lua false (nil to
+-- the client, and a hole that would cut the array short).
+local function item_reply(code, now)
+  local f = redis.call('HMGET', K_ITEM, 'stock', 'available', 'reserved', 'sold', 'per_user_limit',
+                       'hold_ms', 'starts_ms', 'ends_ms', 'name', 'created_ms', 'updated_ms')
+  local out = { code }
+  for i = 1, 11 do out[i + 1] = f[i] or '' end
+  out[13] = now
+  return out
+end
+
+-- Read phase of settling: the pending holds that are due, decoded, and the
+-- units they give back. Nothing is written here.
+local function due_holds(now, limit)
+  local ids = redis.call('ZRANGEBYSCORE', K_HOLDS, '-inf', now, 'LIMIT', 0, limit)
+  local due, units, by_user = {}, 0, {}
+  for _, id in ipairs(ids) do
+    local r = load(id)
+    if r and r.status == 'pending' then
+      due[#due + 1] = r
+      units = units + r.qty
+      by_user[r.user] = (by_user[r.user] or 0) + r.qty
+    else
+      -- A hold without a pending record is stale index; write phase drops it.
+      due[#due + 1] = { id = id, stale = true }
+    end
+  end
+  return due, units, by_user
+end
+
+-- Write phase of settling.
+local function expire_holds(due, units, now)
+  if #due == 0 then return end
+  for _, r in ipairs(due) do
+    redis.call('ZREM', K_HOLDS, r.id)
+    if not r.stale then
+      r.status, r.updated = 'expired', now
+      redis.call('HSET', K_RES, r.id, encode(r))
+      if redis.call('HINCRBY', K_USERS, r.user, -r.qty) <= 0 then
+        redis.call('HDEL', K_USERS, r.user)
+      end
+    end
+  end
+  if units > 0 then
+    redis.call('HINCRBY', K_ITEM, 'available', units)
+    redis.call('HINCRBY', K_ITEM, 'reserved', -units)
+  end
+end

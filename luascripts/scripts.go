@@ -1,0 +1,43 @@
+// Package luascripts holds the Lua scripts that make every check-and-change
+// of an item one atomic step in Redis.
+package luascripts
+
+import (
+	_ "embed"
+)
+
+//go:embed lib.lua
+var lib string
+
+//go:embed reserve.lua
+var reserve string
+
+//go:embed confirm.lua
+var confirm string
+
+//go:embed cancel.lua
+var cancel string
+
+//go:embed expire.lua
+var expire string
+
+//go:embed seed.lua
+var seed string
+
+//go:embed reservation.lua
+var reservation string
+
+// Source is the text of one loadable script: the shared helpers of lib.lua
+// followed by the script's own body.
+type Source string
+
+// The scripts, each ready for EVAL. See each .lua file for KEYS, ARGV and
+// every return value.
+func Reserve() Source     { return join(reserve) }
+func Confirm() Source     { return join(confirm) }
+func Cancel() Source      { return join(cancel) }
+func Expire() Source      { return join(expire) }
+func Seed() Source        { return join(seed) }
+func Reservation() Source { return join(reservation) }
+
+func join(body string) Source { return Source(lib + "\n" + body) }

@@ -1,0 +1,43 @@
+-- seed.lua: create an item or change its offer. stock is the total offered;
+-- on update available moves by the difference, so buyers racing the admin
+-- never see units appear or vanish twice.
+--
+-- KEYS: the item's five keys (see lib.lua).
+-- ARGV[1] stock, >= 0
+-- ARGV[2] per_user_limit, >= 1
+-- ARGV[3] hold_ms, >= 1
+-- ARGV[4] starts_ms, or "" for no start
+-- ARGV[5] ends_ms, or "" for no end
+-- ARGV[6] name
+-- ARGV[7] how many due holds to settle first (expired holds are not committed)
+--
+-- Returns one of:
+--   {"created" | "updated", stock, available, reserved, sold, per_user_limit, hold_ms,
+--    starts_ms, ends_ms, name, created_ms, updated_ms, now_ms}
+--   {"stock_below_committed", reserved, sold}  stock < reserved + sold; nothing changed
+local stock, limit, hold = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local starts, ends, name = ARGV[4], ARGV[5], ARGV[6]
+local settle_limit = tonumber(ARGV[7])
+local now = now_ms()
+
+local f = redis.call('HMGET', K_ITEM, 'reserved', 'sold')
+local exists = f[1] ~= false
+local due, freed = due_holds(now, settle_limit)
+local reserved = (tonumber(f[1]) or 0) - freed
+local sold = tonumber(f[2]) or 0
+if stock < reserved + sold then
+  return { 'stock_below_committed', reserved, sold }
+end
+
+-- Writes only from here on.
+expire_holds(due, freed, now)
+local code = 'updated'
+if not exists then
+  code = 'created'
+  redis.call('HSET', K_ITEM, 'reserved', 0, 'sold', 0, 'created_ms', now)
+end
+redis.call('HSET', K_ITEM, 'stock', stock, 'available', stock - reserved - sold,
+           'per_user_limit', limit, 'hold_ms', hold, 'name', name, 'updated_ms', now)
+if starts == '' then redis.call('HDEL', K_ITEM, 'starts_ms') else redis.call('HSET', K_ITEM, 'starts_ms', starts) end
+if ends == '' then redis.call('HDEL', K_ITEM, 'ends_ms') else redis.call('HSET', K_ITEM, 'ends_ms', ends) end
+return item_reply(code, now)

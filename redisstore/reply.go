@@ -1,0 +1,182 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/flashsale/flashsale/reservation"
+)
+
+// call is one script invocation of a pipelined batch.
+type call struct {
+	keys []string
+	args []any
+}
+
+type result struct {
+	val any
+	err error
+}
+
+// runMany pipelines EVALSHA for every call and resends those that met an
+// empty script cache (SCRIPT FLUSH, failover) as EVAL, like Script.Run does
+// for a single call.
+func (s *Store) runMany(ctx context.Context, sc *goredis.Script, calls []call) []result {
+	out := make([]result, len(calls))
+	run := func(pending []int, eval bool) {
+		pipe := s.client.Pipeline()
+		cmds := make([]*goredis.Cmd, len(pending))
+		for j, i := range pending {
+			if eval {
+				cmds[j] = sc.Eval(ctx, pipe, calls[i].keys, calls[i].args...)
+			} else {
+				cmds[j] = sc.EvalSha(ctx, pipe, calls[i].keys, calls[i].args...)
+			}
+		}
+		_, _ = pipe.Exec(ctx) // errors are read per command below
+		for j, i := range pending {
+			out[i].val, out[i].err = cmds[j].Result()
+		}
+	}
+	all := make([]int, len(calls))
+	for i := range all {
+		all[i] = i
+	}
+	run(all, false)
+	var noscript []int
+	for i, r := range out {
+		if goredis.HasErrorPrefix(r.err, "NOSCRIPT") {
+			noscript = append(noscript, i)
+		}
+	}
+	if len(noscript) > 0 {
+		run(noscript, true)
+	}
+	return out
+}
+
+// scriptReply is a script's answer: an explicit code first, then values.
+type scriptReply []any
+
+// reply turns a script's raw answer into a scriptReply, or its error into
+// one of reservation's.
+func reply(v any, err error) (scriptReply, error) {
+	if err != nil {
+		return nil, translate(err)
+	}
+	arr, ok := v.([]any)
+	if !ok || len(arr) == 0 {
+		return nil, fmt.Errorf("unexpected script reply %v", v)
+	}
+	return scriptReply(arr), nil
+}
+
+func (r scriptReply) code() string { return r.str(0) }
+
+func (r scriptReply) str(i int) string {
+	if i >= len(r) {
+		return ""
+	}
+	switch v := r[i].(type) {
+	case string:
+		return v
+	case int64:
+		return strconv.FormatInt(v, 10)
+	}
+	return ""
+}
+
+// int reads field i; Lua numbers arrive as integers, hash fields as strings.
+// A missing or empty field reads as 0.
+func (r scriptReply) int(i int) int64 {
+	if i < len(r) {
+		if v, ok := r[i].(int64); ok {
+			return v
+		}
+	}
+	n, _ := strconv.ParseInt(r.str(i), 10, 64)
+	return n
+}
+
+func (r scriptReply) millis(i int) time.Time {
+	if r.str(i) == "" {
+		return time.Time{}
+	}
+	return time.UnixMilli(r.int(i)).UTC()
+}
+
+func (r scriptReply) unexpected(op string) error {
+	return fmt.Errorf("redisstore: %s: unexpected script reply %v", op, []any(r))
+}
+
+// item reads the item layout of lib.lua's item_reply.
+func (r scriptReply) item(sku string) (reservation.Item, error) {
+	if len(r) < 13 {
+		return reservation.Item{}, r.unexpected("item")
+	}
+	return reservation.Item{
+		SKU:          sku,
+		Stock:        r.int(1),
+		Available:    r.int(2),
+		Reserved:     r.int(3),
+		Sold:         r.int(4),
+		PerUserLimit: int(r.int(5)),
+		Hold:         time.Duration(r.int(6)) * time.Millisecond,
+		StartsAt:     r.millis(7),
+		EndsAt:       r.millis(8),
+		Name:         r.str(9),
+		CreatedAt:    r.millis(10),
+		UpdatedAt:    r.millis(11),
+	}, nil
+}
+
+// reservation reads the layout of lib.lua's reply.
+func (r scriptReply) reservation(sku string) (reservation.Reservation, error) {
+	if len(r) < 8 {
+		return reservation.Reservation{}, r.unexpected("reservation")
+	}
+	return reservation.Reservation{
+		ID:        r.str(1),
+		SKU:       sku,
+		Status:    reservation.Status(r.str(2)),
+		Quantity:  int(r.int(3)),
+		UserID:    r.str(4),
+		CreatedAt: r.millis(5),
+		ExpiresAt: r.millis(6),
+		UpdatedAt: r.millis(7),
+	}, nil
+}
+
+// translate maps a go-redis error to reservation.ErrUnavailable when Redis
+// could not serve the call (down, unreachable, loading, out of memory, a
+// cluster without quorum). Anything else, such as a script error, is a bug
+// and stays as it is.
+func translate(err error) error {
+	var netErr net.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: %w", reservation.ErrUnavailable, err)
+	case errors.As(err, &netErr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, goredis.ErrClosed), errors.Is(err, goredis.ErrPoolTimeout):
+		return fmt.Errorf("%w: %w", reservation.ErrUnavailable, err)
+	}
+	for _, prefix := range []string{"LOADING", "BUSY", "OOM", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY", "NOREPLICAS"} {
+		if goredis.HasErrorPrefix(err, prefix) {
+			return fmt.Errorf("%w: %w", reservation.ErrUnavailable, err)
+		}
+	}
+	if strings.Contains(err.Error(), "connection refused") {
+		return fmt.Errorf("%w: %w", reservation.ErrUnavailable, err)
+	}
+	return err
+}

@@ -1,0 +1,23 @@
+package reservation
+
+import "errors"
+
+// The errors a caller can act on. Adapters wrap them with %w; callers test
+// with errors.Is. The HTTP layer maps each to a status and a stable code.
+var (
+	ErrInvalid              = errors.New("invalid request")
+	ErrItemNotFound         = errors.New("item not found")
+	ErrReservationNotFound  = errors.New("reservation not found")
+	ErrSoldOut              = errors.New("sold out")
+	ErrLimitExceeded        = errors.New("per-user limit exceeded")
+	ErrSaleNotActive        = errors.New("sale not active")
+	ErrReservationExpired   = errors.New("reservation expired")
+	ErrReservationCancelled = errors.New("reservation cancelled")
+	ErrReservationConfirmed = errors.New("reservation confirmed")
+	ErrStockBelowCommitted  = errors.New("stock below committed units")
+	ErrIdempotencyKeyReused = errors.New("idempotency key reused with a different request")
+	// ErrUnavailable: the store could not be reached. For reads and for
+	// refusals nothing changed; a write whose answer was lost may have applied,
+	// which is why the reserve script is idempotent on its ID.
+	ErrUnavailable = errors.New("store unavailable")
+)

@@ -1,0 +1,122 @@
+package reservation
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Bounds of what a client may ask for. They are part of the API contract.
+const (
+	MaxSKULen            = 64
+	MaxUserIDLen         = 64
+	MaxIdempotencyKeyLen = 128
+	MaxNameLen           = 200
+	MaxStock             = 1_000_000_000
+	MaxPerUserLimit      = 1000
+	MaxHold              = 24 * time.Hour
+	DefaultPerUserLimit  = 1
+	DefaultHold          = 10 * time.Minute
+)
+
+// idRandomBytes is 128 bits: far above the 96 the guarantee needs, so an id
+// cannot be guessed from another.
+const (
+	idRandomBytes = 16
+	idRandomLen   = 22 // base64url, unpadded, of 16 bytes
+)
+
+// ValidSKU reports whether s matches [A-Za-z0-9._-]{1,64}.
+func ValidSKU(s string) bool {
+	return len(s) >= 1 && len(s) <= MaxSKULen && allBytes(s, func(c byte) bool {
+		return isAlnum(c) || c == '.' || c == '_' || c == '-'
+	})
+}
+
+// ValidUserID reports whether s matches [A-Za-z0-9._:@-]{1,64}.
+func ValidUserID(s string) bool {
+	return len(s) >= 1 && len(s) <= MaxUserIDLen && allBytes(s, func(c byte) bool {
+		return isAlnum(c) || c == '.' || c == '_' || c == ':' || c == '@' || c == '-'
+	})
+}
+
+// ValidIdempotencyKey reports whether s is 1..128 visible ASCII characters.
+func ValidIdempotencyKey(s string) bool {
+	return len(s) >= 1 && len(s) <= MaxIdempotencyKeyLen && allBytes(s, func(c byte) bool {
+		return c >= 0x21 && c <= 0x7e
+	})
+}
+
+// NewID returns a fresh reservation id: the SKU, a dot, and 128 random bits
+// in base64url. The SKU lets any instance find the item's keys (and, on a
+// cluster, its slot) from the id alone; the random part makes it unguessable.
+func NewID(sku string) (string, error) {
+	var b [idRandomBytes]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("reservation id: %w", err)
+	}
+	return sku + "." + base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// ParseID returns the SKU a reservation id belongs to, or ok=false when id
+// is not of the form NewID makes.
+func ParseID(id string) (sku string, ok bool) {
+	dot := strings.LastIndexByte(id, '.')
+	if dot < 0 || len(id)-dot-1 != idRandomLen {
+		return "", false
+	}
+	sku, random := id[:dot], id[dot+1:]
+	if !ValidSKU(sku) || !allBytes(random, func(c byte) bool { return isAlnum(c) || c == '-' || c == '_' }) {
+		return "", false
+	}
+	return sku, true
+}
+
+// Validate checks an item spec. Defaults are the caller's to fill.
+func (s ItemSpec) Validate() error {
+	switch {
+	case !ValidSKU(s.SKU):
+		return fmt.Errorf("%w: sku must match [A-Za-z0-9._-]{1,64}", ErrInvalid)
+	case s.Stock < 0 || s.Stock > MaxStock:
+		return fmt.Errorf("%w: stock must be 0..%d", ErrInvalid, MaxStock)
+	case s.PerUserLimit < 1 || s.PerUserLimit > MaxPerUserLimit:
+		return fmt.Errorf("%w: per_user_limit must be 1..%d", ErrInvalid, MaxPerUserLimit)
+	case s.Hold < time.Second || s.Hold > MaxHold || s.Hold%time.Second != 0:
+		return fmt.Errorf("%w: hold_seconds must be 1..%d", ErrInvalid, int(MaxHold/time.Second))
+	case len(s.Name) > MaxNameLen || strings.ContainsRune(s.Name, 0):
+		return fmt.Errorf("%w: name must be at most %d bytes", ErrInvalid, MaxNameLen)
+	case !s.StartsAt.IsZero() && !s.EndsAt.IsZero() && !s.EndsAt.After(s.StartsAt):
+		return fmt.Errorf("%w: ends_at must be after starts_at", ErrInvalid)
+	}
+	return nil
+}
+
+// Validate checks a reserve request as a client sent it (ID not yet set).
+func (r ReserveRequest) Validate() error {
+	switch {
+	case !ValidSKU(r.SKU):
+		return fmt.Errorf("%w: sku must match [A-Za-z0-9._-]{1,64}", ErrInvalid)
+	case !ValidUserID(r.UserID):
+		return fmt.Errorf("%w: user_id must match [A-Za-z0-9._:@-]{1,64}", ErrInvalid)
+	case r.Quantity < 1 || r.Quantity > MaxPerUserLimit:
+		return fmt.Errorf("%w: quantity must be 1..per_user_limit (at most %d)", ErrInvalid, MaxPerUserLimit)
+	case r.IdempotencyKey != "" && !ValidIdempotencyKey(r.IdempotencyKey):
+		return fmt.Errorf("%w: Idempotency-Key must be 1..%d visible ASCII characters", ErrInvalid, MaxIdempotencyKeyLen)
+	}
+	return nil
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+func allBytes(s string, ok func(byte) bool) bool {
+	for i := 0; i < len(s); i++ {
+		if !ok(s[i]) {
+			return false
+		}
+	}
+	return true
+}
