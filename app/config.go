@@ -1,0 +1,136 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is every setting of the service, read once from the environment
+// and validated as a whole before anything starts.
+type Config struct {
+	HTTPAddr        string        // FLASHSALE_HTTP_ADDR
+	RedisAddr       string        // FLASHSALE_REDIS_ADDR; empty runs an embedded Redis
+	RedisPassword   string        // FLASHSALE_REDIS_PASSWORD
+	RedisDB         int           // FLASHSALE_REDIS_DB
+	RedisPoolSize   int           // FLASHSALE_REDIS_POOL_SIZE; 0 is go-redis's default
+	KeyPrefix       string        // FLASHSALE_KEY_PREFIX
+	AdminToken      string        // FLASHSALE_ADMIN_TOKEN; empty generates one
+	SweepInterval   time.Duration // FLASHSALE_SWEEP_INTERVAL
+	SweepBatch      int           // FLASHSALE_SWEEP_BATCH
+	ReadTimeout     time.Duration // FLASHSALE_READ_TIMEOUT
+	WriteTimeout    time.Duration // FLASHSALE_WRITE_TIMEOUT
+	IdleTimeout     time.Duration // FLASHSALE_IDLE_TIMEOUT
+	ShutdownTimeout time.Duration // FLASHSALE_SHUTDOWN_TIMEOUT
+	LogLevel        slog.Level    // FLASHSALE_LOG_LEVEL: debug, info, warn, error
+	LogFormat       string        // FLASHSALE_LOG_FORMAT: json or text
+}
+
+// LoadConfig reads the environment through getenv, applies defaults and
+// reports every bad value at once.
+func LoadConfig(getenv func(string) string) (Config, error) {
+	r := envReader{getenv: getenv}
+	cfg := Config{
+		HTTPAddr:        r.str("FLASHSALE_HTTP_ADDR", ":3004"),
+		RedisAddr:       r.str("FLASHSALE_REDIS_ADDR", ""),
+		RedisPassword:   r.str("FLASHSALE_REDIS_PASSWORD", ""),
+		RedisDB:         r.int("FLASHSALE_REDIS_DB", 0, 0, 15),
+		RedisPoolSize:   r.int("FLASHSALE_REDIS_POOL_SIZE", 0, 0, 10_000),
+		KeyPrefix:       r.str("FLASHSALE_KEY_PREFIX", "flashsale"),
+		AdminToken:      r.str("FLASHSALE_ADMIN_TOKEN", ""),
+		SweepInterval:   r.duration("FLASHSALE_SWEEP_INTERVAL", 500*time.Millisecond, 10*time.Millisecond, 2*time.Second),
+		SweepBatch:      r.int("FLASHSALE_SWEEP_BATCH", 256, 1, 10_000),
+		ReadTimeout:     r.duration("FLASHSALE_READ_TIMEOUT", 5*time.Second, time.Millisecond, time.Hour),
+		WriteTimeout:    r.duration("FLASHSALE_WRITE_TIMEOUT", 5*time.Second, time.Millisecond, time.Hour),
+		IdleTimeout:     r.duration("FLASHSALE_IDLE_TIMEOUT", 60*time.Second, time.Millisecond, time.Hour),
+		ShutdownTimeout: r.duration("FLASHSALE_SHUTDOWN_TIMEOUT", 15*time.Second, 0, time.Hour),
+		LogLevel:        r.level("FLASHSALE_LOG_LEVEL", slog.LevelInfo),
+		LogFormat:       r.oneOf("FLASHSALE_LOG_FORMAT", "json", "json", "text"),
+	}
+	if _, _, err := net.SplitHostPort(cfg.HTTPAddr); err != nil {
+		r.fail("FLASHSALE_HTTP_ADDR", cfg.HTTPAddr, "must be host:port, such as :3004")
+	}
+	if cfg.RedisAddr != "" {
+		if _, _, err := net.SplitHostPort(cfg.RedisAddr); err != nil {
+			r.fail("FLASHSALE_REDIS_ADDR", cfg.RedisAddr, "must be host:port, such as 127.0.0.1:6379")
+		}
+	}
+	if cfg.KeyPrefix == "" || strings.ContainsAny(cfg.KeyPrefix, "{} \t") {
+		r.fail("FLASHSALE_KEY_PREFIX", cfg.KeyPrefix, "must be non-empty, without braces or spaces")
+	}
+	if cfg.AdminToken != "" && len(cfg.AdminToken) < 16 {
+		r.fail("FLASHSALE_ADMIN_TOKEN", "(hidden)", "must be at least 16 characters")
+	}
+	return cfg, errors.Join(r.errs...)
+}
+
+// envReader collects every bad variable instead of stopping at the first.
+type envReader struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (r *envReader) fail(name, value, why string) {
+	r.errs = append(r.errs, fmt.Errorf("%s=%q: %s", name, value, why))
+}
+
+func (r *envReader) str(name, def string) string {
+	if v := r.getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func (r *envReader) int(name string, def, lo, hi int) int {
+	v := r.getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		r.fail(name, v, fmt.Sprintf("must be an integer in %d..%d", lo, hi))
+		return def
+	}
+	return n
+}
+
+func (r *envReader) duration(name string, def, lo, hi time.Duration) time.Duration {
+	v := r.getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < lo || d > hi {
+		r.fail(name, v, fmt.Sprintf("must be a duration in %s..%s, such as 500ms", lo, hi))
+		return def
+	}
+	return d
+}
+
+func (r *envReader) level(name string, def slog.Level) slog.Level {
+	v := r.getenv(name)
+	if v == "" {
+		return def
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(v)); err != nil {
+		r.fail(name, v, "must be debug, info, warn or error")
+		return def
+	}
+	return l
+}
+
+func (r *envReader) oneOf(name, def string, allowed ...string) string {
+	v := r.str(name, def)
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	r.fail(name, v, "must be one of "+strings.Join(allowed, ", "))
+	return def
+}

@@ -1,0 +1,216 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"strings"
+	"time"
+
+	"github.com/flashsale/flashsale/reservation"
+)
+
+// The parsers below are pure functions of what the client sent, so the fuzz
+// tests can drive them without a server.
+
+// checkJSON answers 415 unless the body is declared as JSON. An empty body
+// (confirm, cancel) needs no declaration.
+func checkJSON(contentType string, body []byte) error {
+	if len(body) == 0 && contentType == "" {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil || mt != "application/json" {
+		return errMediaType
+	}
+	return nil
+}
+
+// decodeStrict decodes exactly one JSON value into v, refusing unknown
+// fields and anything after the value.
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return invalid("malformed JSON body: %s", jsonDetail(err))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return invalid("malformed JSON body: unexpected data after the JSON value")
+	}
+	return nil
+}
+
+// jsonDetail words a decoding error for a client without Go type names.
+func jsonDetail(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		return fmt.Sprintf("field %q has the wrong type (got JSON %s)", typeErr.Field, typeErr.Value)
+	case errors.As(err, &syntaxErr):
+		return fmt.Sprintf("syntax error at byte %d", syntaxErr.Offset)
+	case errors.Is(err, io.EOF):
+		return "empty body"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "truncated body"
+	}
+	var parseErr *time.ParseError
+	if errors.As(err, &parseErr) {
+		return "timestamps must be RFC 3339, such as 2026-12-12T00:00:00Z"
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{reservation.ErrInvalid}, args...)...)
+}
+
+// itemBody is an admin's item; pointers tell an absent field from a zero.
+type itemBody struct {
+	Stock        *int64     `json:"stock"`
+	PerUserLimit *int64     `json:"per_user_limit"`
+	HoldSeconds  *int64     `json:"hold_seconds"`
+	StartsAt     *time.Time `json:"starts_at"`
+	EndsAt       *time.Time `json:"ends_at"`
+	Name         *string    `json:"name"`
+}
+
+func (b itemBody) spec(sku string) (reservation.ItemSpec, error) {
+	spec := reservation.ItemSpec{
+		SKU:          sku,
+		PerUserLimit: reservation.DefaultPerUserLimit,
+		Hold:         reservation.DefaultHold,
+	}
+	if b.Stock == nil {
+		return spec, invalid("stock is required")
+	}
+	if *b.Stock < 0 || *b.Stock > reservation.MaxStock {
+		return spec, invalid("stock must be 0..%d", reservation.MaxStock)
+	}
+	spec.Stock = *b.Stock
+	if b.PerUserLimit != nil {
+		if *b.PerUserLimit < 1 || *b.PerUserLimit > reservation.MaxPerUserLimit {
+			return spec, invalid("per_user_limit must be 1..%d", reservation.MaxPerUserLimit)
+		}
+		spec.PerUserLimit = int(*b.PerUserLimit)
+	}
+	if b.HoldSeconds != nil {
+		maxHold := int64(reservation.MaxHold / time.Second)
+		if *b.HoldSeconds < 1 || *b.HoldSeconds > maxHold {
+			return spec, invalid("hold_seconds must be 1..%d", maxHold)
+		}
+		spec.Hold = time.Duration(*b.HoldSeconds) * time.Second
+	}
+	if b.Name != nil {
+		spec.Name = *b.Name
+	}
+	for _, t := range []struct {
+		name string
+		at   *time.Time
+		dst  *time.Time
+	}{{"starts_at", b.StartsAt, &spec.StartsAt}, {"ends_at", b.EndsAt, &spec.EndsAt}} {
+		if t.at == nil {
+			continue
+		}
+		// Millisecond precision in Redis; years outside 1970..9999 are typos.
+		if t.at.Year() < 1970 || t.at.Year() > 9999 {
+			return spec, invalid("%s must be between 1970 and 9999", t.name)
+		}
+		*t.dst = t.at.UTC().Truncate(time.Millisecond)
+	}
+	return spec, spec.Validate()
+}
+
+// decodeItem parses PUT /admin/v1/items/{sku}.
+func decodeItem(sku string, body []byte) (reservation.ItemSpec, error) {
+	if !reservation.ValidSKU(sku) {
+		return reservation.ItemSpec{}, invalid("sku must match [A-Za-z0-9._-]{1,64}")
+	}
+	var b itemBody
+	if err := decodeStrict(body, &b); err != nil {
+		return reservation.ItemSpec{}, err
+	}
+	return b.spec(sku)
+}
+
+type bulkBody struct {
+	Items []bulkItem `json:"items"`
+}
+
+type bulkItem struct {
+	SKU *string `json:"sku"`
+	itemBody
+}
+
+// decodeBulk parses PUT /admin/v1/items: every item must be valid, or
+// nothing is applied.
+func decodeBulk(body []byte) ([]reservation.ItemSpec, error) {
+	var b bulkBody
+	if err := decodeStrict(body, &b); err != nil {
+		return nil, err
+	}
+	if b.Items == nil {
+		return nil, invalid("items is required")
+	}
+	if len(b.Items) > maxBulkItems {
+		return nil, invalid("at most %d items per call", maxBulkItems)
+	}
+	specs := make([]reservation.ItemSpec, len(b.Items))
+	for i, it := range b.Items {
+		if it.SKU == nil || !reservation.ValidSKU(*it.SKU) {
+			return nil, invalid("items[%d]: sku must match [A-Za-z0-9._-]{1,64}", i)
+		}
+		spec, err := it.spec(*it.SKU)
+		if err != nil {
+			return nil, fmt.Errorf("items[%d]: %w", i, err)
+		}
+		specs[i] = spec
+	}
+	return specs, nil
+}
+
+type reserveBody struct {
+	UserID   *string `json:"user_id"`
+	Quantity *int64  `json:"quantity"`
+}
+
+// decodeReserve parses POST /v1/items/{sku}/reservations. idemKey is nil when
+// the header was absent (an empty header is present and invalid).
+func decodeReserve(sku string, body []byte, idemKey []byte) (reservation.ReserveRequest, error) {
+	req := reservation.ReserveRequest{SKU: sku}
+	if !reservation.ValidSKU(sku) {
+		return req, invalid("sku must match [A-Za-z0-9._-]{1,64}")
+	}
+	if idemKey != nil {
+		if !reservation.ValidIdempotencyKey(string(idemKey)) {
+			return req, invalid("Idempotency-Key must be 1..%d visible ASCII characters", reservation.MaxIdempotencyKeyLen)
+		}
+		req.IdempotencyKey = string(idemKey)
+	}
+	var b reserveBody
+	if err := decodeStrict(body, &b); err != nil {
+		return req, err
+	}
+	if b.UserID == nil {
+		return req, invalid("user_id is required")
+	}
+	if b.Quantity == nil {
+		return req, invalid("quantity is required")
+	}
+	if *b.Quantity < 1 || *b.Quantity > reservation.MaxPerUserLimit {
+		return req, invalid("quantity must be 1..per_user_limit (at most %d)", reservation.MaxPerUserLimit)
+	}
+	req.UserID, req.Quantity = *b.UserID, int(*b.Quantity)
+	return req, req.Validate()
+}
+
+// decodeEmpty accepts no body, or an empty JSON object.
+func decodeEmpty(body []byte) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	return decodeStrict(body, &struct{}{})
+}

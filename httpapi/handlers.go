@@ -1,0 +1,207 @@
+package httpapi
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/flashsale/flashsale/reservation"
+)
+
+// timeLayout is RFC 3339 with the milliseconds Redis keeps.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+type itemJSON struct {
+	SKU          string  `json:"sku"`
+	Name         string  `json:"name"`
+	Stock        int64   `json:"stock"`
+	Available    int64   `json:"available"`
+	Reserved     int64   `json:"reserved"`
+	Sold         int64   `json:"sold"`
+	PerUserLimit int     `json:"per_user_limit"`
+	HoldSeconds  int64   `json:"hold_seconds"`
+	StartsAt     *string `json:"starts_at"`
+	EndsAt       *string `json:"ends_at"`
+	CreatedAt    string  `json:"created_at"`
+	UpdatedAt    string  `json:"updated_at"`
+}
+
+func toItemJSON(it reservation.Item) itemJSON {
+	return itemJSON{
+		SKU:          it.SKU,
+		Name:         it.Name,
+		Stock:        it.Stock,
+		Available:    it.Available,
+		Reserved:     it.Reserved,
+		Sold:         it.Sold,
+		PerUserLimit: it.PerUserLimit,
+		HoldSeconds:  int64(it.Hold / time.Second),
+		StartsAt:     optionalTime(it.StartsAt),
+		EndsAt:       optionalTime(it.EndsAt),
+		CreatedAt:    it.CreatedAt.Format(timeLayout),
+		UpdatedAt:    it.UpdatedAt.Format(timeLayout),
+	}
+}
+
+func optionalTime(t time.Time) *string {
+	if t.IsZero() {
+		return nil
+	}
+	s := t.Format(timeLayout)
+	return &s
+}
+
+type reservationJSON struct {
+	ID        string `json:"id"`
+	SKU       string `json:"sku"`
+	UserID    string `json:"user_id"`
+	Quantity  int    `json:"quantity"`
+	Status    string `json:"status"`
+	CreatedAt string `json:"created_at"`
+	ExpiresAt string `json:"expires_at"`
+	UpdatedAt string `json:"updated_at"`
+}
+
+func toReservationJSON(r reservation.Reservation) reservationJSON {
+	return reservationJSON{
+		ID:        r.ID,
+		SKU:       r.SKU,
+		UserID:    r.UserID,
+		Quantity:  r.Quantity,
+		Status:    string(r.Status),
+		CreatedAt: r.CreatedAt.Format(timeLayout),
+		ExpiresAt: r.ExpiresAt.Format(timeLayout),
+		UpdatedAt: r.UpdatedAt.Format(timeLayout),
+	}
+}
+
+// param copies a path parameter out of fasthttp's reused buffer: the value
+// outlives the handler in errors and logs.
+func param(c *fiber.Ctx, name string) string { return strings.Clone(c.Params(name)) }
+
+func (s *Server) seed(c *fiber.Ctx) error {
+	if err := checkJSON(c.Get(fiber.HeaderContentType), c.Body()); err != nil {
+		return err
+	}
+	spec, err := decodeItem(param(c, "sku"), c.Body())
+	if err != nil {
+		return err
+	}
+	res, err := s.svc.Seed(c.UserContext(), spec)
+	if err != nil {
+		return err
+	}
+	status := fiber.StatusOK
+	if res.Created {
+		status = fiber.StatusCreated
+	}
+	return s.sendJSON(c, status, toItemJSON(res.Item))
+}
+
+type bulkResult struct {
+	SKU     string    `json:"sku"`
+	Status  int       `json:"status"`
+	Result  string    `json:"result"` // created, updated or error
+	Item    *itemJSON `json:"item,omitempty"`
+	Problem *problem  `json:"problem,omitempty"`
+}
+
+func (s *Server) seedMany(c *fiber.Ctx) error {
+	if err := checkJSON(c.Get(fiber.HeaderContentType), c.Body()); err != nil {
+		return err
+	}
+	specs, err := decodeBulk(c.Body())
+	if err != nil {
+		return err
+	}
+	results, errs, err := s.svc.SeedMany(c.UserContext(), specs)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Results []bulkResult `json:"results"`
+	}{Results: make([]bulkResult, len(specs))}
+	for i, spec := range specs {
+		r := bulkResult{SKU: spec.SKU}
+		switch {
+		case errs[i] != nil:
+			k, detail := classify(errs[i])
+			if k.status >= 500 {
+				s.log.Error("bulk seed item failed", "request_id", requestID(c), "sku", spec.SKU, "err", errs[i])
+			}
+			r.Status, r.Result = k.status, "error"
+			r.Problem = &problem{Type: "urn:flashsale:problem:" + k.code, Title: k.title,
+				Status: k.status, Detail: detail, Code: k.code}
+		case results[i].Created:
+			item := toItemJSON(results[i].Item)
+			r.Status, r.Result, r.Item = fiber.StatusCreated, "created", &item
+		default:
+			item := toItemJSON(results[i].Item)
+			r.Status, r.Result, r.Item = fiber.StatusOK, "updated", &item
+		}
+		out.Results[i] = r
+	}
+	return s.sendJSON(c, fiber.StatusOK, out)
+}
+
+func (s *Server) item(c *fiber.Ctx) error {
+	it, err := s.svc.Item(c.UserContext(), param(c, "sku"))
+	if err != nil {
+		return err
+	}
+	return s.sendJSON(c, fiber.StatusOK, toItemJSON(it))
+}
+
+func (s *Server) reserve(c *fiber.Ctx) error {
+	if err := checkJSON(c.Get(fiber.HeaderContentType), c.Body()); err != nil {
+		return err
+	}
+	req, err := decodeReserve(param(c, "sku"), c.Body(), c.Request().Header.Peek("Idempotency-Key"))
+	if err != nil {
+		return err
+	}
+	r, replayed, err := s.svc.Reserve(c.UserContext(), req)
+	if err != nil {
+		return err
+	}
+	status := fiber.StatusCreated
+	if replayed {
+		status = fiber.StatusOK
+	}
+	c.Set(fiber.HeaderLocation, "/v1/reservations/"+r.ID)
+	return s.sendJSON(c, status, toReservationJSON(r))
+}
+
+func (s *Server) reservation(c *fiber.Ctx) error {
+	r, err := s.svc.Reservation(c.UserContext(), param(c, "id"))
+	if err != nil {
+		return err
+	}
+	return s.sendJSON(c, fiber.StatusOK, toReservationJSON(r))
+}
+
+func (s *Server) confirm(c *fiber.Ctx) error {
+	return s.transition(c, s.svc.Confirm)
+}
+
+func (s *Server) cancel(c *fiber.Ctx) error {
+	return s.transition(c, s.svc.Cancel)
+}
+
+// transition runs confirm or cancel: both take no body (or {}) and answer
+// with the reservation.
+func (s *Server) transition(c *fiber.Ctx, apply func(context.Context, string) (reservation.Reservation, error)) error {
+	if err := checkJSON(c.Get(fiber.HeaderContentType), c.Body()); err != nil {
+		return err
+	}
+	if err := decodeEmpty(c.Body()); err != nil {
+		return err
+	}
+	r, err := apply(c.UserContext(), param(c, "id"))
+	if err != nil {
+		return err
+	}
+	return s.sendJSON(c, fiber.StatusOK, toReservationJSON(r))
+}

@@ -1,0 +1,130 @@
+package httpapi
+
+import (
+	"errors"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/flashsale/flashsale/reservation"
+)
+
+// problem is an RFC 9457 problem document. Code is the stable, machine-readable
+// name clients switch on; Title and Detail are for people.
+type problem struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail"`
+	Code      string `json:"code"`
+	Instance  string `json:"instance,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+const problemContentType = "application/problem+json"
+
+// kind is the status, code and title of one class of error.
+type kind struct {
+	status int
+	code   string
+	title  string
+}
+
+// domainKinds is the one place where domain errors meet HTTP.
+var domainKinds = []struct {
+	err error
+	kind
+}{
+	{reservation.ErrInvalid, kind{fiber.StatusBadRequest, "invalid_request", "Invalid request"}},
+	{reservation.ErrItemNotFound, kind{fiber.StatusNotFound, "item_not_found", "Item not found"}},
+	{reservation.ErrReservationNotFound, kind{fiber.StatusNotFound, "reservation_not_found", "Reservation not found"}},
+	{reservation.ErrSoldOut, kind{fiber.StatusConflict, "sold_out", "Sold out"}},
+	{reservation.ErrLimitExceeded, kind{fiber.StatusConflict, "limit_exceeded", "Per-user limit exceeded"}},
+	{reservation.ErrSaleNotActive, kind{fiber.StatusConflict, "sale_not_active", "Sale not active"}},
+	{reservation.ErrReservationExpired, kind{fiber.StatusConflict, "reservation_expired", "Reservation expired"}},
+	{reservation.ErrReservationCancelled, kind{fiber.StatusConflict, "reservation_cancelled", "Reservation cancelled"}},
+	{reservation.ErrReservationConfirmed, kind{fiber.StatusConflict, "reservation_confirmed", "Reservation confirmed"}},
+	{reservation.ErrStockBelowCommitted, kind{fiber.StatusConflict, "stock_below_committed", "Stock below committed units"}},
+	{reservation.ErrIdempotencyKeyReused, kind{fiber.StatusUnprocessableEntity, "idempotency_key_reused", "Idempotency key reused"}},
+	{reservation.ErrUnavailable, kind{fiber.StatusServiceUnavailable, "unavailable", "Service unavailable"}},
+}
+
+// Errors that come from HTTP itself rather than from the domain.
+var (
+	errUnauthorized = &httpError{kind{fiber.StatusUnauthorized, "unauthorized", "Unauthorized"},
+		"a valid admin bearer token is required"}
+	errTooLarge = &httpError{kind{fiber.StatusRequestEntityTooLarge, "payload_too_large", "Payload too large"},
+		"the request body is larger than this endpoint accepts"}
+	errMediaType = &httpError{kind{fiber.StatusUnsupportedMediaType, "unsupported_media_type", "Unsupported media type"},
+		"the request body must be JSON, sent with Content-Type: application/json"}
+	kindInternal = kind{fiber.StatusInternalServerError, "internal", "Internal server error"}
+)
+
+// httpError is an error raised by the HTTP layer with its own kind.
+type httpError struct {
+	kind
+	detail string
+}
+
+func (e *httpError) Error() string { return e.detail }
+
+// classify finds the kind of err and the detail to show the client.
+func classify(err error) (kind, string) {
+	var he *httpError
+	if errors.As(err, &he) {
+		return he.kind, he.detail
+	}
+	for _, d := range domainKinds {
+		if errors.Is(err, d.err) {
+			return d.kind, err.Error()
+		}
+	}
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		switch fe.Code {
+		case fiber.StatusRequestEntityTooLarge:
+			return errTooLarge.kind, errTooLarge.detail
+		case fiber.StatusNotFound:
+			return kind{fe.Code, "not_found", "Not found"}, "no such endpoint"
+		case fiber.StatusMethodNotAllowed:
+			return kind{fe.Code, "method_not_allowed", "Method not allowed"}, fe.Message
+		}
+		if fe.Code < 500 {
+			return kind{fe.Code, "invalid_request", "Invalid request"}, fe.Message
+		}
+	}
+	// Never show a client the text of an error we did not expect.
+	return kindInternal, "the server failed to handle the request; see its logs"
+}
+
+// errorHandler is Fiber's ErrorHandler: every error any handler or
+// middleware returns ends here as a problem document.
+func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
+	k, detail := classify(err)
+	rid := requestID(c)
+	switch {
+	case k.status >= 500:
+		s.log.Error("request failed", "request_id", rid, "method", c.Method(), "path", c.Path(),
+			"status", k.status, "err", err)
+	default:
+		s.log.Debug("request refused", "request_id", rid, "method", c.Method(), "path", c.Path(),
+			"status", k.status, "code", k.code, "detail", detail)
+	}
+	if k.status == fiber.StatusUnauthorized {
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="flashsale-admin"`)
+	}
+	body, mErr := s.encode(problem{
+		Type:      "urn:flashsale:problem:" + k.code,
+		Title:     k.title,
+		Status:    k.status,
+		Detail:    detail,
+		Code:      k.code,
+		Instance:  c.OriginalURL(),
+		RequestID: rid,
+	})
+	if mErr != nil {
+		s.log.Error("encode problem", "err", mErr)
+		return c.SendStatus(fiber.StatusInternalServerError)
+	}
+	c.Set(fiber.HeaderContentType, problemContentType)
+	return c.Status(k.status).Send(body)
+}

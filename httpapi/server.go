@@ -1,0 +1,183 @@
+// Package httpapi serves the flash sale over HTTP with Fiber: buyers reserve,
+// confirm and cancel; admins seed stock. Every error is a problem document.
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/recover"
+
+	"github.com/flashsale/flashsale/reservation"
+)
+
+// Body limits. Buyers' bodies are tiny; the bulk seed carries a catalogue.
+const (
+	bodyLimit     = 4 << 10
+	bulkBodyLimit = 8 << 20
+	maxBulkItems  = 10_000
+)
+
+// Config is what the HTTP layer needs from the outside.
+type Config struct {
+	AdminToken   string
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration
+	ReadyTimeout time.Duration // how long /readyz waits for the store
+	Log          *slog.Logger
+}
+
+// Server is the HTTP API over a reservation.Service.
+type Server struct {
+	app       *fiber.App
+	svc       *reservation.Service
+	log       *slog.Logger
+	tokenHash [sha256.Size]byte
+	readyWait time.Duration
+}
+
+// New builds the Fiber app with every route and middleware.
+func New(svc *reservation.Service, cfg Config) *Server {
+	s := &Server{
+		svc:       svc,
+		log:       cfg.Log,
+		tokenHash: sha256.Sum256([]byte(cfg.AdminToken)),
+		readyWait: cfg.ReadyTimeout,
+	}
+	if s.readyWait <= 0 {
+		s.readyWait = time.Second
+	}
+	s.app = fiber.New(fiber.Config{
+		AppName:               "flashsale",
+		DisableStartupMessage: true,
+		BodyLimit:             bulkBodyLimit,
+		ReadTimeout:           cfg.ReadTimeout,
+		WriteTimeout:          cfg.WriteTimeout,
+		IdleTimeout:           cfg.IdleTimeout,
+		CaseSensitive:         true,
+		ErrorHandler:          s.errorHandler,
+	})
+	s.routes()
+	return s
+}
+
+// App exposes the Fiber app, for tests through app.Test.
+func (s *Server) App() *fiber.App { return s.app }
+
+// Listen serves on addr until Shutdown.
+func (s *Server) Listen(addr string) error { return s.app.Listen(addr) }
+
+// Shutdown stops accepting connections and waits for in-flight requests
+// until ctx is done.
+func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
+
+func (s *Server) routes() {
+	s.app.Use(s.withRequestID, recover.New(recover.Config{
+		EnableStackTrace: true,
+		StackTraceHandler: func(c *fiber.Ctx, e any) {
+			s.log.Error("panic", "request_id", requestID(c), "panic", fmt.Sprint(e), "stack", string(debug.Stack()))
+		},
+	}))
+
+	s.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	s.app.Get("/readyz", s.ready)
+
+	admin := s.app.Group("/admin/v1", s.requireAdmin)
+	admin.Put("/items", s.seedMany)
+	admin.Put("/items/:sku", limitBody(bodyLimit), s.seed)
+
+	v1 := s.app.Group("/v1", limitBody(bodyLimit))
+	v1.Get("/items/:sku", s.item)
+	v1.Post("/items/:sku/reservations", s.reserve)
+	v1.Get("/reservations/:id", s.reservation)
+	v1.Post("/reservations/:id/confirm", s.confirm)
+	v1.Post("/reservations/:id/cancel", s.cancel)
+}
+
+// withRequestID keeps a sane incoming X-Request-ID (so a gateway's id runs
+// through our logs) or mints one.
+func (s *Server) withRequestID(c *fiber.Ctx) error {
+	rid := c.Get(fiber.HeaderXRequestID)
+	if !validRequestID(rid) {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		rid = hex.EncodeToString(b[:])
+	} else {
+		rid = strings.Clone(rid) // fasthttp reuses the header buffer
+	}
+	c.Locals(ridKey{}, rid)
+	c.Set(fiber.HeaderXRequestID, rid)
+	return c.Next()
+}
+
+type ridKey struct{}
+
+func requestID(c *fiber.Ctx) string {
+	rid, _ := c.Locals(ridKey{}).(string)
+	return rid
+}
+
+func validRequestID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func limitBody(n int) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		if len(c.Body()) > n {
+			return errTooLarge
+		}
+		return c.Next()
+	}
+}
+
+// requireAdmin compares hashes in constant time, so neither the token nor
+// its length leaks through timing.
+func (s *Server) requireAdmin(c *fiber.Ctx) error {
+	auth := c.Get(fiber.HeaderAuthorization)
+	token, ok := strings.CutPrefix(auth, "Bearer ")
+	got := sha256.Sum256([]byte(token))
+	if !ok || subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) != 1 {
+		return errUnauthorized
+	}
+	return c.Next()
+}
+
+func (s *Server) ready(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(c.UserContext(), s.readyWait)
+	defer cancel()
+	if err := s.svc.Ready(ctx); err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"status": "ready"})
+}
+
+func (s *Server) encode(v any) ([]byte, error) { return json.Marshal(v) }
+
+func (s *Server) sendJSON(c *fiber.Ctx, status int, v any) error {
+	body, err := s.encode(v)
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Status(status).Send(body)
+}
