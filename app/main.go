@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -25,7 +27,16 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Getenv, os.Stderr); err != nil {
+	var err error
+	switch cmd := firstArg(os.Args); cmd {
+	case "", "serve":
+		err = run(ctx, os.Getenv, os.Stderr)
+	case "healthcheck":
+		err = healthcheck(ctx, os.Getenv)
+	default:
+		err = fmt.Errorf("unknown command %q (want serve or healthcheck)", cmd)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "flashsale:", err)
 		os.Exit(1)
 	}
@@ -110,6 +121,38 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer) erro
 		return fmt.Errorf("http shutdown: %w", err)
 	}
 	log.Info("stopped")
+	return nil
+}
+
+func firstArg(args []string) string {
+	if len(args) < 2 {
+		return ""
+	}
+	return args[1]
+}
+
+// healthcheck asks the local instance's /readyz; it is the container health
+// check, for images that carry no curl.
+func healthcheck(ctx context.Context, getenv func(string) string) error {
+	cfg, err := LoadConfig(getenv)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	_, port, _ := net.SplitHostPort(cfg.HTTPAddr)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+port+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: /readyz answered %s", resp.Status)
+	}
 	return nil
 }
 
