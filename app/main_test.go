@@ -1,0 +1,190 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func TestLoadConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		vars    map[string]string
+		wantErr []string // substrings; empty means valid
+		check   func(t *testing.T, c Config)
+	}{
+		{
+			name: "defaults",
+			vars: nil,
+			check: func(t *testing.T, c Config) {
+				if c.HTTPAddr != ":3004" || c.RedisAddr != "" || c.KeyPrefix != "flashsale" ||
+					c.SweepInterval != 500*time.Millisecond || c.LogLevel != slog.LevelInfo || c.LogFormat != "json" {
+					t.Errorf("defaults = %+v", c)
+				}
+			},
+		},
+		{
+			name: "all set",
+			vars: map[string]string{
+				"FLASHSALE_HTTP_ADDR": "127.0.0.1:8080", "FLASHSALE_REDIS_ADDR": "redis:6379",
+				"FLASHSALE_REDIS_DB": "3", "FLASHSALE_KEY_PREFIX": "sale12", "FLASHSALE_ADMIN_TOKEN": "0123456789abcdef",
+				"FLASHSALE_SWEEP_INTERVAL": "250ms", "FLASHSALE_LOG_LEVEL": "debug", "FLASHSALE_LOG_FORMAT": "text",
+			},
+			check: func(t *testing.T, c Config) {
+				if c.HTTPAddr != "127.0.0.1:8080" || c.RedisAddr != "redis:6379" || c.RedisDB != 3 ||
+					c.KeyPrefix != "sale12" || c.SweepInterval != 250*time.Millisecond ||
+					c.LogLevel != slog.LevelDebug || c.LogFormat != "text" {
+					t.Errorf("config = %+v", c)
+				}
+			},
+		},
+		{
+			name:    "every bad value reported at once",
+			vars:    map[string]string{"FLASHSALE_REDIS_DB": "x", "FLASHSALE_SWEEP_INTERVAL": "1h", "FLASHSALE_LOG_FORMAT": "xml"},
+			wantErr: []string{"FLASHSALE_REDIS_DB", "FLASHSALE_SWEEP_INTERVAL", "FLASHSALE_LOG_FORMAT"},
+		},
+		{name: "bad http addr", vars: map[string]string{"FLASHSALE_HTTP_ADDR": "3004"}, wantErr: []string{"FLASHSALE_HTTP_ADDR"}},
+		{name: "bad redis addr", vars: map[string]string{"FLASHSALE_REDIS_ADDR": "localhost"}, wantErr: []string{"FLASHSALE_REDIS_ADDR"}},
+		{name: "prefix with hash tag", vars: map[string]string{"FLASHSALE_KEY_PREFIX": "a{b}"}, wantErr: []string{"FLASHSALE_KEY_PREFIX"}},
+		{name: "short admin token", vars: map[string]string{"FLASHSALE_ADMIN_TOKEN": "short"}, wantErr: []string{"FLASHSALE_ADMIN_TOKEN"}},
+		{name: "bad log level", vars: map[string]string{"FLASHSALE_LOG_LEVEL": "loud"}, wantErr: []string{"FLASHSALE_LOG_LEVEL"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := LoadConfig(env(tt.vars))
+			if len(tt.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("LoadConfig: %v", err)
+				}
+				tt.check(t, c)
+				return
+			}
+			if err == nil {
+				t.Fatalf("LoadConfig accepted %v", tt.vars)
+			}
+			for _, want := range tt.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not name %s", err, want)
+				}
+			}
+			if strings.Contains(err.Error(), "short\"") {
+				t.Errorf("error leaks the admin token: %q", err)
+			}
+		})
+	}
+}
+
+// syncBuffer is a log sink safe for the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestRunEmbeddedServesAndShutsDown starts the whole service the way
+// `make run` does (no Redis configured), uses it, and stops it as SIGTERM
+// would: run must return nil after finishing.
+func TestRunEmbeddedServesAndShutsDown(t *testing.T) {
+	addr := freeAddr(t)
+	logs := &syncBuffer{}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, env(map[string]string{"FLASHSALE_HTTP_ADDR": addr}), logs)
+	}()
+
+	base := "http://" + addr
+	var ready bool
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				ready = true
+				break
+			}
+		}
+	}
+	if !ready {
+		stop()
+		t.Fatalf("service never became ready; logs:\n%s", logs)
+	}
+	if !strings.Contains(logs.String(), "EMBEDDED IN-MEMORY Redis") {
+		t.Errorf("embedded mode was not announced; logs:\n%s", logs)
+	}
+	if !strings.Contains(logs.String(), "admin_token") {
+		t.Errorf("generated admin token was not logged; logs:\n%s", logs)
+	}
+
+	resp, err := http.Get(base + "/v1/items/nothing-here")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), "item_not_found") {
+		t.Errorf("GET unknown item = %d %s", resp.StatusCode, body)
+	}
+
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run returned %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not return after shutdown")
+	}
+	if _, err := http.Get(base + "/healthz"); err == nil {
+		t.Error("server still answers after shutdown")
+	}
+}
+
+func TestRunRefusesBadConfig(t *testing.T) {
+	err := run(context.Background(), env(map[string]string{"FLASHSALE_SWEEP_INTERVAL": "never"}), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "FLASHSALE_SWEEP_INTERVAL") {
+		t.Fatalf("run = %v, want a config error naming FLASHSALE_SWEEP_INTERVAL", err)
+	}
+}
+
+func TestRunFailsWhenRedisIsUnreachable(t *testing.T) {
+	addr := freeAddr(t) // nothing listens there now
+	err := run(context.Background(), env(map[string]string{
+		"FLASHSALE_HTTP_ADDR": freeAddr(t), "FLASHSALE_REDIS_ADDR": addr,
+	}), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("run = %v, want a start failure naming %s", err, addr)
+	}
+}
