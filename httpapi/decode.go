@@ -116,10 +116,13 @@ func (b itemBody) spec(sku string) (reservation.ItemSpec, error) {
 			continue
 		}
 		// Millisecond precision in Redis; years outside 1970..9999 are typos.
-		if t.at.Year() < 1970 || t.at.Year() > 9999 {
-			return spec, invalid("%s must be between 1970 and 9999", t.name)
+		// The year is checked in UTC, where the instant is stored and shown:
+		// 9999-12-31T23:00:00-05:00 is in 10000, which RFC 3339 cannot write.
+		at := t.at.UTC().Truncate(time.Millisecond)
+		if at.Year() < 1970 || at.Year() > 9999 {
+			return spec, invalid("%s must be between 1970 and 9999 (UTC)", t.name)
 		}
-		*t.dst = t.at.UTC().Truncate(time.Millisecond)
+		*t.dst = at
 	}
 	return spec, spec.Validate()
 }

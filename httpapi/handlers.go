@@ -82,10 +82,10 @@ func toReservationJSON(r reservation.Reservation) reservationJSON {
 func param(c *fiber.Ctx, name string) string { return strings.Clone(c.Params(name)) }
 
 func (s *Server) seed(c *fiber.Ctx) error {
-	if err := checkJSON(c.Get(fiber.HeaderContentType), c.Body()); err != nil {
+	if err := checkJSON(c.Get(fiber.HeaderContentType), c.Request().Body()); err != nil {
 		return err
 	}
-	spec, err := decodeItem(param(c, "sku"), c.Body())
+	spec, err := decodeItem(param(c, "sku"), c.Request().Body())
 	if err != nil {
 		return err
 	}
@@ -109,10 +109,10 @@ type bulkResult struct {
 }
 
 func (s *Server) seedMany(c *fiber.Ctx) error {
-	if err := checkJSON(c.Get(fiber.HeaderContentType), c.Body()); err != nil {
+	if err := checkJSON(c.Get(fiber.HeaderContentType), c.Request().Body()); err != nil {
 		return err
 	}
-	specs, err := decodeBulk(c.Body())
+	specs, err := decodeBulk(c.Request().Body())
 	if err != nil {
 		return err
 	}
@@ -155,10 +155,10 @@ func (s *Server) item(c *fiber.Ctx) error {
 }
 
 func (s *Server) reserve(c *fiber.Ctx) error {
-	if err := checkJSON(c.Get(fiber.HeaderContentType), c.Body()); err != nil {
+	if err := checkJSON(c.Get(fiber.HeaderContentType), c.Request().Body()); err != nil {
 		return err
 	}
-	req, err := decodeReserve(param(c, "sku"), c.Body(), c.Request().Header.Peek("Idempotency-Key"))
+	req, err := decodeReserve(param(c, "sku"), c.Request().Body(), c.Request().Header.Peek("Idempotency-Key"))
 	if err != nil {
 		return err
 	}
@@ -193,10 +193,10 @@ func (s *Server) cancel(c *fiber.Ctx) error {
 // transition runs confirm or cancel: both take no body (or {}) and answer
 // with the reservation.
 func (s *Server) transition(c *fiber.Ctx, apply func(context.Context, string) (reservation.Reservation, error)) error {
-	if err := checkJSON(c.Get(fiber.HeaderContentType), c.Body()); err != nil {
+	if err := checkJSON(c.Get(fiber.HeaderContentType), c.Request().Body()); err != nil {
 		return err
 	}
-	if err := decodeEmpty(c.Body()); err != nil {
+	if err := decodeEmpty(c.Request().Body()); err != nil {
 		return err
 	}
 	r, err := apply(c.UserContext(), param(c, "id"))

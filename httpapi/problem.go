@@ -56,6 +56,8 @@ var (
 		"the request body is larger than this endpoint accepts"}
 	errMediaType = &httpError{kind{fiber.StatusUnsupportedMediaType, "unsupported_media_type", "Unsupported media type"},
 		"the request body must be JSON, sent with Content-Type: application/json"}
+	errContentEncoding = &httpError{kind{fiber.StatusUnsupportedMediaType, "unsupported_media_type", "Unsupported media type"},
+		"the request body must be sent without a Content-Encoding (no gzip, deflate or br)"}
 	kindInternal = kind{fiber.StatusInternalServerError, "internal", "Internal server error"}
 )
 
@@ -75,6 +77,11 @@ func classify(err error) (kind, string) {
 	}
 	for _, d := range domainKinds {
 		if errors.Is(err, d.err) {
+			if d.err == reservation.ErrUnavailable {
+				// The cause names the store's host and port and the
+				// adapter's internals: that is for the logs, not clients.
+				return d.kind, "the reservation store did not answer; try again later"
+			}
 			return d.kind, err.Error()
 		}
 	}

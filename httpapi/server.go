@@ -58,6 +58,11 @@ func New(svc *reservation.Service, cfg Config) *Server {
 	if s.readyWait <= 0 {
 		s.readyWait = time.Second
 	}
+	if s.log == nil {
+		// Every refusal is logged: a nil logger would panic in the error
+		// handler, outside the recover middleware, and take the process down.
+		s.log = slog.New(slog.DiscardHandler)
+	}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "flashsale",
 		DisableStartupMessage: true,
@@ -89,6 +94,8 @@ func (s *Server) routes() {
 			s.log.Error("panic", "request_id", requestID(c), "panic", fmt.Sprint(e), "stack", string(debug.Stack()))
 		},
 	}))
+
+	s.app.Use(refuseContentEncoding)
 
 	s.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	s.app.Get("/readyz", s.ready)
@@ -143,11 +150,36 @@ func validRequestID(s string) bool {
 
 func limitBody(n int) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		if len(c.Body()) > n {
+		if len(c.Request().Body()) > n {
 			return errTooLarge
 		}
 		return c.Next()
 	}
+}
+
+// refuseContentEncoding answers 415 to a body sent with a Content-Encoding.
+// The API reads bodies as sent (c.Request().Body(), never Fiber's c.Body(),
+// which would inflate gzip, deflate or brotli without bound before any body
+// limit is checked: a 1 MiB gzip body can inflate to a gigabyte).
+func refuseContentEncoding(c *fiber.Ctx) error {
+	if len(c.Request().Body()) == 0 {
+		return c.Next()
+	}
+	var encoded bool
+	c.Request().Header.VisitAll(func(k, v []byte) {
+		if strings.EqualFold(string(k), fiber.HeaderContentEncoding) {
+			for _, coding := range strings.Split(string(v), ",") {
+				if coding = strings.TrimSpace(coding); coding != "" && !strings.EqualFold(coding, "identity") {
+					encoded = true
+				}
+			}
+		}
+	})
+	if encoded {
+		c.Set(fiber.HeaderAcceptEncoding, "identity")
+		return errContentEncoding
+	}
+	return c.Next()
 }
 
 // requireAdmin compares hashes in constant time, so neither the token nor
