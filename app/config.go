@@ -28,6 +28,21 @@ type Config struct {
 	ShutdownTimeout time.Duration // FLASHSALE_SHUTDOWN_TIMEOUT
 	LogLevel        slog.Level    // FLASHSALE_LOG_LEVEL: debug, info, warn, error
 	LogFormat       string        // FLASHSALE_LOG_FORMAT: json or text
+
+	MySQLDSN   string // FLASHSALE_MYSQL_DSN; empty uses the SQLite file below
+	SQLitePath string // FLASHSALE_SQLITE_PATH
+
+	Sync          bool          // FLASHSALE_SYNC: run the syncer inside serve
+	SyncBatch     int           // FLASHSALE_SYNC_BATCH: entries per transaction
+	SyncWait      time.Duration // FLASHSALE_SYNC_WAIT: how long a partial batch waits
+	SyncTimeout   time.Duration // FLASHSALE_SYNC_TIMEOUT: one batch's write
+	SyncClaimIdle time.Duration // FLASHSALE_SYNC_CLAIM_IDLE: take over entries idle this long
+	SyncMaxTries  int           // FLASHSALE_SYNC_MAX_TRIES: then an entry is dead-lettered
+	SyncScan      time.Duration // FLASHSALE_SYNC_SCAN: every outbox polled at least this often
+
+	RecoveryInterval time.Duration // FLASHSALE_RECOVERY_INTERVAL: epoch check
+	RecoveryGrace    time.Duration // FLASHSALE_RECOVERY_GRACE: > SyncTimeout
+	AuditInterval    time.Duration // FLASHSALE_AUDIT_INTERVAL; 0 turns the periodic audit off
 }
 
 // LoadConfig reads the environment through getenv, applies defaults and
@@ -50,6 +65,29 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		ShutdownTimeout: r.duration("FLASHSALE_SHUTDOWN_TIMEOUT", 15*time.Second, 0, time.Hour),
 		LogLevel:        r.level("FLASHSALE_LOG_LEVEL", slog.LevelInfo),
 		LogFormat:       r.oneOf("FLASHSALE_LOG_FORMAT", "json", "json", "text"),
+
+		MySQLDSN:   r.str("FLASHSALE_MYSQL_DSN", ""),
+		SQLitePath: r.str("FLASHSALE_SQLITE_PATH", "flashsale.db"),
+
+		Sync:          r.bool("FLASHSALE_SYNC", true),
+		SyncBatch:     r.int("FLASHSALE_SYNC_BATCH", 500, 1, 10_000),
+		SyncWait:      r.duration("FLASHSALE_SYNC_WAIT", 50*time.Millisecond, time.Millisecond, 10*time.Second),
+		SyncTimeout:   r.duration("FLASHSALE_SYNC_TIMEOUT", 3*time.Second, 100*time.Millisecond, time.Minute),
+		SyncClaimIdle: r.duration("FLASHSALE_SYNC_CLAIM_IDLE", 5*time.Second, 10*time.Millisecond, time.Hour),
+		SyncMaxTries:  r.int("FLASHSALE_SYNC_MAX_TRIES", 5, 1, 1000),
+		SyncScan:      r.duration("FLASHSALE_SYNC_SCAN", time.Second, 10*time.Millisecond, time.Minute),
+
+		RecoveryInterval: r.duration("FLASHSALE_RECOVERY_INTERVAL", time.Second, 10*time.Millisecond, time.Minute),
+		AuditInterval:    r.duration("FLASHSALE_AUDIT_INTERVAL", time.Minute, 0, 24*time.Hour),
+	}
+	cfg.RecoveryGrace = r.duration("FLASHSALE_RECOVERY_GRACE", 2*cfg.SyncTimeout, 0, time.Hour)
+	if cfg.RecoveryGrace <= cfg.SyncTimeout {
+		r.fail("FLASHSALE_RECOVERY_GRACE", cfg.RecoveryGrace.String(),
+			"must exceed FLASHSALE_SYNC_TIMEOUT, so no batch read before a Redis loss lands after the rebuild")
+	}
+	if cfg.SyncClaimIdle <= cfg.SyncTimeout {
+		r.fail("FLASHSALE_SYNC_CLAIM_IDLE", cfg.SyncClaimIdle.String(),
+			"must exceed FLASHSALE_SYNC_TIMEOUT, so a live syncer's batch is not taken over mid-write")
 	}
 	if _, _, err := net.SplitHostPort(cfg.HTTPAddr); err != nil {
 		r.fail("FLASHSALE_HTTP_ADDR", cfg.HTTPAddr, "must be host:port, such as :3004")
@@ -109,6 +147,19 @@ func (r *envReader) duration(name string, def, lo, hi time.Duration) time.Durati
 		return def
 	}
 	return d
+}
+
+func (r *envReader) bool(name string, def bool) bool {
+	v := r.getenv(name)
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		r.fail(name, v, "must be true or false")
+		return def
+	}
+	return b
 }
 
 func (r *envReader) level(name string, def slog.Level) slog.Level {

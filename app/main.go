@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale/httpapi"
+	"github.com/flashsale/flashsale/persistence"
 	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/reservation"
 )
@@ -31,10 +33,12 @@ func main() {
 	switch cmd := firstArg(os.Args); cmd {
 	case "", "serve":
 		err = run(ctx, os.Getenv, os.Stderr)
+	case "sync":
+		err = runSync(ctx, os.Getenv, os.Stderr)
 	case "healthcheck":
 		err = healthcheck(ctx, os.Getenv)
 	default:
-		err = fmt.Errorf("unknown command %q (want serve or healthcheck)", cmd)
+		err = fmt.Errorf("unknown command %q (want serve, sync or healthcheck)", cmd)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "flashsale:", err)
@@ -51,32 +55,31 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer) erro
 	}
 	log := newLogger(cfg, logOut)
 
-	redisAddr := cfg.RedisAddr
-	if redisAddr == "" {
-		embedded, err := miniredis.Run()
-		if err != nil {
-			return fmt.Errorf("embedded redis: %w", err)
-		}
-		defer embedded.Close()
-		redisAddr = embedded.Addr()
-		log.Warn("FLASHSALE_REDIS_ADDR is unset: running on an EMBEDDED IN-MEMORY Redis. " +
-			"Everything is lost on exit and only this one instance can sell. For demos and development only.")
-	}
-	client := goredis.NewClient(&goredis.Options{
-		Addr:     redisAddr,
-		Password: cfg.RedisPassword,
-		DB:       cfg.RedisDB,
-		PoolSize: cfg.RedisPoolSize,
-	})
-	defer client.Close()
-
 	startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	client, redisAddr, closeRedis, err := openRedis(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
 	store, err := redisstore.New(startCtx, client, cfg.KeyPrefix)
 	if err != nil {
 		return fmt.Errorf("redis at %s: %w", redisAddr, err)
 	}
-	svc := reservation.NewService(store)
+	db, err := openDB(startCtx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	recoverer := &persistence.Recoverer{Store: store, DB: db, Interval: cfg.RecoveryInterval, Grace: cfg.RecoveryGrace, Log: log}
+	svc := reservation.NewService(store, recoverer)
+	var syncer *persistence.Syncer
+	if cfg.Sync {
+		if syncer, err = newSyncer(cfg, store, db, log); err != nil {
+			return err
+		}
+	}
 
 	token := cfg.AdminToken
 	if token == "" {
@@ -94,20 +97,29 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer) erro
 		WriteTimeout: cfg.WriteTimeout,
 		IdleTimeout:  cfg.IdleTimeout,
 		Log:          log,
+		Auditor:      &persistence.Auditor{Store: store, DB: db},
+		Status:       statusReport(syncer, recoverer),
 	})
 
-	sweepCtx, stopSweep := context.WithCancel(context.Background())
-	sweepDone := make(chan struct{})
-	go func() {
-		defer close(sweepDone)
-		sweeper := &reservation.Sweeper{Store: store, Interval: cfg.SweepInterval, Batch: cfg.SweepBatch, Log: log}
-		_ = sweeper.Run(sweepCtx)
-	}()
-	defer func() { stopSweep(); <-sweepDone }()
+	// Background work stops after the HTTP server has drained, so requests
+	// in flight still see a recovering item rebuilt.
+	bg := newBackground()
+	defer bg.stop()
+	bg.run(func(ctx context.Context) error {
+		return (&reservation.Sweeper{Store: store, Interval: cfg.SweepInterval, Batch: cfg.SweepBatch, Log: log}).Run(ctx)
+	})
+	bg.run(recoverer.Run)
+	if syncer != nil {
+		bg.run(syncer.Run)
+	}
+	if cfg.AuditInterval > 0 {
+		bg.run((&persistence.Auditor{Store: store, DB: db, Interval: cfg.AuditInterval, Log: log}).Run)
+	}
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Listen(cfg.HTTPAddr) }()
-	log.Info("flashsale serving", "addr", cfg.HTTPAddr, "redis", redisAddr, "key_prefix", cfg.KeyPrefix)
+	log.Info("flashsale serving", "addr", cfg.HTTPAddr, "redis", redisAddr, "key_prefix", cfg.KeyPrefix,
+		"record", recordName(cfg), "sync", cfg.Sync)
 
 	select {
 	case err := <-serveErr:
@@ -122,6 +134,160 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer) erro
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// runSync runs only the syncer: for deployments that keep it apart from the
+// instances serving buyers. Any number may run beside the in-process ones.
+func runSync(ctx context.Context, getenv func(string) string, logOut io.Writer) error {
+	cfg, err := LoadConfig(getenv)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	log := newLogger(cfg, logOut)
+	if cfg.RedisAddr == "" {
+		return errors.New("sync needs FLASHSALE_REDIS_ADDR: an embedded Redis has no outbox to share")
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	client, redisAddr, closeRedis, err := openRedis(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+	store, err := redisstore.New(startCtx, client, cfg.KeyPrefix)
+	if err != nil {
+		return fmt.Errorf("redis at %s: %w", redisAddr, err)
+	}
+	db, err := openDB(startCtx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	syncer, err := newSyncer(cfg, store, db, log)
+	if err != nil {
+		return err
+	}
+	log.Info("flashsale syncing", "redis", redisAddr, "key_prefix", cfg.KeyPrefix, "record", recordName(cfg))
+	_ = syncer.Run(ctx)
+	log.Info("stopped", "synced", syncer.Stats().Synced.Load())
+	return nil
+}
+
+// openRedis connects to FLASHSALE_REDIS_ADDR, or starts the embedded Redis.
+func openRedis(cfg Config, log *slog.Logger) (goredis.UniversalClient, string, func(), error) {
+	addr := cfg.RedisAddr
+	closeEmbedded := func() {}
+	if addr == "" {
+		embedded, err := miniredis.Run()
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("embedded redis: %w", err)
+		}
+		closeEmbedded = embedded.Close
+		addr = embedded.Addr()
+		log.Warn("FLASHSALE_REDIS_ADDR is unset: running on an EMBEDDED IN-MEMORY Redis. " +
+			"Everything is lost on exit and only this one instance can sell. For demos and development only.")
+	}
+	client := goredis.NewClient(&goredis.Options{
+		Addr:     addr,
+		Password: cfg.RedisPassword,
+		DB:       cfg.RedisDB,
+		PoolSize: cfg.RedisPoolSize,
+	})
+	return client, addr, func() { _ = client.Close(); closeEmbedded() }, nil
+}
+
+// openDB opens the durable record: MySQL, or the SQLite file.
+func openDB(ctx context.Context, cfg Config, log *slog.Logger) (*persistence.DB, error) {
+	if cfg.MySQLDSN == "" {
+		log.Warn("FLASHSALE_MYSQL_DSN is unset: the durable record is the SQLite file "+
+			"FLASHSALE_SQLITE_PATH. For demos and development only.", "path", cfg.SQLitePath)
+	}
+	db, err := persistence.Open(ctx, cfg.MySQLDSN, cfg.SQLitePath)
+	if err != nil {
+		return nil, fmt.Errorf("durable record (%s): %w", recordName(cfg), err)
+	}
+	return db, nil
+}
+
+func recordName(cfg Config) string {
+	if cfg.MySQLDSN == "" {
+		return "sqlite:" + cfg.SQLitePath
+	}
+	return "mysql"
+}
+
+func newSyncer(cfg Config, store *redisstore.Store, db *persistence.DB, log *slog.Logger) (*persistence.Syncer, error) {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	outbox, err := store.Outbox(redisstore.OutboxOptions{
+		// Unique per process: a restarted syncer must not inherit a dead
+		// one's pending entries by name; it claims them once they idle.
+		Consumer:  fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:])),
+		ClaimIdle: cfg.SyncClaimIdle,
+		MaxTries:  cfg.SyncMaxTries,
+		Scan:      cfg.SyncScan,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &persistence.Syncer{Outbox: outbox, DB: db, BatchSize: cfg.SyncBatch, BatchWait: cfg.SyncWait,
+		Timeout: cfg.SyncTimeout, Log: log}, nil
+}
+
+// statusReport is the detail /readyz shows: the sync backlog and lag and
+// the recovery state.
+func statusReport(syncer *persistence.Syncer, rec *persistence.Recoverer) func(context.Context) map[string]any {
+	return func(context.Context) map[string]any {
+		out := map[string]any{
+			"recovery": map[string]any{"rebuilding": rec.Rebuilding(), "restored": rec.Restored()},
+		}
+		if syncer == nil {
+			out["sync"] = map[string]any{"enabled": false}
+			return out
+		}
+		st, stats := syncer.Status(), syncer.Stats()
+		sync := map[string]any{
+			"enabled":         true,
+			"backlog":         st.Backlog.Entries,
+			"lag_ms":          st.Backlog.Oldest.Milliseconds(),
+			"dead_letters":    st.Backlog.Dead,
+			"synced":          stats.Synced.Load(),
+			"retries":         stats.Retries.Load(),
+			"database_ok":     st.DBErr == nil,
+			"backlog_read_at": st.CheckedAt.UTC().Format(time.RFC3339Nano),
+		}
+		if st.DBErr != nil {
+			sync["database_error"] = "the last write to the durable record failed; see the logs"
+		}
+		out["sync"] = sync
+		return out
+	}
+}
+
+// background runs long-lived loops and stops them together.
+type background struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newBackground() *background {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &background{ctx: ctx, cancel: cancel}
+}
+
+func (b *background) run(fn func(context.Context) error) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		_ = fn(b.ctx)
+	}()
+}
+
+func (b *background) stop() {
+	b.cancel()
+	b.wg.Wait()
 }
 
 func firstArg(args []string) string {

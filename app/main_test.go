@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -122,7 +123,9 @@ func TestRunEmbeddedServesAndShutsDown(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, env(map[string]string{"FLASHSALE_HTTP_ADDR": addr}), logs)
+		done <- run(ctx, env(map[string]string{
+			"FLASHSALE_HTTP_ADDR": addr, "FLASHSALE_SQLITE_PATH": filepath.Join(t.TempDir(), "flashsale.db"),
+		}), logs)
 	}()
 
 	base := "http://" + addr

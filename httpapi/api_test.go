@@ -46,7 +46,7 @@ func newServer(t *testing.T, client goredis.UniversalClient) *httpapi.Server {
 	if err != nil {
 		t.Fatalf("redisstore.New: %v", err)
 	}
-	return httpapi.New(reservation.NewService(store), httpapi.Config{
+	return httpapi.New(reservation.NewService(store, nil), httpapi.Config{
 		AdminToken:   adminToken,
 		ReadyTimeout: 2 * time.Second,
 		Log:          quietLog(),
@@ -1129,7 +1129,7 @@ func TestNilLogger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httpapi.New(reservation.NewService(store), httpapi.Config{AdminToken: adminToken})
+	srv := httpapi.New(reservation.NewService(store, nil), httpapi.Config{AdminToken: adminToken})
 	srv.App().Get("/panic", func(*fiber.Ctx) error { panic("boom") })
 	wantProblem(t, do(t, srv.App(), "GET", "/v1/items/nope", "", nil), 404, "item_not_found")
 	wantProblem(t, do(t, srv.App(), "GET", "/panic", "", nil), 500, "internal")

@@ -35,7 +35,7 @@ func TestFlashCrowd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("redisstore.New: %v", err)
 	}
-	srv := httpapi.New(reservation.NewService(store), httpapi.Config{
+	srv := httpapi.New(reservation.NewService(store, nil), httpapi.Config{
 		AdminToken:   adminToken,
 		ReadTimeout:  10 * time.Second,
 		WriteTimeout: 10 * time.Second,

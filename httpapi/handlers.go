@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -204,4 +205,49 @@ func (s *Server) transition(c *fiber.Ctx, apply func(context.Context, string) (r
 		return err
 	}
 	return s.sendJSON(c, fiber.StatusOK, toReservationJSON(r))
+}
+
+type auditJSON struct {
+	SKU    string `json:"sku"`
+	InSync bool   `json:"in_sync"`
+	Redis  struct {
+		Stock     int64 `json:"stock"`
+		Available int64 `json:"available"`
+		Reserved  int64 `json:"reserved"`
+		Sold      int64 `json:"sold"`
+	} `json:"redis"`
+	Record struct {
+		Stock          int64 `json:"stock"`
+		PendingUnits   int64 `json:"pending_units"`
+		ConfirmedUnits int64 `json:"confirmed_units"`
+		CancelledUnits int64 `json:"cancelled_units"`
+		ExpiredUnits   int64 `json:"expired_units"`
+		Reservations   int64 `json:"reservations"`
+	} `json:"record"`
+	Backlog int64    `json:"backlog"`
+	Drift   []string `json:"drift"`
+}
+
+// audit compares the item in Redis with the durable record.
+func (s *Server) audit(c *fiber.Ctx) error {
+	sku := param(c, "sku")
+	if !reservation.ValidSKU(sku) {
+		return fmt.Errorf("%w: sku must match [A-Za-z0-9._-]{1,64}", reservation.ErrInvalid)
+	}
+	au, err := s.auditor.Audit(c.UserContext(), sku)
+	if err != nil {
+		return err
+	}
+	var out auditJSON
+	out.SKU, out.InSync, out.Backlog, out.Drift = au.SKU, au.InSync(), au.Backlog, au.Drift
+	if out.Drift == nil {
+		out.Drift = []string{}
+	}
+	out.Redis.Stock, out.Redis.Available, out.Redis.Reserved, out.Redis.Sold =
+		au.Store.Stock, au.Store.Available, au.Store.Reserved, au.Store.Sold
+	out.Record.Stock = au.Record.Stock
+	out.Record.PendingUnits, out.Record.ConfirmedUnits = au.Counts.Pending, au.Counts.Confirmed
+	out.Record.CancelledUnits, out.Record.ExpiredUnits = au.Counts.Cancelled, au.Counts.Expired
+	out.Record.Reservations = au.Counts.Rows
+	return s.sendJSON(c, fiber.StatusOK, out)
 }

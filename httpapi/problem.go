@@ -45,6 +45,7 @@ var domainKinds = []struct {
 	{reservation.ErrReservationConfirmed, kind{fiber.StatusConflict, "reservation_confirmed", "Reservation confirmed"}},
 	{reservation.ErrStockBelowCommitted, kind{fiber.StatusConflict, "stock_below_committed", "Stock below committed units"}},
 	{reservation.ErrIdempotencyKeyReused, kind{fiber.StatusUnprocessableEntity, "idempotency_key_reused", "Idempotency key reused"}},
+	{reservation.ErrRecovering, kind{fiber.StatusServiceUnavailable, "recovering", "Item recovering"}},
 	{reservation.ErrUnavailable, kind{fiber.StatusServiceUnavailable, "unavailable", "Service unavailable"}},
 }
 
@@ -82,6 +83,9 @@ func classify(err error) (kind, string) {
 				// adapter's internals: that is for the logs, not clients.
 				return d.kind, "the reservation store did not answer; try again later"
 			}
+			if d.err == reservation.ErrRecovering {
+				return d.kind, "the store lost this item and it is being rebuilt from the durable record; nothing was changed, retry shortly"
+			}
 			return d.kind, err.Error()
 		}
 	}
@@ -115,6 +119,9 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	default:
 		s.log.Debug("request refused", "request_id", rid, "method", c.Method(), "path", c.Path(),
 			"status", k.status, "code", k.code, "detail", detail)
+	}
+	if k.status == fiber.StatusServiceUnavailable {
+		c.Set(fiber.HeaderRetryAfter, "1")
 	}
 	if k.status == fiber.StatusUnauthorized {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="flashsale-admin"`)

@@ -36,6 +36,15 @@ type Config struct {
 	IdleTimeout  time.Duration
 	ReadyTimeout time.Duration // how long /readyz waits for the store
 	Log          *slog.Logger
+	// Auditor serves GET /admin/v1/items/{sku}/audit; nil: 404.
+	Auditor Auditor
+	// Status adds detail to /readyz (sync backlog, lag, recovery); may be nil.
+	Status func(ctx context.Context) map[string]any
+}
+
+// Auditor compares an item's counters in Redis with the durable record.
+type Auditor interface {
+	Audit(ctx context.Context, sku string) (reservation.Audit, error)
 }
 
 // Server is the HTTP API over a reservation.Service.
@@ -45,6 +54,8 @@ type Server struct {
 	log       *slog.Logger
 	tokenHash [sha256.Size]byte
 	readyWait time.Duration
+	auditor   Auditor
+	status    func(ctx context.Context) map[string]any
 }
 
 // New builds the Fiber app with every route and middleware.
@@ -54,6 +65,8 @@ func New(svc *reservation.Service, cfg Config) *Server {
 		log:       cfg.Log,
 		tokenHash: sha256.Sum256([]byte(cfg.AdminToken)),
 		readyWait: cfg.ReadyTimeout,
+		auditor:   cfg.Auditor,
+		status:    cfg.Status,
 	}
 	if s.readyWait <= 0 {
 		s.readyWait = time.Second
@@ -103,6 +116,9 @@ func (s *Server) routes() {
 	admin := s.app.Group("/admin/v1", s.requireAdmin)
 	admin.Put("/items", s.seedMany)
 	admin.Put("/items/:sku", limitBody(bodyLimit), s.seed)
+	if s.auditor != nil {
+		admin.Get("/items/:sku/audit", s.audit)
+	}
 
 	v1 := s.app.Group("/v1", limitBody(bodyLimit))
 	v1.Get("/items/:sku", s.item)
@@ -200,7 +216,15 @@ func (s *Server) ready(c *fiber.Ctx) error {
 	if err := s.svc.Ready(ctx); err != nil {
 		return err
 	}
-	return c.JSON(fiber.Map{"status": "ready"})
+	body := fiber.Map{"status": "ready"}
+	if s.status != nil {
+		// Detail only: a slow or down MySQL never makes the service unready,
+		// because buyers do not need it.
+		for k, v := range s.status(ctx) {
+			body[k] = v
+		}
+	}
+	return c.JSON(body)
 }
 
 func (s *Server) encode(v any) ([]byte, error) { return json.Marshal(v) }

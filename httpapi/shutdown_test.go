@@ -28,7 +28,7 @@ func TestShutdownFinishesInFlightRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httpapi.New(reservation.NewService(store), httpapi.Config{
+	srv := httpapi.New(reservation.NewService(store, nil), httpapi.Config{
 		AdminToken: "shutdown-test-token", Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	entered := make(chan struct{})

@@ -1,6 +1,6 @@
 -- cancel.lua: give a pending hold up; its units return to available.
 --
--- KEYS: the item's five keys (see lib.lua).
+-- KEYS: the item's six keys (see lib.lua).
 -- ARGV[1] reservation id
 --
 -- Returns one of:
@@ -33,4 +33,5 @@ end
 redis.call('ZREM', K_HOLDS, id)
 r.status, r.updated = 'cancelled', now
 redis.call('HSET', K_RES, id, encode(r))
+emit_res(r)
 return reply('cancelled', r, now)

@@ -1,6 +1,6 @@
 -- confirm.lua: turn a pending hold into a sale (payment succeeded). Final.
 --
--- KEYS: the item's five keys (see lib.lua).
+-- KEYS: the item's six keys (see lib.lua).
 -- ARGV[1] reservation id
 --
 -- Returns one of:
@@ -32,4 +32,5 @@ redis.call('HINCRBY', K_ITEM, 'sold', r.qty)
 redis.call('ZREM', K_HOLDS, id)
 r.status, r.updated = 'confirmed', now
 redis.call('HSET', K_RES, id, encode(r))
+emit_res(r)
 return reply('confirmed', r, now)

@@ -2,18 +2,20 @@
 -- script stays one self-contained EVAL while the record format and the
 -- settling of expired holds are written once.
 --
--- Every script receives the same five keys, all sharing the item's hash tag:
+-- Every script receives the same six keys, all sharing the item's hash tag:
 --   KEYS[1] item   hash   stock, available, reserved, sold, per_user_limit,
 --                         hold_ms, starts_ms, ends_ms, name, created_ms, updated_ms
 --   KEYS[2] holds  zset   reservation id -> expires_ms, pending holds only
 --   KEYS[3] users  hash   user id -> units held or bought (pending + confirmed)
 --   KEYS[4] res    hash   reservation id -> record (see encode)
 --   KEYS[5] idem   hash   "<len(user)>:<user>:<key>" -> reservation id
+--   KEYS[6] outbox stream  every change, appended by the script that makes it
+--                          (see emit_res, emit_item); the syncer copies it to SQL
 --
 -- Scripts read and check everything first and write last: Redis never rolls
 -- a script back, so a check that fails after a write would leave half a change.
 
-local K_ITEM, K_HOLDS, K_USERS, K_RES, K_IDEM = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local K_ITEM, K_HOLDS, K_USERS, K_RES, K_IDEM, K_OUT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 
 -- Redis's clock is the only clock: every instance sees the same expiry.
 local function now_ms()
@@ -82,6 +84,23 @@ local function due_holds(now, limit)
   return due, units, by_user
 end
 
+-- The outbox. An entry carries the whole new state, not a delta, so the
+-- syncer can apply entries more than once and in any order: it keeps a row's
+-- state unless the entry's status is further along (pending < any final).
+-- "idem" travels only with the creation, the one change that knows it.
+local function emit_res(r, idem)
+  redis.call('XADD', K_OUT, '*', 'k', 'res', 'id', r.id, 'rec', encode(r), 'idem', idem or '')
+end
+
+-- Item entries carry the offer and its revision ("rev" grows by one per
+-- seed); the syncer keeps the highest revision it has seen.
+local function emit_item()
+  local f = redis.call('HMGET', K_ITEM, 'rev', 'stock', 'per_user_limit', 'hold_ms', 'starts_ms',
+                       'ends_ms', 'name', 'created_ms', 'updated_ms')
+  redis.call('XADD', K_OUT, '*', 'k', 'item', 'rev', f[1], 'stock', f[2], 'limit', f[3], 'hold', f[4],
+             'starts', f[5] or '', 'ends', f[6] or '', 'name', f[7], 'created', f[8], 'updated', f[9])
+end
+
 -- Write phase of settling.
 local function expire_holds(due, units, now)
   if #due == 0 then return end
@@ -90,6 +109,7 @@ local function expire_holds(due, units, now)
     if not r.stale then
       r.status, r.updated = 'expired', now
       redis.call('HSET', K_RES, r.id, encode(r))
+      emit_res(r)
       if redis.call('HINCRBY', K_USERS, r.user, -r.qty) <= 0 then
         redis.call('HDEL', K_USERS, r.user)
       end

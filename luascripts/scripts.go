@@ -27,6 +27,12 @@ var seed string
 //go:embed reservation.lua
 var reservation string
 
+//go:embed restore.lua
+var restore string
+
+//go:embed ack.lua
+var ack string
+
 // Source is the text of one loadable script: the shared helpers of lib.lua
 // followed by the script's own body.
 type Source string
@@ -39,5 +45,9 @@ func Cancel() Source      { return join(cancel) }
 func Expire() Source      { return join(expire) }
 func Seed() Source        { return join(seed) }
 func Reservation() Source { return join(reservation) }
+func Restore() Source     { return join(restore) }
+
+// Ack works on the outbox keys only, so it stands alone without lib.lua.
+func Ack() Source { return Source(ack) }
 
 func join(body string) Source { return Source(lib + "\n" + body) }

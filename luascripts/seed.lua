@@ -2,7 +2,7 @@
 -- on update available moves by the difference, so buyers racing the admin
 -- never see units appear or vanish twice.
 --
--- KEYS: the item's five keys (see lib.lua).
+-- KEYS: the item's six keys (see lib.lua).
 -- ARGV[1] stock, >= 0
 -- ARGV[2] per_user_limit, >= 1
 -- ARGV[3] hold_ms, >= 1
@@ -10,18 +10,24 @@
 -- ARGV[5] ends_ms, or "" for no end
 -- ARGV[6] name
 -- ARGV[7] how many due holds to settle first (expired holds are not committed)
+-- ARGV[8] "1" when the durable record (SQL) already holds the item: then a
+--         missing item was lost by Redis, and creating it afresh would sell its
+--         held and sold units again; "0" otherwise
 --
 -- Returns one of:
 --   {"created" | "updated", stock, available, reserved, sold, per_user_limit, hold_ms,
 --    starts_ms, ends_ms, name, created_ms, updated_ms, now_ms}
 --   {"stock_below_committed", reserved, sold}  stock < reserved + sold; nothing changed
+--   {"lost"}  ARGV[8] is "1" but the item is missing; nothing changed (recovery rebuilds it)
 local stock, limit, hold = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local starts, ends, name = ARGV[4], ARGV[5], ARGV[6]
 local settle_limit = tonumber(ARGV[7])
+local recorded = ARGV[8] == '1'
 local now = now_ms()
 
 local f = redis.call('HMGET', K_ITEM, 'reserved', 'sold')
 local exists = f[1] ~= false
+if not exists and recorded then return { 'lost' } end
 local due, freed = due_holds(now, settle_limit)
 local reserved = (tonumber(f[1]) or 0) - freed
 local sold = tonumber(f[2]) or 0
@@ -40,4 +46,6 @@ redis.call('HSET', K_ITEM, 'stock', stock, 'available', stock - reserved - sold,
            'per_user_limit', limit, 'hold_ms', hold, 'name', name, 'updated_ms', now)
 if starts == '' then redis.call('HDEL', K_ITEM, 'starts_ms') else redis.call('HSET', K_ITEM, 'starts_ms', starts) end
 if ends == '' then redis.call('HDEL', K_ITEM, 'ends_ms') else redis.call('HSET', K_ITEM, 'ends_ms', ends) end
+redis.call('HINCRBY', K_ITEM, 'rev', 1)
+emit_item()
 return item_reply(code, now)

@@ -67,7 +67,7 @@ func TestFlashCrowdRealRedis(t *testing.T) {
 	ctx := context.Background()
 	mustSeed(t, s, itemSpec("console", stock, 1))
 
-	granted, soldOut := crowd(t, reservation.NewService(s.Store), "console", users, concurrency, nil)
+	granted, soldOut := crowd(t, reservation.NewService(s.Store, nil), "console", users, concurrency, nil)
 	if granted != stock || soldOut != users-stock {
 		t.Fatalf("%d holds granted and %d sold out, want %d and %d", granted, soldOut, stock, users-stock)
 	}
@@ -104,7 +104,7 @@ func TestScriptFlushMidRunRealRedis(t *testing.T) {
 			t.Errorf("SCRIPT FLUSH: %v", err)
 		}
 	}
-	granted, soldOut := crowd(t, reservation.NewService(s.Store), "console", users, concurrency, flushEvery)
+	granted, soldOut := crowd(t, reservation.NewService(s.Store, nil), "console", users, concurrency, flushEvery)
 	if granted != stock || soldOut != users-stock {
 		t.Fatalf("%d holds granted and %d sold out, want %d and %d", granted, soldOut, stock, users-stock)
 	}

@@ -25,7 +25,7 @@ func origin50BuyersFor5Units(t *testing.T, s *testStore) {
 	const buyers, stock = 50, 5
 	ctx := context.Background()
 	mustSeed(t, s, itemSpec("phone", stock, 1))
-	svc := reservation.NewService(s.Store)
+	svc := reservation.NewService(s.Store, nil)
 
 	// A poller reads the raw counter the whole time the buyers run.
 	var (

@@ -189,7 +189,7 @@ func TestPropertyReservations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := reservation.NewService(store)
+	svc := reservation.NewService(store, nil)
 
 	stats := map[string]int{}
 	defer func() {

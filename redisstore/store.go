@@ -31,6 +31,7 @@ type Store struct {
 	expire  *goredis.Script
 	seed    *goredis.Script
 	get     *goredis.Script
+	restore *goredis.Script
 }
 
 var _ reservation.Store = (*Store)(nil)
@@ -50,6 +51,7 @@ func New(ctx context.Context, client goredis.UniversalClient, prefix string) (*S
 		expire:  goredis.NewScript(string(luascripts.Expire())),
 		seed:    goredis.NewScript(string(luascripts.Seed())),
 		get:     goredis.NewScript(string(luascripts.Reservation())),
+		restore: goredis.NewScript(string(luascripts.Restore())),
 	}
 	if err := s.LoadScripts(ctx); err != nil {
 		return nil, err
@@ -62,7 +64,7 @@ func New(ctx context.Context, client goredis.UniversalClient, prefix string) (*S
 // EVALSHA to EVAL.
 func (s *Store) LoadScripts(ctx context.Context) error {
 	load := func(ctx context.Context, c goredis.Scripter) error {
-		for _, sc := range []*goredis.Script{s.reserve, s.confirm, s.cancel, s.expire, s.seed, s.get} {
+		for _, sc := range []*goredis.Script{s.reserve, s.confirm, s.cancel, s.expire, s.seed, s.get, s.restore, ackScript} {
 			if err := sc.Load(ctx, c).Err(); err != nil {
 				return fmt.Errorf("redisstore: load script: %w", translate(err))
 			}
@@ -79,7 +81,13 @@ func (s *Store) LoadScripts(ctx context.Context) error {
 // luascripts/lib.lua). The SKU is the hash tag, so they share one slot.
 func (s *Store) keys(sku string) []string {
 	p := s.prefix + ":{" + sku + "}:"
-	return []string{p + "item", p + "holds", p + "users", p + "res", p + "idem"}
+	return []string{p + "item", p + "holds", p + "users", p + "res", p + "idem", p + "outbox"}
+}
+
+// outboxKeys returns the keys ack.lua expects: outbox, tries, dead letters.
+func (s *Store) outboxKeys(sku string) []string {
+	p := s.prefix + ":{" + sku + "}:"
+	return []string{p + "outbox", p + "tries", p + "dead"}
 }
 
 func (s *Store) catalogKey() string { return s.prefix + ":catalog" }
@@ -123,6 +131,7 @@ func (s *Store) SeedMany(ctx context.Context, specs []reservation.ItemSpec) ([]r
 			calls[i] = call{keys: s.keys(spec.SKU), args: []any{
 				spec.Stock, spec.PerUserLimit, spec.Hold.Milliseconds(),
 				optionalMillis(spec.StartsAt), optionalMillis(spec.EndsAt), spec.Name, settleLimit,
+				flag(spec.Recorded),
 			}}
 		}
 		for i, res := range s.runMany(ctx, s.seed, calls) {
@@ -145,6 +154,8 @@ func parseSeed(sku string, v any, err error) (reservation.SeedResult, error) {
 	case "stock_below_committed":
 		return reservation.SeedResult{}, fmt.Errorf("%w: %d units are reserved and %d sold",
 			reservation.ErrStockBelowCommitted, rep.int(1), rep.int(2))
+	case "lost":
+		return reservation.SeedResult{}, fmt.Errorf("redisstore: seed %s: %w", sku, reservation.ErrRecovering)
 	}
 	return reservation.SeedResult{}, rep.unexpected("seed")
 }
@@ -292,6 +303,13 @@ func (s *Store) SweepDue(ctx context.Context, batch int) (int, error) {
 			return expired, nil
 		}
 	}
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
 }
 
 func optionalMillis(t time.Time) string {

@@ -21,3 +21,8 @@ var (
 	// which is why the reserve script is idempotent on its ID.
 	ErrUnavailable = errors.New("store unavailable")
 )
+
+// ErrRecovering: the store lost the item (Redis restarted without its data,
+// a failover, FLUSHALL) and it is being rebuilt from the durable record.
+// Nothing was changed; retry shortly.
+var ErrRecovering = errors.New("item is being recovered")

@@ -45,6 +45,10 @@ type ItemSpec struct {
 	Hold         time.Duration
 	StartsAt     time.Time
 	EndsAt       time.Time
+	// Recorded is set by the Service, not by the admin: the durable record
+	// already holds the item, so a store without it has lost it and must not
+	// create it afresh (that would sell its held and sold units again).
+	Recorded bool
 }
 
 // Reservation is a hold of Quantity units of one item for one user.

@@ -2,6 +2,7 @@ package reservation
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -11,18 +12,25 @@ import (
 // what clients send and mints reservation ids; the Store makes each change
 // atomic.
 type Service struct {
-	store Store
+	store    Store
+	recovery Recovery // nil: no durable record to recover from
 }
 
-// NewService returns a Service over store.
-func NewService(store Store) *Service { return &Service{store: store} }
+// NewService returns a Service over store. recovery may be nil.
+func NewService(store Store, recovery Recovery) *Service {
+	return &Service{store: store, recovery: recovery}
+}
 
 // Seed creates an item or changes its offer.
 func (s *Service) Seed(ctx context.Context, spec ItemSpec) (SeedResult, error) {
 	if err := spec.Validate(); err != nil {
 		return SeedResult{}, err
 	}
-	return s.store.Seed(ctx, spec)
+	results, errs, err := s.SeedMany(ctx, []ItemSpec{spec})
+	if err != nil {
+		return SeedResult{}, err
+	}
+	return results[0], errs[0]
 }
 
 // SeedMany validates every spec before applying any, so a bad catalogue
@@ -38,8 +46,41 @@ func (s *Service) SeedMany(ctx context.Context, specs []ItemSpec) ([]SeedResult,
 		}
 		seen[spec.SKU] = i
 	}
+	if s.recovery != nil {
+		// An item the record holds must never be created afresh: if the
+		// store lacks it, it was lost, and its units may be held or sold.
+		skus := make([]string, len(specs))
+		for i, spec := range specs {
+			skus[i] = spec.SKU
+		}
+		recorded, err := s.recovery.Recorded(ctx, skus)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: the durable record cannot be read: %w", ErrUnavailable, err)
+		}
+		specs = append([]ItemSpec(nil), specs...)
+		for i := range specs {
+			specs[i].Recorded = recorded[specs[i].SKU]
+		}
+	}
 	results, errs := s.store.SeedMany(ctx, specs)
+	for i, err := range errs {
+		errs[i] = s.lost(ctx, specs[i].SKU, err)
+	}
 	return results, errs, nil
+}
+
+// lost turns "not found" into ErrRecovering when the store lost an item the
+// durable record holds (and has the rebuild started).
+func (s *Service) lost(ctx context.Context, sku string, err error) error {
+	if s.recovery == nil || err == nil {
+		return err
+	}
+	if errors.Is(err, ErrItemNotFound) || errors.Is(err, ErrReservationNotFound) || errors.Is(err, ErrRecovering) {
+		if s.recovery.Lost(ctx, sku) {
+			return fmt.Errorf("%w: %s", ErrRecovering, sku)
+		}
+	}
+	return err
 }
 
 // Item returns the item with its counters.
@@ -47,7 +88,8 @@ func (s *Service) Item(ctx context.Context, sku string) (Item, error) {
 	if !ValidSKU(sku) {
 		return Item{}, fmt.Errorf("%w: sku must match [A-Za-z0-9._-]{1,64}", ErrInvalid)
 	}
-	return s.store.Item(ctx, sku)
+	it, err := s.store.Item(ctx, sku)
+	return it, s.lost(ctx, sku, err)
 }
 
 // Reserve takes a hold for req.UserID. It returns replayed=true with the
@@ -61,7 +103,8 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reservation,
 		return Reservation{}, false, err
 	}
 	req.ID = id
-	return s.store.Reserve(ctx, req)
+	r, replayed, err := s.store.Reserve(ctx, req)
+	return r, replayed, s.lost(ctx, req.SKU, err)
 }
 
 // Reservation returns one reservation; a pending hold past its expiry reads
@@ -70,7 +113,9 @@ func (s *Service) Reservation(ctx context.Context, id string) (Reservation, erro
 	if err := checkID(id); err != nil {
 		return Reservation{}, err
 	}
-	return s.store.Reservation(ctx, id)
+	r, err := s.store.Reservation(ctx, id)
+	sku, _ := ParseID(id)
+	return r, s.lost(ctx, sku, err)
 }
 
 // Confirm turns a pending hold into a sale. Confirming twice is not an error.
@@ -78,7 +123,9 @@ func (s *Service) Confirm(ctx context.Context, id string) (Reservation, error) {
 	if err := checkID(id); err != nil {
 		return Reservation{}, err
 	}
-	return s.store.Confirm(ctx, id)
+	r, err := s.store.Confirm(ctx, id)
+	sku, _ := ParseID(id)
+	return r, s.lost(ctx, sku, err)
 }
 
 // Cancel gives a pending hold up. Cancelling twice is not an error.
@@ -86,7 +133,9 @@ func (s *Service) Cancel(ctx context.Context, id string) (Reservation, error) {
 	if err := checkID(id); err != nil {
 		return Reservation{}, err
 	}
-	return s.store.Cancel(ctx, id)
+	r, err := s.store.Cancel(ctx, id)
+	sku, _ := ParseID(id)
+	return r, s.lost(ctx, sku, err)
 }
 
 // Ready reports whether the store answers.

@@ -1,0 +1,50 @@
+-- restore.lua: rebuild an item that Redis lost (restart without persistence,
+-- failover, FLUSHALL) from the durable record. The service calls it in
+-- chunks: "records" calls first, then one "item" call. Until the item hash
+-- exists buyers are told the item is recovering, and every call refuses to
+-- touch an item that exists, so a rebuild can never overwrite live state, and
+-- two instances rebuilding the same item at once write the same thing.
+-- Nothing is appended to the outbox: the record already holds all of it.
+--
+-- KEYS: the item's six keys (see lib.lua).
+-- ARGV[1] "records": then ARGV[2..] are triples (reservation id, record as
+--         encode() writes it, idempotency field or "")
+-- ARGV[1] "item": then ARGV[2..12] stock, per_user_limit, hold_ms, starts_ms
+--         or "", ends_ms or "", name, created_ms, updated_ms, rev, reserved, sold;
+--         reserved and sold are the sums over the records restored before
+--
+-- Returns one of:
+--   {"ok", records_written}   for "records"; a record already present is kept
+--   {"restored", <item fields as item_reply>}   for "item"
+--   {"exists"}   the item exists (restored by someone else, or never lost); nothing changed
+if redis.call('EXISTS', K_ITEM) == 1 then return { 'exists' } end
+
+if ARGV[1] == 'records' then
+  local n = 0
+  for i = 2, #ARGV, 3 do
+    local id, rec, idem = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    -- HSETNX keeps this idempotent: the user's units are counted only by the
+    -- call that wrote the record.
+    if redis.call('HSETNX', K_RES, id, rec) == 1 then
+      n = n + 1
+      local r = decode(id, rec)
+      if r.status == 'pending' then redis.call('ZADD', K_HOLDS, r.expires, id) end
+      if r.status == 'pending' or r.status == 'confirmed' then
+        redis.call('HINCRBY', K_USERS, r.user, r.qty)
+      end
+      if idem ~= '' then redis.call('HSET', K_IDEM, idem, id) end
+    end
+  end
+  return { 'ok', n }
+end
+
+local stock, reserved, sold = tonumber(ARGV[2]), tonumber(ARGV[11]), tonumber(ARGV[12])
+-- A restock that Redis took but the record never saw can leave the recorded
+-- stock below what is committed; the committed units win.
+if stock < reserved + sold then stock = reserved + sold end
+redis.call('HSET', K_ITEM, 'stock', stock, 'available', stock - reserved - sold,
+           'reserved', reserved, 'sold', sold, 'per_user_limit', ARGV[3], 'hold_ms', ARGV[4],
+           'name', ARGV[7], 'created_ms', ARGV[8], 'updated_ms', ARGV[9], 'rev', ARGV[10])
+if ARGV[5] ~= '' then redis.call('HSET', K_ITEM, 'starts_ms', ARGV[5]) end
+if ARGV[6] ~= '' then redis.call('HSET', K_ITEM, 'ends_ms', ARGV[6]) end
+return item_reply('restored', now_ms())

@@ -1,0 +1,169 @@
+package persistence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	mysqldrv "github.com/go-sql-driver/mysql"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/flashsale/flashsale/reservation"
+)
+
+// Apply writes changes in one transaction. It is idempotent and
+// order-insensitive: a reservation keeps its status unless a change carries
+// a later one (pending -> final), an item keeps its offer unless a change
+// carries a higher revision. Delivering a change twice, late or out of order
+// leaves the same rows.
+func (db *DB) Apply(ctx context.Context, changes []reservation.Change) error {
+	items, res := merge(changes)
+	if len(items) == 0 && len(res) == 0 {
+		return nil
+	}
+	var err error
+	// Two syncers upserting the same rows can deadlock in InnoDB; the loser
+	// is rolled back whole and simply goes again.
+	for attempt := 0; attempt < 5; attempt++ {
+		err = db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			if len(items) > 0 {
+				if err := tx.Clauses(db.itemUpsert()).Create(&items).Error; err != nil {
+					return err
+				}
+			}
+			if len(res) > 0 {
+				if err := tx.Clauses(db.reservationUpsert()).CreateInBatches(&res, 500).Error; err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if !retryable(err) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(time.Duration(attempt+1) * 10 * time.Millisecond)
+	}
+	if err != nil {
+		return fmt.Errorf("persistence: apply %d items, %d reservations: %w", len(items), len(res), translate(err))
+	}
+	return nil
+}
+
+func retryable(err error) bool {
+	var me *mysqldrv.MySQLError
+	// 1213 deadlock, 1205 lock wait timeout.
+	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
+}
+
+// merge folds a batch into one row per key, the furthest state of each, in
+// key order (a fixed lock order makes deadlocks between syncers rarer).
+func merge(changes []reservation.Change) ([]itemRow, []reservationRow) {
+	items := map[string]itemRow{}
+	res := map[string]reservationRow{}
+	for _, c := range changes {
+		if it := c.Item; it != nil {
+			if old, ok := items[it.SKU]; !ok || it.Rev > old.Rev {
+				items[it.SKU] = toItemRow(*it)
+			}
+		}
+		if r := c.Reservation; r != nil {
+			row := toReservationRow(*r, c.IdempotencyField)
+			old, ok := res[r.ID]
+			switch {
+			case !ok || row.StatusRank > old.StatusRank:
+				if ok && row.IdempotencyField == "" {
+					row.IdempotencyField = old.IdempotencyField
+				}
+				res[r.ID] = row
+			case old.IdempotencyField == "" && row.IdempotencyField != "":
+				old.IdempotencyField = row.IdempotencyField
+				res[r.ID] = old
+			}
+		}
+	}
+	itemRows := make([]itemRow, 0, len(items))
+	for _, it := range items {
+		itemRows = append(itemRows, it)
+	}
+	slices.SortFunc(itemRows, func(a, b itemRow) int { return strings.Compare(a.SKU, b.SKU) })
+	resRows := make([]reservationRow, 0, len(res))
+	for _, r := range res {
+		resRows = append(resRows, r)
+	}
+	slices.SortFunc(resRows, func(a, b reservationRow) int { return strings.Compare(a.ID, b.ID) })
+	return itemRows, resRows
+}
+
+// itemUpsert takes the incoming offer only when its revision is higher.
+// MySQL applies ON DUPLICATE KEY assignments left to right, each seeing the
+// ones before, so rev is assigned last.
+func (db *DB) itemUpsert() clause.OnConflict {
+	cols := []string{"name", "stock", "per_user_limit", "hold_ms", "starts_at", "ends_at", "updated_at"}
+	return db.upsert("sku", "items", "rev", cols)
+}
+
+// reservationUpsert takes the incoming status only when it is further along,
+// and the idempotency field whenever the row has none yet.
+func (db *DB) reservationUpsert() clause.OnConflict {
+	up := db.upsert("id", "reservations", "status_rank", []string{"status", "updated_at"})
+	var keep string
+	if db.mysql {
+		keep = "IF(idempotency_field = '', VALUES(idempotency_field), idempotency_field)"
+	} else {
+		keep = "CASE WHEN reservations.idempotency_field = '' THEN excluded.idempotency_field ELSE reservations.idempotency_field END"
+	}
+	// Before the rank column, which must stay last.
+	up.DoUpdates = slices.Insert(up.DoUpdates, len(up.DoUpdates)-1,
+		clause.Assignment{Column: clause.Column{Name: "idempotency_field"}, Value: gorm.Expr(keep)})
+	return up
+}
+
+// upsert builds "on conflict: take cols from the incoming row when its
+// order column is greater; then keep the greater order".
+func (db *DB) upsert(key, table, order string, cols []string) clause.OnConflict {
+	set := make(clause.Set, 0, len(cols)+1)
+	for _, c := range cols {
+		var expr string
+		if db.mysql {
+			expr = fmt.Sprintf("IF(VALUES(%[1]s) > %[1]s, VALUES(%[2]s), %[2]s)", order, c)
+		} else {
+			expr = fmt.Sprintf("CASE WHEN excluded.%[1]s > %[3]s.%[1]s THEN excluded.%[2]s ELSE %[3]s.%[2]s END", order, c, table)
+		}
+		set = append(set, clause.Assignment{Column: clause.Column{Name: c}, Value: gorm.Expr(expr)})
+	}
+	var last string
+	if db.mysql {
+		last = fmt.Sprintf("GREATEST(%[1]s, VALUES(%[1]s))", order)
+	} else {
+		last = fmt.Sprintf("MAX(%[2]s.%[1]s, excluded.%[1]s)", order, table)
+	}
+	set = append(set, clause.Assignment{Column: clause.Column{Name: order}, Value: gorm.Expr(last)})
+	return clause.OnConflict{Columns: []clause.Column{{Name: key}}, DoUpdates: set}
+}
+
+func toItemRow(it reservation.ItemRecord) itemRow {
+	return itemRow{
+		SKU: it.SKU, Name: it.Name, Stock: it.Stock, PerUserLimit: it.PerUserLimit,
+		HoldMS: it.Hold.Milliseconds(), StartsAt: optional(it.StartsAt), EndsAt: optional(it.EndsAt),
+		Rev: it.Rev, CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt,
+	}
+}
+
+func toReservationRow(r reservation.Reservation, idem string) reservationRow {
+	return reservationRow{
+		ID: r.ID, SKU: r.SKU, UserID: r.UserID, Quantity: r.Quantity, Status: string(r.Status),
+		StatusRank: rank(r.Status), IdempotencyField: idem,
+		CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt, UpdatedAt: r.UpdatedAt,
+	}
+}
+
+func optional(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}

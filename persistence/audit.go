@@ -1,0 +1,99 @@
+package persistence
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/flashsale/flashsale/reservation"
+)
+
+// ItemReader is the part of the Redis store the audit reads.
+type ItemReader interface {
+	Item(ctx context.Context, sku string) (reservation.Item, error)
+	ItemBacklog(ctx context.Context, sku string) (int64, error)
+}
+
+// Auditor compares Redis with the record, on request and periodically.
+type Auditor struct {
+	Store    ItemReader
+	DB       *DB
+	Interval time.Duration
+	Log      *slog.Logger
+}
+
+// Audit reads the item from Redis first (settling due holds, whose expiry
+// lands in the outbox), then its backlog, then the record, so that with an
+// empty backlog the record has seen every change the counters show.
+func (a *Auditor) Audit(ctx context.Context, sku string) (reservation.Audit, error) {
+	au := reservation.Audit{SKU: sku}
+	var err error
+	if au.Store, err = a.Store.Item(ctx, sku); err != nil {
+		return au, err
+	}
+	if au.Backlog, err = a.Store.ItemBacklog(ctx, sku); err != nil {
+		return au, err
+	}
+	rec, err := a.DB.Item(ctx, sku)
+	switch {
+	case err == nil:
+		au.Record = rec
+	case err == reservation.ErrItemNotFound:
+		au.Drift = append(au.Drift, "the record does not hold the item")
+	default:
+		return au, err
+	}
+	if au.Counts, err = a.DB.Counts(ctx, sku); err != nil {
+		return au, err
+	}
+	st, c := au.Store, au.Counts
+	check := func(what string, store, record int64) {
+		if store != record {
+			au.Drift = append(au.Drift, fmt.Sprintf("%s: redis %d, record %d", what, store, record))
+		}
+	}
+	if au.Record.SKU != "" {
+		check("stock", st.Stock, au.Record.Stock)
+	}
+	check("reserved (pending units)", st.Reserved, c.Pending)
+	check("sold (confirmed units)", st.Sold, c.Confirmed)
+	check("available (stock - pending - confirmed)", st.Available, st.Stock-c.Pending-c.Confirmed)
+	return au, nil
+}
+
+// Run audits every recorded item each Interval and logs drift that shows in
+// two audits in a row with an empty backlog (one alone can be a change that
+// landed between reading Redis and reading the record).
+func (a *Auditor) Run(ctx context.Context) error {
+	t := time.NewTicker(a.Interval)
+	defer t.Stop()
+	suspects := map[string][]string{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		skus, err := a.DB.SKUs(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.Log.Warn("audit: cannot list items", "err", err)
+			}
+			continue
+		}
+		next := map[string][]string{}
+		for _, sku := range skus {
+			au, err := a.Audit(ctx, sku)
+			if err != nil || au.Backlog > 0 || len(au.Drift) == 0 {
+				continue
+			}
+			if prev, ok := suspects[sku]; ok && slices.Equal(prev, au.Drift) {
+				a.Log.Error("audit: redis and the record disagree", "sku", sku, "drift", au.Drift)
+			}
+			next[sku] = au.Drift
+		}
+		suspects = next
+	}
+}

@@ -1,0 +1,147 @@
+// Package persistence is the durable record of flashsale: items and
+// reservations in MySQL (or an embedded SQLite file) through GORM, the
+// syncer that copies the Redis outbox into it, the recovery that rebuilds
+// Redis from it, and the audit that compares the two.
+package persistence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	mysqldrv "github.com/go-sql-driver/mysql"
+	"gorm.io/driver/mysql"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/flashsale/flashsale/reservation"
+)
+
+// itemRow is an item's offer. Rev is the seed revision from Redis; a row
+// only takes an offer with a higher one.
+type itemRow struct {
+	SKU          string     `gorm:"column:sku;primaryKey;size:64"`
+	Name         string     `gorm:"size:200;not null"`
+	Stock        int64      `gorm:"not null"`
+	PerUserLimit int        `gorm:"not null"`
+	HoldMS       int64      `gorm:"column:hold_ms;not null"`
+	StartsAt     *time.Time `gorm:"precision:3"`
+	EndsAt       *time.Time `gorm:"precision:3"`
+	Rev          int64      `gorm:"not null"`
+	CreatedAt    time.Time  `gorm:"precision:3;not null;autoCreateTime:false"`
+	UpdatedAt    time.Time  `gorm:"precision:3;not null;autoUpdateTime:false"`
+}
+
+func (itemRow) TableName() string { return "items" }
+
+// reservationRow is one reservation. StatusRank orders statuses (pending 0,
+// any final status 1) so that an older change can never overwrite a newer
+// one, whatever order the syncer delivers them in.
+type reservationRow struct {
+	ID               string    `gorm:"primaryKey;size:100"`
+	SKU              string    `gorm:"column:sku;size:64;not null;index:idx_reservations_sku_status,priority:1"`
+	UserID           string    `gorm:"size:64;not null"`
+	Quantity         int       `gorm:"not null"`
+	Status           string    `gorm:"size:16;not null;index:idx_reservations_sku_status,priority:2"`
+	StatusRank       int       `gorm:"not null"`
+	IdempotencyField string    `gorm:"size:200;not null;default:''"`
+	CreatedAt        time.Time `gorm:"precision:3;not null;autoCreateTime:false"`
+	ExpiresAt        time.Time `gorm:"precision:3;not null"`
+	UpdatedAt        time.Time `gorm:"precision:3;not null;autoUpdateTime:false"`
+}
+
+func (reservationRow) TableName() string { return "reservations" }
+
+func rank(s reservation.Status) int {
+	if s == reservation.StatusPending {
+		return 0
+	}
+	return 1
+}
+
+// DB is the durable record.
+type DB struct {
+	gorm  *gorm.DB
+	mysql bool
+}
+
+// Open connects to MySQL when dsn is set (go-sql-driver syntax), else to the
+// SQLite file at sqlitePath, and creates the tables.
+func Open(ctx context.Context, dsn, sqlitePath string) (*DB, error) {
+	cfg := &gorm.Config{Logger: logger.Discard, SkipDefaultTransaction: true}
+	var (
+		g   *gorm.DB
+		err error
+	)
+	if dsn != "" {
+		mc, perr := mysqldrv.ParseDSN(dsn)
+		if perr != nil {
+			return nil, fmt.Errorf("persistence: mysql dsn: %w", perr)
+		}
+		// Times are stored and read in UTC whatever the DSN says.
+		mc.ParseTime, mc.Loc = true, time.UTC
+		g, err = gorm.Open(mysql.Open(mc.FormatDSN()), cfg)
+	} else {
+		// WAL and a busy timeout: the syncer writes while recovery and the
+		// audit read.
+		g, err = gorm.Open(sqlite.Open(sqlitePath+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"), cfg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("persistence: open: %w", err)
+	}
+	db := &DB{gorm: g, mysql: dsn != ""}
+	sqlDB, err := g.DB()
+	if err != nil {
+		return nil, fmt.Errorf("persistence: open: %w", err)
+	}
+	if db.mysql {
+		sqlDB.SetMaxOpenConns(16)
+		sqlDB.SetMaxIdleConns(8)
+		sqlDB.SetConnMaxLifetime(5 * time.Minute)
+	} else {
+		sqlDB.SetMaxOpenConns(1) // SQLite has one writer; queue here, not in busy loops
+	}
+	if err := g.WithContext(ctx).AutoMigrate(&itemRow{}, &reservationRow{}); err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("persistence: create tables: %w", translate(err))
+	}
+	return db, nil
+}
+
+// Close closes the connections.
+func (db *DB) Close() error {
+	sqlDB, err := db.gorm.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}
+
+// Ping reports whether the database answers.
+func (db *DB) Ping(ctx context.Context) error {
+	sqlDB, err := db.gorm.DB()
+	if err != nil {
+		return err
+	}
+	if err := sqlDB.PingContext(ctx); err != nil {
+		return fmt.Errorf("persistence: ping: %w", translate(err))
+	}
+	return nil
+}
+
+// translate marks failures to reach the database as ErrUnavailable.
+func translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	var me *mysqldrv.MySQLError
+	if errors.As(err, &me) {
+		return err // the server answered: a query or data problem
+	}
+	if errors.Is(err, reservation.ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", reservation.ErrUnavailable, err)
+}

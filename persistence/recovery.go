@@ -1,0 +1,205 @@
+package persistence
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/flashsale/flashsale/reservation"
+)
+
+// Restorer is the part of the Redis store that recovery drives.
+type Restorer interface {
+	// Restore rebuilds a lost item; false when the item exists.
+	Restore(ctx context.Context, snap reservation.Snapshot) (bool, error)
+	// Missing returns the skus whose item the store does not hold.
+	Missing(ctx context.Context, skus []string) ([]string, error)
+	// MarkEpoch writes the store's epoch marker and reports whether it was
+	// missing: the store is new or has lost its data.
+	MarkEpoch(ctx context.Context, epoch int64) (bool, error)
+}
+
+// Recoverer notices items that Redis lost and rebuilds them from the record.
+// Until an item is rebuilt, the Service answers ErrRecovering for it, and
+// seeding cannot create it afresh: units the record holds as reserved or
+// sold are never sold again.
+type Recoverer struct {
+	Store    Restorer
+	DB       *DB
+	Interval time.Duration // how often the epoch marker is checked
+	// Grace is how long a rebuild waits before reading the record, so that
+	// batches a syncer read before the loss have landed (or timed out). It
+	// must exceed the syncer's Timeout.
+	Grace time.Duration
+	Log   *slog.Logger
+
+	mu         sync.Mutex
+	known      map[string]bool // items the record held at the last refresh
+	rebuilding map[string]bool
+	ctx        context.Context // Run's; rebuilds live as long as it
+	wg         sync.WaitGroup
+	restored   int
+}
+
+var _ reservation.Recovery = (*Recoverer)(nil)
+
+// Run checks the epoch marker every Interval until ctx is done; a missing
+// marker starts a check of every recorded item. It returns after the
+// rebuilds it started have stopped.
+func (r *Recoverer) Run(ctx context.Context) error {
+	r.mu.Lock()
+	r.ctx = ctx
+	r.mu.Unlock()
+	defer r.wg.Wait()
+	t := time.NewTicker(r.Interval)
+	defer t.Stop()
+	for {
+		if err := r.Check(ctx); err != nil && ctx.Err() == nil {
+			r.Log.Warn("recovery check failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Check refreshes the list of recorded items and, when the store lost its
+// epoch marker, starts rebuilding every recorded item it lacks.
+func (r *Recoverer) Check(ctx context.Context) error {
+	skus, err := r.DB.SKUs(ctx)
+	if err != nil {
+		return err
+	}
+	known := make(map[string]bool, len(skus))
+	for _, sku := range skus {
+		known[sku] = true
+	}
+	r.mu.Lock()
+	r.known = known
+	r.mu.Unlock()
+	fresh, err := r.Store.MarkEpoch(ctx, time.Now().UnixMilli())
+	if err != nil || !fresh {
+		return err
+	}
+	missing, err := r.Store.Missing(ctx, skus)
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		r.Log.Error("redis has lost recorded items; rebuilding them from the record",
+			"items", len(missing), "grace", r.Grace)
+	}
+	for _, sku := range missing {
+		r.start(sku)
+	}
+	return nil
+}
+
+// Recorded reports which skus the record holds. When the record cannot be
+// reached it falls back to the last list it read, so seeding existing items
+// keeps working while MySQL is down.
+func (r *Recoverer) Recorded(ctx context.Context, skus []string) (map[string]bool, error) {
+	found, err := r.DB.Recorded(ctx, skus)
+	if err == nil {
+		return found, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.known == nil {
+		return nil, err
+	}
+	found = make(map[string]bool, len(skus))
+	for _, sku := range skus {
+		found[sku] = r.known[sku]
+	}
+	return found, nil
+}
+
+// Lost is told that the store does not know sku. It reports whether the
+// item is recorded and missing, i.e. lost; then it starts rebuilding it.
+func (r *Recoverer) Lost(ctx context.Context, sku string) bool {
+	r.mu.Lock()
+	known, busy := r.known[sku], r.rebuilding[sku]
+	r.mu.Unlock()
+	if busy {
+		return true
+	}
+	if !known {
+		return false
+	}
+	missing, err := r.Store.Missing(ctx, []string{sku})
+	if err != nil || len(missing) == 0 {
+		return false
+	}
+	r.start(sku)
+	return true
+}
+
+// Restored is how many items this Recoverer has rebuilt.
+func (r *Recoverer) Restored() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.restored
+}
+
+// Rebuilding is how many items are being rebuilt now.
+func (r *Recoverer) Rebuilding() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.rebuilding)
+}
+
+func (r *Recoverer) start(sku string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rebuilding[sku] || r.ctx == nil || r.ctx.Err() != nil {
+		return
+	}
+	if r.rebuilding == nil {
+		r.rebuilding = map[string]bool{}
+	}
+	r.rebuilding[sku] = true
+	ctx := r.ctx
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		err := r.rebuild(ctx, sku)
+		r.mu.Lock()
+		delete(r.rebuilding, sku)
+		if err == nil {
+			r.restored++
+		}
+		r.mu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			r.Log.Error("rebuild failed; it is tried again on the next request or check", "sku", sku, "err", err)
+		}
+	}()
+}
+
+func (r *Recoverer) rebuild(ctx context.Context, sku string) error {
+	sleep(ctx, r.Grace)
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		snap, err := r.DB.Snapshot(ctx, sku)
+		if errors.Is(err, reservation.ErrItemNotFound) {
+			return err
+		}
+		if err == nil {
+			var restored bool
+			restored, err = r.Store.Restore(ctx, snap)
+			if err == nil {
+				r.Log.Warn("item rebuilt from the record", "sku", sku, "restored", restored,
+					"reservations", len(snap.Reservations))
+				return nil
+			}
+		}
+		if attempt >= 20 {
+			return err
+		}
+		sleep(ctx, next(time.Duration(attempt)*100*time.Millisecond))
+	}
+	return ctx.Err()
+}

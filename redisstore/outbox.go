@@ -1,0 +1,449 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/flashsale/flashsale/luascripts"
+	"github.com/flashsale/flashsale/reservation"
+)
+
+// SyncGroup is the consumer group every syncer reads the outboxes through:
+// one group, so each entry goes to one syncer, however many run.
+const SyncGroup = "flashsale-sync"
+
+var ackScript = goredis.NewScript(string(luascripts.Ack()))
+
+// OutboxOptions tune how an Outbox finds and shares work.
+type OutboxOptions struct {
+	// Consumer names this reader in the group; unique per process.
+	Consumer string
+	// ClaimIdle: an entry another consumer took and left unacknowledged
+	// this long is taken over (its consumer died or is stuck).
+	ClaimIdle time.Duration
+	// MaxTries: a permanently failing entry is parked in the item's
+	// dead-letter stream after this many failed attempts.
+	MaxTries int
+	// Scan: every item's outbox is polled at least this often; items with
+	// recent changes are polled on every Read.
+	Scan time.Duration
+}
+
+// Outbox reads the per-item outbox streams that the scripts append to.
+// Streams are per item (they share the item's hash tag), so every script
+// stays in one slot of a Redis Cluster.
+type Outbox struct {
+	store *Store
+	opt   OutboxOptions
+
+	mu        sync.Mutex
+	streams   map[string]*streamState
+	lastScan  time.Time
+	lastClaim time.Time
+}
+
+type streamState struct {
+	grouped  bool      // the consumer group exists, as far as we know
+	hotUntil time.Time // poll on every Read until then
+	// claimFrom is where the last XAUTOCLAIM stopped when it found more
+	// idle entries than one call takes; the next Read goes on from there,
+	// so a long backlog left by a dead consumer drains at full speed.
+	claimFrom string
+}
+
+// hotFor is how long an item that had changes is polled on every Read.
+const hotFor = 5 * time.Second
+
+var _ reservation.Outbox = (*Outbox)(nil)
+
+// Outbox returns a reader of the store's outboxes.
+func (s *Store) Outbox(opt OutboxOptions) (*Outbox, error) {
+	if opt.Consumer == "" || opt.ClaimIdle <= 0 || opt.MaxTries < 1 || opt.Scan <= 0 {
+		return nil, fmt.Errorf("redisstore: outbox options %+v: consumer, claim idle, max tries and scan are required", opt)
+	}
+	return &Outbox{store: s, opt: opt, streams: map[string]*streamState{}}, nil
+}
+
+// Read returns new entries and entries claimed from consumers that went quiet.
+func (o *Outbox) Read(ctx context.Context, max int) ([]reservation.OutboxEntry, error) {
+	skus, claim, err := o.candidates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(skus) == 0 {
+		return nil, nil
+	}
+	if err := o.ensureGroups(ctx, skus); err != nil {
+		return nil, err
+	}
+	s := o.store
+	pipe := s.client.Pipeline()
+	claims := make([]*goredis.XAutoClaimCmd, len(skus))
+	reads := make([]*goredis.XStreamSliceCmd, len(skus))
+	o.mu.Lock()
+	for i, sku := range skus {
+		key := s.keys(sku)[5]
+		st := o.streams[sku]
+		if claim || st.claimFrom != "" {
+			start := st.claimFrom
+			if start == "" {
+				start = "0-0"
+			}
+			claims[i] = pipe.XAutoClaim(ctx, &goredis.XAutoClaimArgs{
+				Stream: key, Group: SyncGroup, Consumer: o.opt.Consumer,
+				MinIdle: o.opt.ClaimIdle, Start: start, Count: int64(max),
+			})
+		}
+		reads[i] = pipe.XReadGroup(ctx, &goredis.XReadGroupArgs{
+			Group: SyncGroup, Consumer: o.opt.Consumer, Streams: []string{key, ">"},
+			Count: int64(max), Block: -1,
+		})
+	}
+	o.mu.Unlock()
+	_, _ = pipe.Exec(ctx) // read per command below
+
+	var out []reservation.OutboxEntry
+	var firstErr error
+	now := time.Now()
+	for i, sku := range skus {
+		var msgs []goredis.XMessage
+		if claims[i] != nil {
+			m, from, err := claims[i].Result()
+			if err != nil && !o.lostGroup(sku, err) && firstErr == nil {
+				firstErr = err
+			}
+			if from == "0-0" || err != nil {
+				from = ""
+			}
+			o.mu.Lock()
+			o.streams[sku].claimFrom = from
+			o.mu.Unlock()
+			msgs = append(msgs, m...)
+		}
+		streams, err := reads[i].Result()
+		switch {
+		case errors.Is(err, goredis.Nil):
+		case err != nil:
+			if !o.lostGroup(sku, err) && firstErr == nil {
+				firstErr = err
+			}
+		default:
+			for _, st := range streams {
+				msgs = append(msgs, st.Messages...)
+			}
+		}
+		if len(msgs) > 0 {
+			o.mu.Lock()
+			o.streams[sku].hotUntil = now.Add(hotFor)
+			o.mu.Unlock()
+		}
+		for _, m := range msgs {
+			out = append(out, parseEntry(sku, m))
+		}
+	}
+	if firstErr != nil && len(out) == 0 {
+		return nil, fmt.Errorf("redisstore: outbox read: %w", translate(firstErr))
+	}
+	return out, nil
+}
+
+// lostGroup notes a stream whose group is gone (Redis lost its data) so the
+// next Read creates it again; it reports whether err was that.
+func (o *Outbox) lostGroup(sku string, err error) bool {
+	if !goredis.HasErrorPrefix(err, "NOGROUP") {
+		return false
+	}
+	o.mu.Lock()
+	o.streams[sku].grouped = false
+	o.mu.Unlock()
+	return true
+}
+
+// candidates returns the items to poll now: every item once per Scan, the
+// ones with recent changes always. claim reports whether to take over idle
+// entries in this round.
+func (o *Outbox) candidates(ctx context.Context) (skus []string, claim bool, err error) {
+	o.mu.Lock()
+	now := time.Now()
+	scan := now.Sub(o.lastScan) >= o.opt.Scan
+	claim = now.Sub(o.lastClaim) >= o.opt.ClaimIdle/2
+	o.mu.Unlock()
+	if scan || claim {
+		all, err := o.store.catalog(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		for _, sku := range all {
+			if o.streams[sku] == nil {
+				o.streams[sku] = &streamState{}
+			}
+		}
+		o.lastScan = now
+		if claim {
+			o.lastClaim = now
+		}
+		return all, claim, nil
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for sku, st := range o.streams {
+		if now.Before(st.hotUntil) || st.claimFrom != "" {
+			skus = append(skus, sku)
+		}
+	}
+	return skus, false, nil
+}
+
+// ensureGroups creates the consumer group on each stream that lacks it,
+// reading from the very first entry, so nothing appended before is skipped.
+func (o *Outbox) ensureGroups(ctx context.Context, skus []string) error {
+	var missing []string
+	o.mu.Lock()
+	for _, sku := range skus {
+		if !o.streams[sku].grouped {
+			missing = append(missing, sku)
+		}
+	}
+	o.mu.Unlock()
+	if len(missing) == 0 {
+		return nil
+	}
+	pipe := o.store.client.Pipeline()
+	cmds := make([]*goredis.StatusCmd, len(missing))
+	for i, sku := range missing {
+		cmds[i] = pipe.XGroupCreateMkStream(ctx, o.store.keys(sku)[5], SyncGroup, "0")
+	}
+	_, _ = pipe.Exec(ctx)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i, sku := range missing {
+		err := cmds[i].Err()
+		if err != nil && !goredis.HasErrorPrefix(err, "BUSYGROUP") {
+			return fmt.Errorf("redisstore: create group on %s: %w", sku, translate(err))
+		}
+		o.streams[sku].grouped = true
+	}
+	return nil
+}
+
+// Ack acknowledges and deletes entries, one script per item.
+func (o *Outbox) Ack(ctx context.Context, entries []reservation.OutboxEntry) error {
+	bySKU := map[string][]any{}
+	var order []string
+	for _, e := range entries {
+		if _, ok := bySKU[e.SKU]; !ok {
+			order = append(order, e.SKU)
+			bySKU[e.SKU] = []any{SyncGroup, "ack"}
+		}
+		bySKU[e.SKU] = append(bySKU[e.SKU], e.ID)
+	}
+	calls := make([]call, len(order))
+	for i, sku := range order {
+		calls[i] = call{keys: o.store.outboxKeys(sku), args: bySKU[sku]}
+	}
+	for i, res := range o.store.runMany(ctx, ackScript, calls) {
+		if _, err := reply(res.val, res.err); err != nil {
+			return fmt.Errorf("redisstore: ack %s: %w", order[i], err)
+		}
+	}
+	return nil
+}
+
+// Fail counts an attempt; at MaxTries the entry goes to the dead letters.
+func (o *Outbox) Fail(ctx context.Context, e reservation.OutboxEntry, reason string) (bool, error) {
+	keys := o.store.outboxKeys(e.SKU)
+	tries, err := o.store.client.HIncrBy(ctx, keys[1], e.ID, 1).Result()
+	if err != nil {
+		return false, fmt.Errorf("redisstore: count try of %s: %w", e.ID, translate(err))
+	}
+	if tries < int64(o.opt.MaxTries) {
+		return false, nil
+	}
+	_, err = reply(ackScript.Run(ctx, o.store.client, keys, SyncGroup, "dead", e.ID, reason).Result())
+	if err != nil {
+		return false, fmt.Errorf("redisstore: park %s: %w", e.ID, err)
+	}
+	return true, nil
+}
+
+// Backlog sums the unsynced entries of every item's outbox. Acknowledged
+// entries are deleted, so an outbox's length is its backlog.
+func (o *Outbox) Backlog(ctx context.Context) (reservation.Backlog, error) {
+	return o.store.Backlog(ctx)
+}
+
+// Backlog reports the entries not yet synced over every item.
+func (s *Store) Backlog(ctx context.Context) (reservation.Backlog, error) {
+	skus, err := s.catalog(ctx)
+	if err != nil {
+		return reservation.Backlog{}, err
+	}
+	var b reservation.Backlog
+	now, err := s.client.Time(ctx).Result()
+	if err != nil {
+		return b, fmt.Errorf("redisstore: backlog: %w", translate(err))
+	}
+	const chunk = 500
+	for lo := 0; lo < len(skus); lo += chunk {
+		part := skus[lo:min(lo+chunk, len(skus))]
+		pipe := s.client.Pipeline()
+		lens := make([]*goredis.IntCmd, len(part))
+		dead := make([]*goredis.IntCmd, len(part))
+		first := make([]*goredis.XMessageSliceCmd, len(part))
+		for i, sku := range part {
+			k := s.outboxKeys(sku)
+			lens[i] = pipe.XLen(ctx, k[0])
+			dead[i] = pipe.XLen(ctx, k[2])
+			first[i] = pipe.XRangeN(ctx, k[0], "-", "+", 1)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+			return b, fmt.Errorf("redisstore: backlog: %w", translate(err))
+		}
+		for i := range part {
+			b.Entries += lens[i].Val()
+			b.Dead += dead[i].Val()
+			if msgs := first[i].Val(); len(msgs) > 0 {
+				if age := now.Sub(entryTime(msgs[0].ID)); age > b.Oldest {
+					b.Oldest = age
+				}
+			}
+		}
+	}
+	return b, nil
+}
+
+// ItemBacklog is the number of unsynced entries of one item.
+func (s *Store) ItemBacklog(ctx context.Context, sku string) (int64, error) {
+	n, err := s.client.XLen(ctx, s.keys(sku)[5]).Result()
+	if err != nil {
+		return 0, fmt.Errorf("redisstore: backlog of %s: %w", sku, translate(err))
+	}
+	return n, nil
+}
+
+// entryTime is when Redis appended a stream entry: its id is "<ms>-<seq>".
+func entryTime(id string) time.Time {
+	ms, _, _ := strings.Cut(id, "-")
+	n, _ := strconv.ParseInt(ms, 10, 64)
+	return time.UnixMilli(n)
+}
+
+func (s *Store) catalog(ctx context.Context) ([]string, error) {
+	skus, err := s.client.SMembers(ctx, s.catalogKey()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: catalogue: %w", translate(err))
+	}
+	return skus, nil
+}
+
+// parseEntry decodes an outbox entry written by lib.lua's emit_res or
+// emit_item. A malformed entry comes back with Err set, for the syncer to
+// count and eventually park.
+func parseEntry(sku string, m goredis.XMessage) reservation.OutboxEntry {
+	e := reservation.OutboxEntry{SKU: sku, ID: m.ID}
+	field := func(name string) string {
+		s, _ := m.Values[name].(string)
+		return s
+	}
+	var err error
+	switch field("k") {
+	case "res":
+		var r reservation.Reservation
+		r, err = decodeRecord(sku, field("id"), field("rec"))
+		e.Change = reservation.Change{Reservation: &r, IdempotencyField: field("idem")}
+	case "item":
+		var it reservation.ItemRecord
+		it, err = decodeItemEntry(sku, field)
+		e.Change = reservation.Change{Item: &it}
+	default:
+		err = fmt.Errorf("unknown kind %q", field("k"))
+	}
+	if err != nil {
+		e.Change = reservation.Change{}
+		e.Err = fmt.Errorf("outbox entry %s of %s: %w", m.ID, sku, err)
+	}
+	return e
+}
+
+// decodeRecord parses lib.lua's record "status|qty|created|expires|updated|user".
+func decodeRecord(sku, id, rec string) (reservation.Reservation, error) {
+	parts := strings.SplitN(rec, "|", 6)
+	if len(parts) != 6 {
+		return reservation.Reservation{}, fmt.Errorf("record %q: want 6 fields", rec)
+	}
+	if got, ok := reservation.ParseID(id); !ok || got != sku {
+		return reservation.Reservation{}, fmt.Errorf("reservation id %q is not of item %s", id, sku)
+	}
+	st := reservation.Status(parts[0])
+	switch st {
+	case reservation.StatusPending, reservation.StatusConfirmed, reservation.StatusCancelled, reservation.StatusExpired:
+	default:
+		return reservation.Reservation{}, fmt.Errorf("record %q: unknown status", rec)
+	}
+	var n [4]int64
+	for i := range n {
+		v, err := strconv.ParseInt(parts[i+1], 10, 64)
+		if err != nil || v < 0 {
+			return reservation.Reservation{}, fmt.Errorf("record %q: field %d is not a count", rec, i+2)
+		}
+		n[i] = v
+	}
+	if !reservation.ValidUserID(parts[5]) || n[0] < 1 {
+		return reservation.Reservation{}, fmt.Errorf("record %q: bad user or quantity", rec)
+	}
+	return reservation.Reservation{
+		ID: id, SKU: sku, Status: st, Quantity: int(n[0]), UserID: parts[5],
+		CreatedAt: time.UnixMilli(n[1]).UTC(), ExpiresAt: time.UnixMilli(n[2]).UTC(), UpdatedAt: time.UnixMilli(n[3]).UTC(),
+	}, nil
+}
+
+// encodeRecord is decodeRecord's inverse, for restoring.
+func encodeRecord(r reservation.Reservation) string {
+	return string(r.Status) + "|" + strconv.Itoa(r.Quantity) + "|" +
+		strconv.FormatInt(r.CreatedAt.UnixMilli(), 10) + "|" + strconv.FormatInt(r.ExpiresAt.UnixMilli(), 10) + "|" +
+		strconv.FormatInt(r.UpdatedAt.UnixMilli(), 10) + "|" + r.UserID
+}
+
+func decodeItemEntry(sku string, field func(string) string) (reservation.ItemRecord, error) {
+	num := func(name string, min int64) (int64, error) {
+		v, err := strconv.ParseInt(field(name), 10, 64)
+		if err != nil || v < min {
+			return 0, fmt.Errorf("item field %s=%q", name, field(name))
+		}
+		return v, nil
+	}
+	optional := func(name string) (time.Time, error) {
+		if field(name) == "" {
+			return time.Time{}, nil
+		}
+		v, err := num(name, 0)
+		return time.UnixMilli(v).UTC(), err
+	}
+	var it reservation.ItemRecord
+	var errs [9]error
+	var limit, hold, created, updated int64
+	it.SKU, it.Name = sku, field("name")
+	it.Rev, errs[0] = num("rev", 1)
+	it.Stock, errs[1] = num("stock", 0)
+	limit, errs[2] = num("limit", 1)
+	hold, errs[3] = num("hold", 1)
+	it.StartsAt, errs[4] = optional("starts")
+	it.EndsAt, errs[5] = optional("ends")
+	created, errs[6] = num("created", 0)
+	updated, errs[7] = num("updated", 0)
+	if err := errors.Join(errs[:]...); err != nil {
+		return it, err
+	}
+	it.PerUserLimit, it.Hold = int(limit), time.Duration(hold)*time.Millisecond
+	it.CreatedAt, it.UpdatedAt = time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()
+	return it, nil
+}
