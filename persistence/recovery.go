@@ -19,6 +19,8 @@ type Restorer interface {
 	// MarkEpoch writes the store's epoch marker and reports whether it was
 	// missing: the store is new or has lost its data.
 	MarkEpoch(ctx context.Context, epoch int64) (bool, error)
+	// Unsynced returns the item's outbox changes not yet in the record.
+	Unsynced(ctx context.Context, sku string) ([]reservation.Change, error)
 }
 
 // Recoverer notices items that Redis lost and rebuilds them from the record.
@@ -187,7 +189,14 @@ func (r *Recoverer) rebuild(ctx context.Context, sku string) error {
 		if errors.Is(err, reservation.ErrItemNotFound) {
 			return err
 		}
+		var unsynced []reservation.Change
 		if err == nil {
+			// The outbox shares the item's slot, so it is usually lost with
+			// it; whatever survived is newer than the record and goes in too.
+			unsynced, err = r.Store.Unsynced(ctx, sku)
+		}
+		if err == nil {
+			snap = withChanges(snap, unsynced)
 			var restored bool
 			restored, err = r.Store.Restore(ctx, snap)
 			if err == nil {
@@ -202,4 +211,41 @@ func (r *Recoverer) rebuild(ctx context.Context, sku string) error {
 		sleep(ctx, next(time.Duration(attempt)*100*time.Millisecond))
 	}
 	return ctx.Err()
+}
+
+// withChanges folds outbox changes into a snapshot by the syncer's rules:
+// a reservation's status only moves forward, an offer only to a higher
+// revision.
+func withChanges(snap reservation.Snapshot, changes []reservation.Change) reservation.Snapshot {
+	if len(changes) == 0 {
+		return snap
+	}
+	at := make(map[string]int, len(snap.Reservations))
+	for i, r := range snap.Reservations {
+		at[r.ID] = i
+	}
+	for _, c := range changes {
+		if it := c.Item; it != nil && it.Rev > snap.Item.Rev {
+			snap.Item = *it
+		}
+		r := c.Reservation
+		if r == nil {
+			continue
+		}
+		i, ok := at[r.ID]
+		if !ok {
+			at[r.ID] = len(snap.Reservations)
+			snap.Reservations = append(snap.Reservations,
+				reservation.RecordedReservation{Reservation: *r, IdempotencyField: c.IdempotencyField})
+			continue
+		}
+		cur := &snap.Reservations[i]
+		if rank(r.Status) > rank(cur.Status) {
+			cur.Reservation = *r
+		}
+		if cur.IdempotencyField == "" {
+			cur.IdempotencyField = c.IdempotencyField
+		}
+	}
+	return snap
 }

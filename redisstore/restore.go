@@ -101,3 +101,20 @@ func (s *Store) MarkEpoch(ctx context.Context, epoch int64) (bool, error) {
 	}
 	return set, nil
 }
+
+// Unsynced returns the changes in the item's outbox that the syncers have
+// not acknowledged yet: what the record is missing. Entries that cannot be
+// parsed are skipped (the syncer parks them).
+func (s *Store) Unsynced(ctx context.Context, sku string) ([]reservation.Change, error) {
+	msgs, err := s.client.XRange(ctx, s.keys(sku)[5], "-", "+").Result()
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: outbox of %s: %w", sku, translate(err))
+	}
+	out := make([]reservation.Change, 0, len(msgs))
+	for _, m := range msgs {
+		if e := parseEntry(sku, m); e.Err == nil {
+			out = append(out, e.Change)
+		}
+	}
+	return out, nil
+}
