@@ -81,9 +81,9 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		AuditInterval:    r.duration("FLASHSALE_AUDIT_INTERVAL", time.Minute, 0, 24*time.Hour),
 	}
 	cfg.RecoveryGrace = r.duration("FLASHSALE_RECOVERY_GRACE", 2*cfg.SyncTimeout, 0, time.Hour)
-	if cfg.RecoveryGrace <= cfg.SyncTimeout {
+	if cfg.RecoveryGrace <= cfg.SyncWait+cfg.SyncTimeout {
 		r.fail("FLASHSALE_RECOVERY_GRACE", cfg.RecoveryGrace.String(),
-			"must exceed FLASHSALE_SYNC_TIMEOUT, so no batch read before a Redis loss lands after the rebuild")
+			"must exceed FLASHSALE_SYNC_WAIT + FLASHSALE_SYNC_TIMEOUT, so no batch read before a Redis loss lands after the rebuild")
 	}
 	if cfg.SyncClaimIdle <= cfg.SyncTimeout {
 		r.fail("FLASHSALE_SYNC_CLAIM_IDLE", cfg.SyncClaimIdle.String(),

@@ -13,7 +13,8 @@ local id = ARGV[1]
 local now = now_ms()
 
 local r = load(id)
-if not r then return { 'reservation_not_found' } end
+-- No item yet: a rebuild (restore.lua) has written the records but not the item.
+if not r or redis.call('EXISTS', K_ITEM) == 0 then return { 'reservation_not_found' } end
 local st = status(r, now)
 if st == 'confirmed' then return reply('confirmed', r, now) end
 if st == 'cancelled' then return reply('reservation_cancelled', r, now) end

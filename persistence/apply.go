@@ -31,7 +31,7 @@ func (db *DB) Apply(ctx context.Context, changes []reservation.Change) error {
 	for attempt := 0; attempt < 5; attempt++ {
 		err = db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 			if len(items) > 0 {
-				if err := tx.Clauses(db.itemUpsert()).Create(&items).Error; err != nil {
+				if err := tx.Clauses(db.itemUpsert()).CreateInBatches(&items, 500).Error; err != nil {
 					return err
 				}
 			}
@@ -45,7 +45,7 @@ func (db *DB) Apply(ctx context.Context, changes []reservation.Change) error {
 		if !retryable(err) || ctx.Err() != nil {
 			break
 		}
-		time.Sleep(time.Duration(attempt+1) * 10 * time.Millisecond)
+		sleep(ctx, time.Duration(attempt+1)*10*time.Millisecond)
 	}
 	if err != nil {
 		return fmt.Errorf("persistence: apply %d items, %d reservations: %w", len(items), len(res), translate(err))

@@ -138,10 +138,23 @@ func translate(err error) error {
 	}
 	var me *mysqldrv.MySQLError
 	if errors.As(err, &me) {
-		return err // the server answered: a query or data problem
+		if transient[me.Number] {
+			// The server answered, but about itself, not the data: the
+			// write is retried without counting against the entries.
+			return fmt.Errorf("%w: %w", reservation.ErrUnavailable, err)
+		}
+		return err // a query or data problem
 	}
 	if errors.Is(err, reservation.ErrUnavailable) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", reservation.ErrUnavailable, err)
+}
+
+// transient are server errors that say nothing about the rows written:
+// lock wait timeout, deadlock, too many connections, shutdown in progress,
+// read-only (a failover in progress), out of resources.
+var transient = map[uint16]bool{
+	1205: true, 1213: true, 1040: true, 1053: true, 1290: true, 1836: true, 1792: true,
+	1041: true, 1203: true, 1226: true, 3024: true,
 }

@@ -20,9 +20,10 @@ type Syncer struct {
 	DB        *DB
 	BatchSize int           // entries per transaction at most
 	BatchWait time.Duration // how long a partial batch waits for more
-	// Timeout bounds one batch's write. Recovery waits at least this long
-	// before reading the record, so no batch read before Redis lost its
-	// data can land after the rebuild.
+	// Timeout bounds a batch from its first read to its last write: what
+	// is not written by then stays pending for a later claim. Recovery waits
+	// longer than BatchWait + Timeout before reading the record, so no batch
+	// read before Redis lost its data can land after the rebuild.
 	Timeout time.Duration
 	Log     *slog.Logger
 
@@ -60,9 +61,13 @@ func (s *Syncer) Status() SyncStatus {
 // Run syncs until ctx is done. It also measures the backlog every second and
 // logs it while it is not empty.
 func (s *Syncer) Run(ctx context.Context) error {
-	go s.watch(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.watch(ctx) }()
+	defer wg.Wait()
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
+		readAt := time.Now()
 		batch, err := s.collect(ctx)
 		if err != nil {
 			backoff = next(backoff)
@@ -76,7 +81,10 @@ func (s *Syncer) Run(ctx context.Context) error {
 			sleep(ctx, s.BatchWait)
 			continue
 		}
-		if s.process(ctx, batch) {
+		deadline, cancel := context.WithDeadline(ctx, readAt.Add(s.BatchWait+s.Timeout))
+		ok := s.process(deadline, batch)
+		cancel()
+		if ok {
 			backoff = 0
 			continue
 		}
@@ -110,8 +118,9 @@ func (s *Syncer) collect(ctx context.Context) ([]reservation.OutboxEntry, error)
 	return batch, nil
 }
 
-// process writes a batch and reports whether the database took it (entries
-// that failed on their own count as taken: they are retried or parked).
+// process writes a batch before ctx's deadline and reports whether the
+// database took it (entries that failed on their own count as taken: they
+// are retried or parked).
 func (s *Syncer) process(ctx context.Context, batch []reservation.OutboxEntry) bool {
 	good := batch[:0:0]
 	for _, e := range batch {
@@ -141,6 +150,9 @@ func (s *Syncer) process(ctx context.Context, batch []reservation.OutboxEntry) b
 		s.Log.Warn("sync batch failed; retrying entries one by one", "entries", len(part), "err", err)
 		for _, e := range part {
 			if err := s.write(ctx, []reservation.OutboxEntry{e}); err != nil {
+				if errors.Is(err, reservation.ErrUnavailable) {
+					return false // not the entry's fault: it stays pending
+				}
 				s.fail(ctx, e, err)
 				continue
 			}
@@ -151,8 +163,6 @@ func (s *Syncer) process(ctx context.Context, batch []reservation.OutboxEntry) b
 }
 
 func (s *Syncer) write(ctx context.Context, entries []reservation.OutboxEntry) error {
-	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
-	defer cancel()
 	changes := make([]reservation.Change, len(entries))
 	for i, e := range entries {
 		changes[i] = e.Change

@@ -47,6 +47,7 @@ type Outbox struct {
 	streams   map[string]*streamState
 	lastScan  time.Time
 	lastClaim time.Time
+	lastPrune time.Time
 }
 
 type streamState struct {
@@ -151,7 +152,50 @@ func (o *Outbox) Read(ctx context.Context, max int) ([]reservation.OutboxEntry, 
 	if firstErr != nil && len(out) == 0 {
 		return nil, fmt.Errorf("redisstore: outbox read: %w", translate(firstErr))
 	}
+	if claim {
+		o.prune(ctx, skus)
+	}
 	return out, nil
+}
+
+// prune removes consumers that are long gone from the group: every process
+// joins under a new name, so without this the group would list every
+// syncer that ever ran. Only consumers without pending entries go; those
+// with entries keep them until claimed, and then go next time.
+func (o *Outbox) prune(ctx context.Context, skus []string) {
+	gone := max(10*o.opt.ClaimIdle, time.Minute)
+	o.mu.Lock()
+	due := time.Since(o.lastPrune) >= gone
+	if due {
+		o.lastPrune = time.Now()
+	}
+	o.mu.Unlock()
+	if !due {
+		return
+	}
+	pipe := o.store.client.Pipeline()
+	infos := make([]*goredis.XInfoConsumersCmd, len(skus))
+	for i, sku := range skus {
+		infos[i] = pipe.XInfoConsumers(ctx, o.store.keys(sku)[5], SyncGroup)
+	}
+	_, _ = pipe.Exec(ctx)
+	del := o.store.client.Pipeline()
+	n := 0
+	for i, sku := range skus {
+		consumers, err := infos[i].Result()
+		if err != nil {
+			continue
+		}
+		for _, c := range consumers {
+			if c.Name != o.opt.Consumer && c.Pending == 0 && c.Idle >= gone {
+				del.XGroupDelConsumer(ctx, o.store.keys(sku)[5], SyncGroup, c.Name)
+				n++
+			}
+		}
+	}
+	if n > 0 {
+		_, _ = del.Exec(ctx)
+	}
 }
 
 // lostGroup notes a stream whose group is gone (Redis lost its data) so the

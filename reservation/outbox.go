@@ -37,8 +37,9 @@ type OutboxEntry struct {
 // Outbox is the stream of changes that the store appends inside the same
 // atomic step that makes them, read by any number of syncers at once.
 type Outbox interface {
-	// Read returns up to max entries not yet acknowledged: new ones, and
-	// ones another consumer took but left unacknowledged too long.
+	// Read returns entries not yet acknowledged, up to max new ones and max
+	// taken over per item: new ones, and ones another consumer took but left
+	// unacknowledged too long.
 	Read(ctx context.Context, max int) ([]OutboxEntry, error)
 	// Ack marks entries done; they are removed from the outbox.
 	Ack(ctx context.Context, entries []OutboxEntry) error

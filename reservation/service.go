@@ -83,13 +83,32 @@ func (s *Service) lost(ctx context.Context, sku string, err error) error {
 	return err
 }
 
+// guard runs one store call for sku. When the store does not know the item
+// and the durable record does, the answer is ErrRecovering. When the record
+// says the item is not lost, the call runs once more: a rebuild (here or on
+// another instance) may have finished between the store's answer and the
+// check, and the scripts are idempotent, so a second run is safe.
+func guard[T any](ctx context.Context, s *Service, sku string, call func() (T, error)) (T, error) {
+	v, err := call()
+	if s.recovery == nil || !notFound(err) {
+		return v, err
+	}
+	if s.recovery.Lost(ctx, sku) {
+		return v, fmt.Errorf("%w: %s", ErrRecovering, sku)
+	}
+	return call()
+}
+
+func notFound(err error) bool {
+	return errors.Is(err, ErrItemNotFound) || errors.Is(err, ErrReservationNotFound)
+}
+
 // Item returns the item with its counters.
 func (s *Service) Item(ctx context.Context, sku string) (Item, error) {
 	if !ValidSKU(sku) {
 		return Item{}, fmt.Errorf("%w: sku must match [A-Za-z0-9._-]{1,64}", ErrInvalid)
 	}
-	it, err := s.store.Item(ctx, sku)
-	return it, s.lost(ctx, sku, err)
+	return guard(ctx, s, sku, func() (Item, error) { return s.store.Item(ctx, sku) })
 }
 
 // Reserve takes a hold for req.UserID. It returns replayed=true with the
@@ -103,50 +122,48 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reservation,
 		return Reservation{}, false, err
 	}
 	req.ID = id
-	r, replayed, err := s.store.Reserve(ctx, req)
-	return r, replayed, s.lost(ctx, req.SKU, err)
+	type result struct {
+		r        Reservation
+		replayed bool
+	}
+	res, err := guard(ctx, s, req.SKU, func() (result, error) {
+		r, replayed, err := s.store.Reserve(ctx, req)
+		return result{r, replayed}, err
+	})
+	// The store "replays" its own id when a call ran twice (a client retry
+	// after a lost answer): for the buyer this is still the hold just made.
+	if res.replayed && res.r.ID == id {
+		res.replayed = false
+	}
+	return res.r, res.replayed, err
 }
 
 // Reservation returns one reservation; a pending hold past its expiry reads
 // as expired.
 func (s *Service) Reservation(ctx context.Context, id string) (Reservation, error) {
-	if err := checkID(id); err != nil {
-		return Reservation{}, err
-	}
-	r, err := s.store.Reservation(ctx, id)
-	sku, _ := ParseID(id)
-	return r, s.lost(ctx, sku, err)
+	return s.byID(ctx, id, s.store.Reservation)
 }
 
 // Confirm turns a pending hold into a sale. Confirming twice is not an error.
 func (s *Service) Confirm(ctx context.Context, id string) (Reservation, error) {
-	if err := checkID(id); err != nil {
-		return Reservation{}, err
-	}
-	r, err := s.store.Confirm(ctx, id)
-	sku, _ := ParseID(id)
-	return r, s.lost(ctx, sku, err)
+	return s.byID(ctx, id, s.store.Confirm)
 }
 
 // Cancel gives a pending hold up. Cancelling twice is not an error.
 func (s *Service) Cancel(ctx context.Context, id string) (Reservation, error) {
-	if err := checkID(id); err != nil {
-		return Reservation{}, err
+	return s.byID(ctx, id, s.store.Cancel)
+}
+
+func (s *Service) byID(ctx context.Context, id string, op func(context.Context, string) (Reservation, error)) (Reservation, error) {
+	sku, ok := ParseID(id)
+	if !ok {
+		return Reservation{}, fmt.Errorf("%w: malformed reservation id", ErrInvalid)
 	}
-	r, err := s.store.Cancel(ctx, id)
-	sku, _ := ParseID(id)
-	return r, s.lost(ctx, sku, err)
+	return guard(ctx, s, sku, func() (Reservation, error) { return op(ctx, id) })
 }
 
 // Ready reports whether the store answers.
 func (s *Service) Ready(ctx context.Context) error { return s.store.Ping(ctx) }
-
-func checkID(id string) error {
-	if _, ok := ParseID(id); !ok {
-		return fmt.Errorf("%w: malformed reservation id", ErrInvalid)
-	}
-	return nil
-}
 
 // Sweeper returns the units of expired holds to available. Readers and
 // buyers already treat a due hold as expired; the sweeper makes the
