@@ -73,21 +73,24 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		SyncBatch:     r.int("FLASHSALE_SYNC_BATCH", 500, 1, 10_000),
 		SyncWait:      r.duration("FLASHSALE_SYNC_WAIT", 50*time.Millisecond, time.Millisecond, 10*time.Second),
 		SyncTimeout:   r.duration("FLASHSALE_SYNC_TIMEOUT", 3*time.Second, 100*time.Millisecond, time.Minute),
-		SyncClaimIdle: r.duration("FLASHSALE_SYNC_CLAIM_IDLE", 5*time.Second, 10*time.Millisecond, time.Hour),
 		SyncMaxTries:  r.int("FLASHSALE_SYNC_MAX_TRIES", 5, 1, 1000),
 		SyncScan:      r.duration("FLASHSALE_SYNC_SCAN", time.Second, 10*time.Millisecond, time.Minute),
 
 		RecoveryInterval: r.duration("FLASHSALE_RECOVERY_INTERVAL", time.Second, 10*time.Millisecond, time.Minute),
 		AuditInterval:    r.duration("FLASHSALE_AUDIT_INTERVAL", time.Minute, 0, 24*time.Hour),
 	}
-	cfg.RecoveryGrace = r.duration("FLASHSALE_RECOVERY_GRACE", 2*cfg.SyncTimeout, 0, time.Hour)
+	// Defaults that must exceed the batch bound follow it, so setting only
+	// FLASHSALE_SYNC_TIMEOUT never fails on a variable the user did not set.
+	batchBound := cfg.SyncWait + cfg.SyncTimeout
+	cfg.SyncClaimIdle = r.duration("FLASHSALE_SYNC_CLAIM_IDLE", max(5*time.Second, 2*batchBound), 10*time.Millisecond, time.Hour)
+	cfg.RecoveryGrace = r.duration("FLASHSALE_RECOVERY_GRACE", 2*batchBound, 0, time.Hour)
 	if cfg.RecoveryGrace <= cfg.SyncWait+cfg.SyncTimeout {
 		r.fail("FLASHSALE_RECOVERY_GRACE", cfg.RecoveryGrace.String(),
 			"must exceed FLASHSALE_SYNC_WAIT + FLASHSALE_SYNC_TIMEOUT, so no batch read before a Redis loss lands after the rebuild")
 	}
-	if cfg.SyncClaimIdle <= cfg.SyncTimeout {
+	if cfg.SyncClaimIdle <= batchBound {
 		r.fail("FLASHSALE_SYNC_CLAIM_IDLE", cfg.SyncClaimIdle.String(),
-			"must exceed FLASHSALE_SYNC_TIMEOUT, so a live syncer's batch is not taken over mid-write")
+			"must exceed FLASHSALE_SYNC_WAIT + FLASHSALE_SYNC_TIMEOUT, so a live syncer's batch is not taken over mid-write")
 	}
 	if _, _, err := net.SplitHostPort(cfg.HTTPAddr); err != nil {
 		r.fail("FLASHSALE_HTTP_ADDR", cfg.HTTPAddr, "must be host:port, such as :3004")

@@ -20,10 +20,11 @@ func env(vars map[string]string) func(string) string {
 
 func TestLoadConfig(t *testing.T) {
 	tests := []struct {
-		name    string
-		vars    map[string]string
-		wantErr []string // substrings; empty means valid
-		check   func(t *testing.T, c Config)
+		name       string
+		vars       map[string]string
+		wantErr    []string // substrings; empty means valid
+		wantNotErr []string // variables the error must not name
+		check      func(t *testing.T, c Config)
 	}{
 		{
 			name: "defaults",
@@ -60,6 +61,119 @@ func TestLoadConfig(t *testing.T) {
 		{name: "prefix with hash tag", vars: map[string]string{"FLASHSALE_KEY_PREFIX": "a{b}"}, wantErr: []string{"FLASHSALE_KEY_PREFIX"}},
 		{name: "short admin token", vars: map[string]string{"FLASHSALE_ADMIN_TOKEN": "short"}, wantErr: []string{"FLASHSALE_ADMIN_TOKEN"}},
 		{name: "bad log level", vars: map[string]string{"FLASHSALE_LOG_LEVEL": "loud"}, wantErr: []string{"FLASHSALE_LOG_LEVEL"}},
+		{
+			name: "persistence defaults",
+			vars: nil,
+			check: func(t *testing.T, c Config) {
+				want := Config{
+					MySQLDSN: "", SQLitePath: "flashsale.db",
+					Sync: true, SyncBatch: 500, SyncWait: 50 * time.Millisecond, SyncTimeout: 3 * time.Second,
+					SyncClaimIdle: 6100 * time.Millisecond, SyncMaxTries: 5, SyncScan: time.Second,
+					RecoveryInterval: time.Second, RecoveryGrace: 6100 * time.Millisecond, AuditInterval: time.Minute,
+				}
+				if got := persistenceOf(c); got != want {
+					t.Errorf("persistence defaults:\ngot  %+v\nwant %+v", got, want)
+				}
+			},
+		},
+		{
+			name: "persistence all set",
+			vars: map[string]string{
+				"FLASHSALE_MYSQL_DSN": "u:p@tcp(db:3306)/flashsale?parseTime=true", "FLASHSALE_SQLITE_PATH": "/data/x.db",
+				"FLASHSALE_SYNC": "false", "FLASHSALE_SYNC_BATCH": "10000", "FLASHSALE_SYNC_WAIT": "1ms",
+				"FLASHSALE_SYNC_TIMEOUT": "100ms", "FLASHSALE_SYNC_CLAIM_IDLE": "102ms", "FLASHSALE_SYNC_MAX_TRIES": "1",
+				"FLASHSALE_SYNC_SCAN": "1m", "FLASHSALE_RECOVERY_INTERVAL": "10ms", "FLASHSALE_RECOVERY_GRACE": "1h",
+				"FLASHSALE_AUDIT_INTERVAL": "24h",
+			},
+			check: func(t *testing.T, c Config) {
+				want := Config{
+					MySQLDSN: "u:p@tcp(db:3306)/flashsale?parseTime=true", SQLitePath: "/data/x.db",
+					Sync: false, SyncBatch: 10000, SyncWait: time.Millisecond, SyncTimeout: 100 * time.Millisecond,
+					SyncClaimIdle: 102 * time.Millisecond, SyncMaxTries: 1, SyncScan: time.Minute,
+					RecoveryInterval: 10 * time.Millisecond, RecoveryGrace: time.Hour, AuditInterval: 24 * time.Hour,
+				}
+				if got := persistenceOf(c); got != want {
+					t.Errorf("persistence:\ngot  %+v\nwant %+v", got, want)
+				}
+			},
+		},
+		{
+			name: "claim idle and grace default to twice sync wait plus timeout",
+			vars: map[string]string{"FLASHSALE_SYNC_TIMEOUT": "4s", "FLASHSALE_SYNC_WAIT": "1s"},
+			check: func(t *testing.T, c Config) {
+				if c.SyncClaimIdle != 10*time.Second || c.RecoveryGrace != 10*time.Second {
+					t.Errorf("claim idle %v grace %v, want 10s and 10s", c.SyncClaimIdle, c.RecoveryGrace)
+				}
+			},
+		},
+		{
+			name: "audit off and sync spelled 0",
+			vars: map[string]string{"FLASHSALE_AUDIT_INTERVAL": "0s", "FLASHSALE_SYNC": "0"},
+			check: func(t *testing.T, c Config) {
+				if c.AuditInterval != 0 || c.Sync {
+					t.Errorf("audit %v sync %v, want 0 and false", c.AuditInterval, c.Sync)
+				}
+			},
+		},
+		{
+			name: "every bad persistence value named",
+			vars: map[string]string{
+				"FLASHSALE_SYNC": "maybe", "FLASHSALE_SYNC_BATCH": "0", "FLASHSALE_SYNC_WAIT": "11s",
+				"FLASHSALE_SYNC_TIMEOUT": "99ms", "FLASHSALE_SYNC_CLAIM_IDLE": "soon", "FLASHSALE_SYNC_MAX_TRIES": "1001",
+				"FLASHSALE_SYNC_SCAN": "9ms", "FLASHSALE_RECOVERY_INTERVAL": "2m", "FLASHSALE_RECOVERY_GRACE": "-1s",
+				"FLASHSALE_AUDIT_INTERVAL": "25h",
+			},
+			wantErr: []string{
+				`FLASHSALE_SYNC="maybe": must be true or false`,
+				`FLASHSALE_SYNC_BATCH="0": must be an integer in 1..10000`,
+				`FLASHSALE_SYNC_WAIT="11s"`, `FLASHSALE_SYNC_TIMEOUT="99ms"`, `FLASHSALE_SYNC_CLAIM_IDLE="soon"`,
+				`FLASHSALE_SYNC_MAX_TRIES="1001": must be an integer in 1..1000`, `FLASHSALE_SYNC_SCAN="9ms"`,
+				`FLASHSALE_RECOVERY_INTERVAL="2m"`, `FLASHSALE_RECOVERY_GRACE="-1s"`, `FLASHSALE_AUDIT_INTERVAL="25h"`,
+			},
+		},
+		{
+			name:       "recovery grace equal to sync wait plus timeout",
+			vars:       map[string]string{"FLASHSALE_SYNC_TIMEOUT": "3s", "FLASHSALE_SYNC_WAIT": "50ms", "FLASHSALE_RECOVERY_GRACE": "3050ms"},
+			wantErr:    []string{`FLASHSALE_RECOVERY_GRACE="3.05s": must exceed FLASHSALE_SYNC_WAIT + FLASHSALE_SYNC_TIMEOUT`},
+			wantNotErr: []string{"FLASHSALE_SYNC_CLAIM_IDLE", `FLASHSALE_SYNC_WAIT="`, `FLASHSALE_SYNC_TIMEOUT="`},
+		},
+		{
+			name:    "recovery grace above the sync timeout but not the wait on top",
+			vars:    map[string]string{"FLASHSALE_SYNC_TIMEOUT": "3s", "FLASHSALE_SYNC_WAIT": "2s", "FLASHSALE_RECOVERY_GRACE": "4s"},
+			wantErr: []string{`FLASHSALE_RECOVERY_GRACE="4s": must exceed FLASHSALE_SYNC_WAIT + FLASHSALE_SYNC_TIMEOUT`},
+		},
+		{
+			name:       "recovery grace of zero",
+			vars:       map[string]string{"FLASHSALE_RECOVERY_GRACE": "0s"},
+			wantErr:    []string{`FLASHSALE_RECOVERY_GRACE="0s": must exceed FLASHSALE_SYNC_WAIT + FLASHSALE_SYNC_TIMEOUT`},
+			wantNotErr: []string{"FLASHSALE_SYNC_CLAIM_IDLE"},
+		},
+		{
+			name: "recovery grace just above sync wait plus timeout",
+			vars: map[string]string{"FLASHSALE_SYNC_TIMEOUT": "3s", "FLASHSALE_SYNC_WAIT": "50ms", "FLASHSALE_RECOVERY_GRACE": "3051ms"},
+			check: func(t *testing.T, c Config) {
+				if c.RecoveryGrace != 3051*time.Millisecond {
+					t.Errorf("grace %v", c.RecoveryGrace)
+				}
+			},
+		},
+		{
+			name:       "claim idle below sync wait plus timeout",
+			vars:       map[string]string{"FLASHSALE_SYNC_CLAIM_IDLE": "3s"},
+			wantErr:    []string{`FLASHSALE_SYNC_CLAIM_IDLE="3s": must exceed FLASHSALE_SYNC_WAIT + FLASHSALE_SYNC_TIMEOUT`},
+			wantNotErr: []string{"FLASHSALE_RECOVERY_GRACE"},
+		},
+		{
+			name:       "grace below sync wait plus timeout",
+			vars:       map[string]string{"FLASHSALE_RECOVERY_GRACE": "3050ms"},
+			wantErr:    []string{`FLASHSALE_RECOVERY_GRACE="3.05s": must exceed FLASHSALE_SYNC_WAIT + FLASHSALE_SYNC_TIMEOUT`},
+			wantNotErr: []string{"FLASHSALE_SYNC_CLAIM_IDLE"},
+		},
+		{
+			name:    "both cross-checks at once",
+			vars:    map[string]string{"FLASHSALE_SYNC_TIMEOUT": "10s", "FLASHSALE_SYNC_CLAIM_IDLE": "10s", "FLASHSALE_RECOVERY_GRACE": "9s"},
+			wantErr: []string{`FLASHSALE_SYNC_CLAIM_IDLE="10s"`, `FLASHSALE_RECOVERY_GRACE="9s"`},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -79,10 +193,25 @@ func TestLoadConfig(t *testing.T) {
 					t.Errorf("error %q does not name %s", err, want)
 				}
 			}
+			for _, not := range tt.wantNotErr {
+				if strings.Contains(err.Error(), not) {
+					t.Errorf("error %q names %s", err, not)
+				}
+			}
 			if strings.Contains(err.Error(), "short\"") {
 				t.Errorf("error leaks the admin token: %q", err)
 			}
 		})
+	}
+}
+
+// persistenceOf keeps only the durable-record settings of c.
+func persistenceOf(c Config) Config {
+	return Config{
+		MySQLDSN: c.MySQLDSN, SQLitePath: c.SQLitePath,
+		Sync: c.Sync, SyncBatch: c.SyncBatch, SyncWait: c.SyncWait, SyncTimeout: c.SyncTimeout,
+		SyncClaimIdle: c.SyncClaimIdle, SyncMaxTries: c.SyncMaxTries, SyncScan: c.SyncScan,
+		RecoveryInterval: c.RecoveryInterval, RecoveryGrace: c.RecoveryGrace, AuditInterval: c.AuditInterval,
 	}
 }
 
