@@ -69,12 +69,12 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		MySQLDSN:   r.str("FLASHSALE_MYSQL_DSN", ""),
 		SQLitePath: r.str("FLASHSALE_SQLITE_PATH", "flashsale.db"),
 
-		Sync:          r.bool("FLASHSALE_SYNC", true),
-		SyncBatch:     r.int("FLASHSALE_SYNC_BATCH", 500, 1, 10_000),
-		SyncWait:      r.duration("FLASHSALE_SYNC_WAIT", 50*time.Millisecond, time.Millisecond, 10*time.Second),
-		SyncTimeout:   r.duration("FLASHSALE_SYNC_TIMEOUT", 3*time.Second, 100*time.Millisecond, time.Minute),
-		SyncMaxTries:  r.int("FLASHSALE_SYNC_MAX_TRIES", 5, 1, 1000),
-		SyncScan:      r.duration("FLASHSALE_SYNC_SCAN", time.Second, 10*time.Millisecond, time.Minute),
+		Sync:         r.bool("FLASHSALE_SYNC", true),
+		SyncBatch:    r.int("FLASHSALE_SYNC_BATCH", 500, 1, 10_000),
+		SyncWait:     r.duration("FLASHSALE_SYNC_WAIT", 50*time.Millisecond, time.Millisecond, 10*time.Second),
+		SyncTimeout:  r.duration("FLASHSALE_SYNC_TIMEOUT", 3*time.Second, 100*time.Millisecond, time.Minute),
+		SyncMaxTries: r.int("FLASHSALE_SYNC_MAX_TRIES", 5, 1, 1000),
+		SyncScan:     r.duration("FLASHSALE_SYNC_SCAN", time.Second, 10*time.Millisecond, time.Minute),
 
 		RecoveryInterval: r.duration("FLASHSALE_RECOVERY_INTERVAL", time.Second, 10*time.Millisecond, time.Minute),
 		AuditInterval:    r.duration("FLASHSALE_AUDIT_INTERVAL", time.Minute, 0, 24*time.Hour),
