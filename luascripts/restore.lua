@@ -11,31 +11,39 @@
 --         encode() writes it, idempotency field or "")
 -- ARGV[1] "item": then ARGV[2..12] stock, per_user_limit, hold_ms, starts_ms
 --         or "", ends_ms or "", name, created_ms, updated_ms, rev, reserved, sold;
---         reserved and sold are the sums over the records restored before
+--         reserved and sold are the sums the "records" calls returned
 --
 -- Returns one of:
---   {"ok", records_written}   for "records"; a record already present is kept
+--   {"ok", records_written, pending_units, confirmed_units}   for "records"; a
+--       record already present is kept, and the units count the kept records
 --   {"restored", <item fields as item_reply>}   for "item"
 --   {"exists"}   the item exists (restored by someone else, or never lost); nothing changed
 if redis.call('EXISTS', K_ITEM) == 1 then return { 'exists' } end
 
 if ARGV[1] == 'records' then
-  local n = 0
+  -- Read phase: a record already present (an earlier, interrupted rebuild)
+  -- is kept, and the sums below count what is kept, so the counters always
+  -- match the records.
+  local fresh, reserved, sold = {}, 0, 0
   for i = 2, #ARGV, 3 do
     local id, rec, idem = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-    -- HSETNX keeps this idempotent: the user's units are counted only by the
-    -- call that wrote the record.
-    if redis.call('HSETNX', K_RES, id, rec) == 1 then
-      n = n + 1
-      local r = decode(id, rec)
-      if r.status == 'pending' then redis.call('ZADD', K_HOLDS, r.expires, id) end
-      if r.status == 'pending' or r.status == 'confirmed' then
-        redis.call('HINCRBY', K_USERS, r.user, r.qty)
-      end
-      if idem ~= '' then redis.call('HSET', K_IDEM, idem, id) end
-    end
+    local kept = redis.call('HGET', K_RES, id)
+    local r = decode(id, kept or rec)
+    if r.status == 'pending' then reserved = reserved + r.qty end
+    if r.status == 'confirmed' then sold = sold + r.qty end
+    if not kept then fresh[#fresh + 1] = { r = r, rec = rec, idem = idem } end
   end
-  return { 'ok', n }
+  -- Writes only from here on.
+  for _, f in ipairs(fresh) do
+    local r = f.r
+    redis.call('HSET', K_RES, r.id, f.rec)
+    if r.status == 'pending' then redis.call('ZADD', K_HOLDS, r.expires, r.id) end
+    if r.status == 'pending' or r.status == 'confirmed' then
+      redis.call('HINCRBY', K_USERS, r.user, r.qty)
+    end
+    if f.idem ~= '' then redis.call('HSET', K_IDEM, f.idem, r.id) end
+  end
+  return { 'ok', #fresh, reserved, sold }
 end
 
 local stock, reserved, sold = tonumber(ARGV[2]), tonumber(ARGV[11]), tonumber(ARGV[12])

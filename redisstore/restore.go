@@ -32,16 +32,14 @@ func (s *Store) Restore(ctx context.Context, snap reservation.Snapshot) (bool, e
 		if err != nil {
 			return false, fmt.Errorf("redisstore: restore %s: %w", sku, err)
 		}
-		if rep.code() == "exists" {
+		switch rep.code() {
+		case "exists":
 			return false, nil
-		}
-	}
-	for _, r := range snap.Reservations {
-		switch r.Status {
-		case reservation.StatusPending:
-			reserved += int64(r.Quantity)
-		case reservation.StatusConfirmed:
-			sold += int64(r.Quantity)
+		case "ok":
+			reserved += rep.int(2)
+			sold += rep.int(3)
+		default:
+			return false, rep.unexpected("restore")
 		}
 	}
 	it := snap.Item

@@ -466,8 +466,17 @@ func restoreRecords(t testing.TB, s *testStore, sku string, recs ...reservation.
 		args = append(args, r.ID, fmt.Sprintf("%s|%d|%d|%d|%d|%s", r.Status, r.Quantity,
 			r.CreatedAt.UnixMilli(), r.ExpiresAt.UnixMilli(), r.UpdatedAt.UnixMilli(), r.UserID), r.IdempotencyField)
 	}
+	var pending, confirmed int64
+	for _, r := range recs {
+		switch r.Status {
+		case reservation.StatusPending:
+			pending += int64(r.Quantity)
+		case reservation.StatusConfirmed:
+			confirmed += int64(r.Quantity)
+		}
+	}
 	got, err := script.Run(context.Background(), s.rdb, keys, args...).Result()
-	if err != nil || !reflect.DeepEqual(got, []any{"ok", int64(len(recs))}) {
+	if err != nil || !reflect.DeepEqual(got, []any{"ok", int64(len(recs)), pending, confirmed}) {
 		t.Fatalf("records call = %v, %v", got, err)
 	}
 }
@@ -512,4 +521,25 @@ func TestConfirmCancelDuringRestore(t *testing.T) {
 			wantRestored(t, s, snap, counters{Stock: 10, Available: 8, Reserved: 2}, map[string]int64{"alice": 2})
 		})
 	}
+}
+
+// TestRestoreCountsKeptRecords: a record an interrupted rebuild already
+// wrote is kept, and the counters follow the kept record, not the
+// snapshot's copy, so counters and records always agree.
+func TestRestoreCountsKeptRecords(t *testing.T) {
+	s := newMiniStore(t)
+	t0 := s.now(t)
+	held := recordedRes(t, "alice", 2, reservation.StatusPending, t0, t0.Add(time.Hour), t0, "")
+	restoreRecords(t, s, "r", held)
+
+	confirmed := held
+	confirmed.Status = reservation.StatusConfirmed
+	mustRestore(t, s, reservation.Snapshot{Item: restoredItem(t0, 10),
+		Reservations: []reservation.RecordedReservation{confirmed}})
+
+	it, err := s.Item(context.Background(), "r")
+	if err != nil || it.Reserved != 2 || it.Sold != 0 || it.Available != 8 {
+		t.Fatalf("Item = %+v, %v; want reserved 2 (the kept pending record), sold 0, available 8", it, err)
+	}
+	assertInvariant(t, s, "r")
 }
