@@ -125,10 +125,17 @@ func (r *Recoverer) Recorded(ctx context.Context, skus []string) (map[string]boo
 // item is recorded and missing, i.e. lost; then it starts rebuilding it.
 func (r *Recoverer) Lost(ctx context.Context, sku string) bool {
 	r.mu.Lock()
+	loaded := r.known != nil
 	known, busy := r.known[sku], r.rebuilding[sku]
 	r.mu.Unlock()
 	if busy {
 		return true
+	}
+	if !loaded {
+		// Before the first check has listed the record (just started):
+		// ask the record about this one item.
+		found, err := r.DB.Recorded(ctx, []string{sku})
+		known = err == nil && found[sku]
 	}
 	if !known {
 		return false

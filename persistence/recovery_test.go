@@ -1,0 +1,131 @@
+package persistence_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale/persistence"
+	"github.com/flashsale/flashsale/reservation"
+)
+
+// syncedItem seeds sku, takes three holds of one unit, confirms one and
+// cancels one, and waits until the record has all of it.
+func syncedItem(t *testing.T, env *syncEnv, sku string) (confirmed, pending string) {
+	t.Helper()
+	ctx := testCtx(t)
+	if _, err := env.store.Seed(ctx, reservation.ItemSpec{SKU: sku, Name: "Audited", Stock: 10, PerUserLimit: 2, Hold: time.Hour}); err != nil {
+		t.Fatalf("seed: %v", err)
+	}
+	ids := make([]string, 3)
+	for i, user := range []string{"ann", "bob", "cid"} {
+		id, err := reservation.NewID(sku)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := env.store.Reserve(ctx, reservation.ReserveRequest{ID: id, SKU: sku, UserID: user, Quantity: 1}); err != nil {
+			t.Fatalf("reserve: %v", err)
+		}
+		ids[i] = id
+	}
+	if _, err := env.store.Confirm(ctx, ids[0]); err != nil {
+		t.Fatalf("confirm: %v", err)
+	}
+	if _, err := env.store.Cancel(ctx, ids[1]); err != nil {
+		t.Fatalf("cancel: %v", err)
+	}
+	env.waitSynced(t, 0, env.startSyncer(t, "c1", time.Minute))
+	return ids[0], ids[2]
+}
+
+func TestAudit(t *testing.T) {
+	forEachSyncEnv(t, func(t *testing.T, env *syncEnv) {
+		ctx := testCtx(t)
+		syncedItem(t, env, "aud")
+		a := &persistence.Auditor{Store: env.store, DB: env.db}
+
+		au, err := a.Audit(ctx, "aud")
+		if err != nil || !au.InSync() {
+			t.Fatalf("Audit = %+v, %v; want in sync", au, err)
+		}
+		want := reservation.Counts{Pending: 1, Confirmed: 1, Cancelled: 1, Rows: 3}
+		if au.Counts != want || au.Store.Reserved != 1 || au.Store.Sold != 1 || au.Record.Stock != 10 {
+			t.Fatalf("Audit = %+v; want counts %+v, reserved 1, sold 1, recorded stock 10", au, want)
+		}
+
+		// A counter that no script wrote: the audit must name it.
+		env.rdb.HIncrBy(ctx, env.key("aud", "item"), "reserved", 1)
+		env.rdb.HIncrBy(ctx, env.key("aud", "item"), "available", -1)
+		au, err = a.Audit(ctx, "aud")
+		if err != nil || au.InSync() || len(au.Drift) != 2 ||
+			!strings.HasPrefix(au.Drift[0], "reserved (pending units): redis 2, record 1") ||
+			!strings.HasPrefix(au.Drift[1], "available") {
+			t.Fatalf("Audit after tampering = %+v, %v; want reserved and available drift", au.Drift, err)
+		}
+
+		if _, err := a.Audit(ctx, "nope"); err != reservation.ErrItemNotFound {
+			t.Fatalf("Audit of an unknown item: %v, want ErrItemNotFound", err)
+		}
+	})
+}
+
+func TestRecovererRebuildsLostItems(t *testing.T) {
+	forEachSyncEnv(t, func(t *testing.T, env *syncEnv) {
+		ctx := testCtx(t)
+		confirmed, pending := syncedItem(t, env, "lost")
+		before, err := env.store.Item(ctx, "lost")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := &persistence.Recoverer{Store: env.store, DB: env.db, Interval: 20 * time.Millisecond,
+			Grace: 50 * time.Millisecond, Log: env.log}
+		runCtx, stop := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- rec.Run(runCtx) }()
+		defer func() { stop(); <-done }()
+
+		// Redis loses everything under the prefix, the epoch key with it.
+		keys, err := env.rdb.Keys(ctx, env.prefix+":*").Result()
+		if err != nil || len(keys) == 0 {
+			t.Fatalf("keys: %v %v", keys, err)
+		}
+		env.rdb.Del(ctx, keys...)
+
+		svc := reservation.NewService(env.store, rec)
+		if _, err := svc.Item(ctx, "unknown"); err == nil || !isAny(err, reservation.ErrItemNotFound) {
+			t.Fatalf("unknown item: %v, want ErrItemNotFound", err)
+		}
+		var it reservation.Item
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			it, err = svc.Item(ctx, "lost")
+			if err == nil {
+				break
+			}
+			if !isAny(err, reservation.ErrRecovering) {
+				t.Fatalf("Item while rebuilding: %v, want ErrRecovering", err)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("not rebuilt after 10 s: %v", err)
+			}
+		}
+		if it.Stock != before.Stock || it.Available != before.Available || it.Reserved != before.Reserved || it.Sold != before.Sold {
+			t.Fatalf("rebuilt %+v, want the counters of %+v", it, before)
+		}
+		if r, err := svc.Confirm(ctx, pending); err != nil || r.Status != reservation.StatusConfirmed {
+			t.Fatalf("confirm the restored hold: %+v, %v", r, err)
+		}
+		if r, err := svc.Reservation(ctx, confirmed); err != nil || r.Status != reservation.StatusConfirmed {
+			t.Fatalf("read the restored sale: %+v, %v", r, err)
+		}
+		// ann holds her allowance's one unit... of two; the restored users
+		// hash must still count it.
+		id, _ := reservation.NewID("lost")
+		if _, _, err := env.store.Reserve(ctx, reservation.ReserveRequest{ID: id, SKU: "lost", UserID: "ann", Quantity: 2}); !isAny(err, reservation.ErrLimitExceeded) {
+			t.Fatalf("reserve 2 more for ann: %v, want ErrLimitExceeded", err)
+		}
+		if rec.Restored() != 1 {
+			t.Fatalf("Restored = %d, want 1", rec.Restored())
+		}
+	})
+}
