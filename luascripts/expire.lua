@@ -16,7 +16,7 @@ local now = now_ms()
 if redis.call('EXISTS', K_ITEM) == 0 then return { 'item_not_found' } end
 local due, freed = due_holds(now, limit)
 local more = 0
-if #due == limit and redis.call('ZCOUNT', K_HOLDS, '-inf', now) > #due then more = 1 end
+if more_due(due, limit, now) then more = 1 end
 
 -- Writes only from here on.
 expire_holds(due, freed, now)

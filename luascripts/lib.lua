@@ -101,6 +101,13 @@ local function emit_item()
              'starts', f[5] or '', 'ends', f[6] or '', 'name', f[7], 'created', f[8], 'updated', f[9])
 end
 
+-- Whether due holds remain beyond the ones due_holds returned (it stopped
+-- at limit). A refusal must not rest on them: the caller settles what it
+-- has and answers "more_due", and the store calls again.
+local function more_due(due, limit, now)
+  return #due == limit and redis.call('ZCOUNT', K_HOLDS, '-inf', now) > #due
+end
+
 -- Write phase of settling.
 local function expire_holds(due, units, now)
   if #due == 0 then return end

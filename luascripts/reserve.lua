@@ -17,6 +17,9 @@
 --   {"sale_not_active", now_ms}
 --   {"limit_exceeded", units_already_held, per_user_limit}
 --   {"sold_out", available}
+--   {"more_due"}  more holds fell due than ARGV[5] allows settling at once, and
+--       without them the answer would be a refusal; the ones read were settled,
+--       nothing was taken: call again
 local id, user, qty, idem_field = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local settle_limit = tonumber(ARGV[5])
 local now = now_ms()
@@ -51,6 +54,10 @@ local available = tonumber(f[1]) + freed
 local limit = tonumber(f[2])
 local held = tonumber(redis.call('HGET', K_USERS, user) or '0') - (freed_by_user[user] or 0)
 
+if (held + qty > limit or available < qty) and more_due(due, settle_limit, now) then
+  expire_holds(due, freed, now)
+  return { 'more_due' }
+end
 if held + qty > limit then return { 'limit_exceeded', held, limit } end
 if available < qty then
   expire_holds(due, freed, now)

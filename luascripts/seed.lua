@@ -18,6 +18,8 @@
 --   {"created" | "updated", stock, available, reserved, sold, per_user_limit, hold_ms,
 --    starts_ms, ends_ms, name, created_ms, updated_ms, now_ms}
 --   {"stock_below_committed", reserved, sold}  stock < reserved + sold; nothing changed
+--   {"more_due"}  as in reserve.lua: more due holds than ARGV[7] and a refusal
+--       without them; the ones read were settled, nothing else changed: call again
 --   {"lost"}  ARGV[8] is "1" but the item is missing; nothing changed (recovery rebuilds it)
 local stock, limit, hold = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local starts, ends, name = ARGV[4], ARGV[5], ARGV[6]
@@ -32,6 +34,10 @@ local due, freed = due_holds(now, settle_limit)
 local reserved = (tonumber(f[1]) or 0) - freed
 local sold = tonumber(f[2]) or 0
 if stock < reserved + sold then
+  if more_due(due, settle_limit, now) then
+    expire_holds(due, freed, now)
+    return { 'more_due' }
+  end
   return { 'stock_below_committed', reserved, sold }
 end
 

@@ -21,6 +21,10 @@ import (
 // settles the rest.
 const settleLimit = 64
 
+// maxSettleRounds bounds the calls one request makes while settling a burst
+// of expiries (64 000 holds); beyond it the answer is an error, not a guess.
+const maxSettleRounds = 1000
+
 // Store is a reservation.Store on Redis (single node or cluster).
 type Store struct {
 	client  goredis.UniversalClient
@@ -134,9 +138,27 @@ func (s *Store) SeedMany(ctx context.Context, specs []reservation.ItemSpec) ([]r
 				flag(spec.Recorded),
 			}}
 		}
-		for i, res := range s.runMany(ctx, s.seed, calls) {
-			spec := part[i]
-			results[lo+i], errs[lo+i] = parseSeed(spec.SKU, res.val, res.err)
+		// An item refused only for lack of settling ("more_due") goes round
+		// again; each round settles another settleLimit of its due holds.
+		pending := make([]int, len(part))
+		for i := range pending {
+			pending[i] = i
+		}
+		for round := 0; len(pending) > 0; round++ {
+			batch := make([]call, len(pending))
+			for j, i := range pending {
+				batch[j] = calls[i]
+			}
+			var again []int
+			for j, res := range s.runMany(ctx, s.seed, batch) {
+				i := pending[j]
+				if rep, err := reply(res.val, res.err); err == nil && rep.code() == "more_due" && round < maxSettleRounds {
+					again = append(again, i)
+					continue
+				}
+				results[lo+i], errs[lo+i] = parseSeed(part[i].SKU, res.val, res.err)
+			}
+			pending = again
 		}
 	}
 	return results, errs
@@ -171,7 +193,7 @@ func (s *Store) Item(ctx context.Context, sku string) (reservation.Item, error) 
 		case "ok":
 			// more_due: more holds fell due than one call settles. Go round
 			// again, so the reader never sees units held by expired holds.
-			if rep.int(14) == 1 && round < 1000 {
+			if rep.int(14) == 1 && round < maxSettleRounds {
 				continue
 			}
 			return rep.item(sku)
@@ -189,10 +211,19 @@ func (s *Store) Reserve(ctx context.Context, req reservation.ReserveRequest) (re
 		// The length prefix keeps (user "a:b", key "c") apart from (user "a", key "b:c").
 		idem = strconv.Itoa(len(req.UserID)) + ":" + req.UserID + ":" + req.IdempotencyKey
 	}
-	rep, err := reply(s.reserve.Run(ctx, s.client, s.keys(req.SKU),
-		req.ID, req.UserID, req.Quantity, idem, settleLimit).Result())
-	if err != nil {
-		return reservation.Reservation{}, false, fmt.Errorf("redisstore: reserve %s: %w", req.SKU, err)
+	var rep scriptReply
+	for round := 0; ; round++ {
+		var err error
+		rep, err = reply(s.reserve.Run(ctx, s.client, s.keys(req.SKU),
+			req.ID, req.UserID, req.Quantity, idem, settleLimit).Result())
+		if err != nil {
+			return reservation.Reservation{}, false, fmt.Errorf("redisstore: reserve %s: %w", req.SKU, err)
+		}
+		// A refusal that rested on unsettled due holds: each call settles
+		// another settleLimit of them, so go round until the answer stands.
+		if rep.code() != "more_due" || round >= maxSettleRounds {
+			break
+		}
 	}
 	switch rep.code() {
 	case "created", "replayed":
