@@ -40,7 +40,67 @@ func decodeStrict(body []byte, v any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return invalid("malformed JSON body: unexpected data after the JSON value")
 	}
-	return nil
+	return checkKeys(body)
+}
+
+// fieldNames are every field the API's bodies have, spelled as documented.
+var fieldNames = map[string]bool{
+	"stock": true, "per_user_limit": true, "hold_seconds": true, "starts_at": true, "ends_at": true,
+	"name": true, "items": true, "sku": true, "user_id": true, "quantity": true,
+}
+
+// checkKeys refuses what encoding/json lets through: a key repeated in one
+// object (the last would silently win) and a field spelled in another case
+// ("USER_ID" would fill user_id). The body has decoded already, so it is
+// well-formed and every key is a known field in some spelling.
+func checkKeys(body []byte) error {
+	type frame struct {
+		object  bool
+		wantKey bool
+		seen    map[string]bool
+	}
+	var stack []*frame
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return invalid("malformed JSON body: %s", jsonDetail(err))
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if top != nil && top.object && top.wantKey {
+			if d, ok := tok.(json.Delim); ok && d == '}' {
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			key, _ := tok.(string)
+			if !fieldNames[key] {
+				return invalid("unknown field %q (field names are lower case)", key)
+			}
+			if top.seen[key] {
+				return invalid("field %q appears twice", key)
+			}
+			top.seen[key] = true
+			top.wantKey = false
+			continue
+		}
+		if top != nil && top.object {
+			top.wantKey = true // this token starts the value
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{object: true, wantKey: true, seen: map[string]bool{}})
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+	}
 }
 
 // jsonDetail words a decoding error for a client without Go type names.
