@@ -40,6 +40,7 @@ type Recoverer struct {
 	mu         sync.Mutex
 	known      map[string]bool // items the record held at the last refresh
 	rebuilding map[string]bool
+	scanOwed   bool            // the epoch marker was missing and the scan has not run yet
 	ctx        context.Context // Run's; rebuilds live as long as it
 	wg         sync.WaitGroup
 	restored   int
@@ -84,13 +85,25 @@ func (r *Recoverer) Check(ctx context.Context) error {
 	r.known = known
 	r.mu.Unlock()
 	fresh, err := r.Store.MarkEpoch(ctx, time.Now().UnixMilli())
-	if err != nil || !fresh {
+	if err != nil {
 		return err
+	}
+	r.mu.Lock()
+	// The marker is written now; if the scan below fails, only this flag
+	// remembers that it is owed.
+	scan := fresh || r.scanOwed
+	r.scanOwed = scan
+	r.mu.Unlock()
+	if !scan {
+		return nil
 	}
 	missing, err := r.Store.Missing(ctx, skus)
 	if err != nil {
 		return err
 	}
+	r.mu.Lock()
+	r.scanOwed = false
+	r.mu.Unlock()
 	if len(missing) > 0 {
 		r.Log.Error("redis has lost recorded items; rebuilding them from the record",
 			"items", len(missing), "grace", r.Grace)
