@@ -304,19 +304,12 @@ func (o *Outbox) Ack(ctx context.Context, entries []reservation.OutboxEntry) err
 
 // Fail counts an attempt; at MaxTries the entry goes to the dead letters.
 func (o *Outbox) Fail(ctx context.Context, e reservation.OutboxEntry, reason string) (bool, error) {
-	keys := o.store.outboxKeys(e.SKU)
-	tries, err := o.store.client.HIncrBy(ctx, keys[1], e.ID, 1).Result()
+	rep, err := reply(ackScript.Run(ctx, o.store.client, o.store.outboxKeys(e.SKU),
+		SyncGroup, "try", e.ID, reason, o.opt.MaxTries).Result())
 	if err != nil {
-		return false, fmt.Errorf("redisstore: count try of %s: %w", e.ID, translate(err))
+		return false, fmt.Errorf("redisstore: count try of %s: %w", e.ID, err)
 	}
-	if tries < int64(o.opt.MaxTries) {
-		return false, nil
-	}
-	_, err = reply(ackScript.Run(ctx, o.store.client, keys, SyncGroup, "dead", e.ID, reason).Result())
-	if err != nil {
-		return false, fmt.Errorf("redisstore: park %s: %w", e.ID, err)
-	}
-	return true, nil
+	return rep.code() == "dead", nil
 }
 
 // Backlog sums the unsynced entries of every item's outbox. Acknowledged

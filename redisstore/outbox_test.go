@@ -1038,3 +1038,29 @@ func TestUnsynced(t *testing.T) {
 		t.Fatalf("Unsynced after Ack = %+v, %v", got, err)
 	}
 }
+
+// TestOutboxFailAfterAnotherAck: an entry another syncer acknowledged
+// between our read and our Fail is neither counted nor parked.
+func TestOutboxFailAfterAnotherAck(t *testing.T) {
+	ctx := context.Background()
+	s := newMiniStore(t)
+	mustSeed(t, s, itemSpec("a", 5, 1))
+	o := newOutbox(t, s, "c1")
+	got := mustRead(t, o, 10)
+	if len(got) != 1 {
+		t.Fatalf("Read = %+v, want the seed's entry", got)
+	}
+	if err := o.Ack(ctx, got); err != nil {
+		t.Fatalf("Ack: %v", err)
+	}
+	for range 3 { // beyond MaxTries 2
+		dead, err := o.Fail(ctx, got[0], "late failure")
+		if err != nil || dead {
+			t.Fatalf("Fail after Ack = %v, %v; want neither dead nor an error", dead, err)
+		}
+	}
+	wantStream(t, s, s.key("a", "dead"))
+	if n := s.rdb.Exists(ctx, s.key("a", "tries")).Val(); n != 0 {
+		t.Fatalf("tries hash left behind: %v", s.rdb.HGetAll(ctx, s.key("a", "tries")).Val())
+	}
+}
