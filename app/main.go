@@ -97,7 +97,7 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer) erro
 		WriteTimeout: cfg.WriteTimeout,
 		IdleTimeout:  cfg.IdleTimeout,
 		Log:          log,
-		Auditor:      &persistence.Auditor{Store: store, DB: db},
+		Auditor:      &persistence.Auditor{Store: auditSource{svc, store}, DB: db},
 		Status:       statusReport(syncer, recoverer),
 	})
 
@@ -263,6 +263,21 @@ func statusReport(syncer *persistence.Syncer, rec *persistence.Recoverer) func(c
 		out["sync"] = sync
 		return out
 	}
+}
+
+// auditSource reads items through the Service, so auditing an item Redis
+// lost answers 503 recovering (and starts the rebuild) like any other read.
+type auditSource struct {
+	svc   *reservation.Service
+	store *redisstore.Store
+}
+
+func (a auditSource) Item(ctx context.Context, sku string) (reservation.Item, error) {
+	return a.svc.Item(ctx, sku)
+}
+
+func (a auditSource) ItemBacklog(ctx context.Context, sku string) (int64, error) {
+	return a.store.ItemBacklog(ctx, sku)
 }
 
 // background runs long-lived loops and stops them together.

@@ -113,6 +113,11 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	k, detail := classify(err)
 	rid := requestID(c)
 	switch {
+	case k.status == fiber.StatusServiceUnavailable:
+		// Redis down or an item being rebuilt: the cause is logged where it
+		// is noticed; one line per refused buyer would flood the log.
+		s.log.Debug("request refused: unavailable", "request_id", rid, "method", c.Method(), "path", c.Path(),
+			"code", k.code, "err", err)
 	case k.status >= 500:
 		s.log.Error("request failed", "request_id", rid, "method", c.Method(), "path", c.Path(),
 			"status", k.status, "err", err)
