@@ -57,15 +57,11 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer) erro
 
 	startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	client, redisAddr, closeRedis, err := openRedis(cfg, log)
+	store, redisAddr, closeRedis, err := openStore(startCtx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer closeRedis()
-	store, err := redisstore.New(startCtx, client, cfg.KeyPrefix)
-	if err != nil {
-		return fmt.Errorf("redis at %s: %w", redisAddr, err)
-	}
 	db, err := openDB(startCtx, cfg, log)
 	if err != nil {
 		return err
@@ -149,15 +145,11 @@ func runSync(ctx context.Context, getenv func(string) string, logOut io.Writer) 
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	client, redisAddr, closeRedis, err := openRedis(cfg, log)
+	store, redisAddr, closeRedis, err := openStore(startCtx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer closeRedis()
-	store, err := redisstore.New(startCtx, client, cfg.KeyPrefix)
-	if err != nil {
-		return fmt.Errorf("redis at %s: %w", redisAddr, err)
-	}
 	db, err := openDB(startCtx, cfg, log)
 	if err != nil {
 		return err
@@ -173,8 +165,9 @@ func runSync(ctx context.Context, getenv func(string) string, logOut io.Writer) 
 	return nil
 }
 
-// openRedis connects to FLASHSALE_REDIS_ADDR, or starts the embedded Redis.
-func openRedis(cfg Config, log *slog.Logger) (goredis.UniversalClient, string, func(), error) {
+// openStore connects to FLASHSALE_REDIS_ADDR, or starts the embedded Redis,
+// and loads the scripts.
+func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*redisstore.Store, string, func(), error) {
 	addr := cfg.RedisAddr
 	closeEmbedded := func() {}
 	if addr == "" {
@@ -193,7 +186,13 @@ func openRedis(cfg Config, log *slog.Logger) (goredis.UniversalClient, string, f
 		DB:       cfg.RedisDB,
 		PoolSize: cfg.RedisPoolSize,
 	})
-	return client, addr, func() { _ = client.Close(); closeEmbedded() }, nil
+	closeAll := func() { _ = client.Close(); closeEmbedded() }
+	store, err := redisstore.New(ctx, client, cfg.KeyPrefix)
+	if err != nil {
+		closeAll()
+		return nil, "", nil, fmt.Errorf("redis at %s: %w", addr, err)
+	}
+	return store, addr, closeAll, nil
 }
 
 // openDB opens the durable record: MySQL, or the SQLite file.
