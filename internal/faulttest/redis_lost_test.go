@@ -79,35 +79,18 @@ func waitSoldOut(t testing.TB, rdb *goredis.Client, l *load, prefix, sku string,
 // recordUnits sums the record's units of sku by status.
 func recordUnits(t testing.TB, mysqlDSN, sku string) map[string]int64 {
 	t.Helper()
-	db, err := sql.Open("mysql", mysqlDSN)
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	defer db.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	rows, err := db.QueryContext(ctx, "SELECT status, COALESCE(SUM(quantity), 0) FROM reservations WHERE sku = ? GROUP BY status", sku)
-	if err != nil {
-		t.Fatalf("record units of %s: %v", sku, err)
-	}
-	defer rows.Close()
-	out := map[string]int64{}
-	for rows.Next() {
-		var st string
-		var n int64
-		if err := rows.Scan(&st, &n); err != nil {
-			t.Fatalf("record units of %s: %v", sku, err)
-		}
-		out[st] = n
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatalf("record units of %s: %v", sku, err)
-	}
-	return out
+	return queryPairs[int64](t, mysqlDSN,
+		"SELECT status, COALESCE(SUM(quantity), 0) FROM reservations WHERE sku = ? GROUP BY status", sku)
 }
 
 // recordStatuses returns the record's status of every reservation of sku.
 func recordStatuses(t testing.TB, mysqlDSN, sku string) map[string]string {
+	t.Helper()
+	return queryPairs[string](t, mysqlDSN, "SELECT id, status FROM reservations WHERE sku = ?", sku)
+}
+
+// queryPairs runs a two-column query and maps the first column to the second.
+func queryPairs[V any](t testing.TB, mysqlDSN, query string, args ...any) map[string]V {
 	t.Helper()
 	db, err := sql.Open("mysql", mysqlDSN)
 	if err != nil {
@@ -116,21 +99,22 @@ func recordStatuses(t testing.TB, mysqlDSN, sku string) map[string]string {
 	defer db.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rows, err := db.QueryContext(ctx, "SELECT id, status FROM reservations WHERE sku = ?", sku)
+	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
-		t.Fatalf("reservations of %s: %v", sku, err)
+		t.Fatalf("%s: %v", query, err)
 	}
 	defer rows.Close()
-	out := map[string]string{}
+	out := map[string]V{}
 	for rows.Next() {
-		var id, st string
-		if err := rows.Scan(&id, &st); err != nil {
-			t.Fatalf("reservations of %s: %v", sku, err)
+		var k string
+		var v V
+		if err := rows.Scan(&k, &v); err != nil {
+			t.Fatalf("%s: %v", query, err)
 		}
-		out[id] = st
+		out[k] = v
 	}
 	if err := rows.Err(); err != nil {
-		t.Fatalf("reservations of %s: %v", sku, err)
+		t.Fatalf("%s: %v", query, err)
 	}
 	return out
 }
