@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -120,6 +121,11 @@ func (s *Server) seedMany(c *fiber.Ctx) error {
 	results, errs, err := s.svc.SeedMany(c.UserContext(), specs)
 	if err != nil {
 		return err
+	}
+	// When Redis could not be reached for any item, nothing was applied:
+	// one 503 says so better than a 200 listing the same failure per item.
+	if len(errs) > 0 && allUnavailable(errs) {
+		return errs[0]
 	}
 	out := struct {
 		Results []bulkResult `json:"results"`
@@ -250,4 +256,13 @@ func (s *Server) audit(c *fiber.Ctx) error {
 	out.Record.CancelledUnits, out.Record.ExpiredUnits = au.Counts.Cancelled, au.Counts.Expired
 	out.Record.Reservations = au.Counts.Rows
 	return s.sendJSON(c, fiber.StatusOK, out)
+}
+
+func allUnavailable(errs []error) bool {
+	for _, err := range errs {
+		if !errors.Is(err, reservation.ErrUnavailable) {
+			return false
+		}
+	}
+	return true
 }
