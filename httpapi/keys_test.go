@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -49,3 +50,33 @@ func TestBodiesRefuseRepeatedAndMiscasedFields(t *testing.T) {
 func reserveDecoder(body []byte) error { _, err := decodeReserve("sku", body, nil); return err }
 func itemDecoder(body []byte) error    { _, err := decodeItem("sku", body); return err }
 func bulkDecoder(body []byte) error    { _, err := decodeBulk(body); return err }
+
+// TestAdminSchemeIsCaseInsensitive: RFC 9110 makes the auth scheme
+// case-insensitive; the token itself is compared exactly.
+func TestAdminSchemeIsCaseInsensitive(t *testing.T) {
+	s := New(reservation.NewService(nil, nil), Config{AdminToken: "0123456789abcdef0123"})
+	for _, tc := range []struct {
+		name, auth string
+		want       int
+	}{
+		{"canonical", "Bearer 0123456789abcdef0123", 0},
+		{"lower case scheme", "bearer 0123456789abcdef0123", 0},
+		{"upper case scheme", "BEARER 0123456789abcdef0123", 0},
+		{"token in another case", "Bearer 0123456789ABCDEF0123", 401},
+		{"two spaces", "Bearer  0123456789abcdef0123", 401},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest("GET", "/admin/v1/items/x/audit", nil)
+			req.Header.Set("Authorization", tc.auth)
+			resp, err := s.App().Test(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Past the admin check the request meets "no such endpoint"
+			// (no Auditor configured): 404, not 401.
+			if got := resp.StatusCode; (tc.want == 401) != (got == 401) {
+				t.Fatalf("status %d, want 401: %v", got, tc.want == 401)
+			}
+		})
+	}
+}

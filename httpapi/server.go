@@ -201,10 +201,10 @@ func refuseContentEncoding(c *fiber.Ctx) error {
 // requireAdmin compares hashes in constant time, so neither the token nor
 // its length leaks through timing.
 func (s *Server) requireAdmin(c *fiber.Ctx) error {
-	auth := c.Get(fiber.HeaderAuthorization)
-	token, ok := strings.CutPrefix(auth, "Bearer ")
+	// The scheme is case-insensitive (RFC 9110, section 11.1); the token is not.
+	scheme, token, _ := strings.Cut(c.Get(fiber.HeaderAuthorization), " ")
 	got := sha256.Sum256([]byte(token))
-	if !ok || subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) != 1 {
+	if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) != 1 {
 		return errUnauthorized
 	}
 	return c.Next()
