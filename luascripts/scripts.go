@@ -33,6 +33,9 @@ var restore string
 //go:embed ack.lua
 var ack string
 
+//go:embed prune.lua
+var prune string
+
 // Source is the text of one loadable script: the shared helpers of lib.lua
 // followed by the script's own body.
 type Source string
@@ -49,5 +52,8 @@ func Restore() Source     { return join(restore) }
 
 // Ack works on the outbox keys only, so it stands alone without lib.lua.
 func Ack() Source { return Source(ack) }
+
+// Prune, like Ack, stands alone.
+func Prune() Source { return Source(prune) }
 
 func join(body string) Source { return Source(lib + "\n" + body) }

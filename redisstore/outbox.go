@@ -19,7 +19,10 @@ import (
 // one group, so each entry goes to one syncer, however many run.
 const SyncGroup = "flashsale-sync"
 
-var ackScript = goredis.NewScript(string(luascripts.Ack()))
+var (
+	ackScript   = goredis.NewScript(string(luascripts.Ack()))
+	pruneScript = goredis.NewScript(string(luascripts.Prune()))
+)
 
 // OutboxOptions tune how an Outbox finds and shares work.
 type OutboxOptions struct {
@@ -158,12 +161,10 @@ func (o *Outbox) Read(ctx context.Context, max int) ([]reservation.OutboxEntry, 
 	return out, nil
 }
 
-// prune removes consumers that are long gone from the group: every process
-// joins under a new name, so without this the group would list every
-// syncer that ever ran. Only consumers without pending entries go; those
-// with entries keep them until claimed, and then go next time.
+// prune removes consumers long gone from the groups (see prune.lua). Those
+// with pending entries keep them until claimed, and go next time.
 func (o *Outbox) prune(ctx context.Context, skus []string) {
-	gone := max(10*o.opt.ClaimIdle, time.Minute)
+	gone := 10 * o.opt.ClaimIdle
 	o.mu.Lock()
 	due := time.Since(o.lastPrune) >= gone
 	if due {
@@ -173,29 +174,12 @@ func (o *Outbox) prune(ctx context.Context, skus []string) {
 	if !due {
 		return
 	}
-	pipe := o.store.client.Pipeline()
-	infos := make([]*goredis.XInfoConsumersCmd, len(skus))
+	calls := make([]call, len(skus))
 	for i, sku := range skus {
-		infos[i] = pipe.XInfoConsumers(ctx, o.store.keys(sku)[5], SyncGroup)
+		calls[i] = call{keys: o.store.keys(sku)[5:6], args: []any{SyncGroup, o.opt.Consumer, gone.Milliseconds()}}
 	}
-	_, _ = pipe.Exec(ctx)
-	del := o.store.client.Pipeline()
-	n := 0
-	for i, sku := range skus {
-		consumers, err := infos[i].Result()
-		if err != nil {
-			continue
-		}
-		for _, c := range consumers {
-			if c.Name != o.opt.Consumer && c.Pending == 0 && c.Idle >= gone {
-				del.XGroupDelConsumer(ctx, o.store.keys(sku)[5], SyncGroup, c.Name)
-				n++
-			}
-		}
-	}
-	if n > 0 {
-		_, _ = del.Exec(ctx)
-	}
+	// Best effort: a consumer not pruned now is pruned next time.
+	_ = o.store.runMany(ctx, pruneScript, calls)
 }
 
 // lostGroup notes a stream whose group is gone (Redis lost its data) so the

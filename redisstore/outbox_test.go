@@ -1064,3 +1064,44 @@ func TestOutboxFailAfterAnotherAck(t *testing.T) {
 		t.Fatalf("tries hash left behind: %v", s.rdb.HGetAll(ctx, s.key("a", "tries")).Val())
 	}
 }
+
+// TestOutboxPrunesGoneConsumers: consumers silent for ten claim periods
+// leave the group; their pending entries are claimed first, never dropped.
+func TestOutboxPrunesGoneConsumers(t *testing.T) {
+	ctx := context.Background()
+	s := newRealStore(t)
+	mustSeed(t, s, itemSpec("a", 5, 1))
+	gone := newOutboxIdle(t, s, "gone", 20*time.Millisecond)
+	if got := mustRead(t, gone, 10); len(got) != 1 {
+		t.Fatalf("Read = %+v, want the seed's entry", got)
+	} else if err := gone.Ack(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	mustReserve(t, s, "a", "u1", 1)
+	dead := newOutboxIdle(t, s, "dead", 20*time.Millisecond)
+	held := mustRead(t, dead, 10) // taken, never acknowledged
+	if len(held) != 1 {
+		t.Fatalf("Read = %+v, want the reservation's entry", held)
+	}
+	time.Sleep(300 * time.Millisecond) // past 10 claim periods
+
+	live := newOutboxIdle(t, s, "live", 20*time.Millisecond)
+	got := mustRead(t, live, 10)
+	if len(got) != 1 || got[0].ID != held[0].ID {
+		t.Fatalf("live Read = %+v, want the dead consumer's entry %s", got, held[0].ID)
+	}
+	consumers, err := s.rdb.XInfoConsumers(ctx, s.key("a", "outbox"), redisstore.SyncGroup).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range consumers {
+		names = append(names, c.Name)
+	}
+	if len(names) != 1 || names[0] != "live" {
+		t.Fatalf("consumers after pruning: %v, want only live", names)
+	}
+	if n := pendingCount(t, s, "a"); n != 1 {
+		t.Fatalf("pending = %d, want the claimed entry still pending (for live)", n)
+	}
+}

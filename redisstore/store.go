@@ -68,7 +68,7 @@ func New(ctx context.Context, client goredis.UniversalClient, prefix string) (*S
 // EVALSHA to EVAL.
 func (s *Store) LoadScripts(ctx context.Context) error {
 	load := func(ctx context.Context, c goredis.Scripter) error {
-		for _, sc := range []*goredis.Script{s.reserve, s.confirm, s.cancel, s.expire, s.seed, s.get, s.restore, ackScript} {
+		for _, sc := range []*goredis.Script{s.reserve, s.confirm, s.cancel, s.expire, s.seed, s.get, s.restore, ackScript, pruneScript} {
 			if err := sc.Load(ctx, c).Err(); err != nil {
 				return fmt.Errorf("redisstore: load script: %w", translate(err))
 			}
