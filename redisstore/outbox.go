@@ -93,7 +93,7 @@ func (o *Outbox) Read(ctx context.Context, max int) ([]reservation.OutboxEntry, 
 	reads := make([]*goredis.XStreamSliceCmd, len(skus))
 	o.mu.Lock()
 	for i, sku := range skus {
-		key := s.keys(sku)[5]
+		key := s.key(sku, "outbox")
 		st := o.streams[sku]
 		if claim || st.claimFrom != "" {
 			start := st.claimFrom
@@ -176,7 +176,7 @@ func (o *Outbox) prune(ctx context.Context, skus []string) {
 	}
 	calls := make([]call, len(skus))
 	for i, sku := range skus {
-		calls[i] = call{keys: o.store.keys(sku)[5:6], args: []any{SyncGroup, o.opt.Consumer, gone.Milliseconds()}}
+		calls[i] = call{keys: []string{o.store.key(sku, "outbox")}, args: []any{SyncGroup, o.opt.Consumer, gone.Milliseconds()}}
 	}
 	// Best effort: a consumer not pruned now is pruned next time.
 	_ = o.store.runMany(ctx, pruneScript, calls)
@@ -248,7 +248,7 @@ func (o *Outbox) ensureGroups(ctx context.Context, skus []string) error {
 	pipe := o.store.client.Pipeline()
 	cmds := make([]*goredis.StatusCmd, len(missing))
 	for i, sku := range missing {
-		cmds[i] = pipe.XGroupCreateMkStream(ctx, o.store.keys(sku)[5], SyncGroup, "0")
+		cmds[i] = pipe.XGroupCreateMkStream(ctx, o.store.key(sku, "outbox"), SyncGroup, "0")
 	}
 	_, _ = pipe.Exec(ctx)
 	o.mu.Lock()
@@ -344,7 +344,7 @@ func (s *Store) Backlog(ctx context.Context) (reservation.Backlog, error) {
 
 // ItemBacklog is the number of unsynced entries of one item.
 func (s *Store) ItemBacklog(ctx context.Context, sku string) (int64, error) {
-	n, err := s.client.XLen(ctx, s.keys(sku)[5]).Result()
+	n, err := s.client.XLen(ctx, s.key(sku, "outbox")).Result()
 	if err != nil {
 		return 0, fmt.Errorf("redisstore: backlog of %s: %w", sku, translate(err))
 	}

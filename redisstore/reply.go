@@ -31,6 +31,12 @@ type result struct {
 // for a single call.
 func (s *Store) runMany(ctx context.Context, sc *goredis.Script, calls []call) []result {
 	out := make([]result, len(calls))
+	if len(calls) == 1 {
+		// One call needs no pipeline (and its allocations): Run does the
+		// same EVALSHA, then EVAL on NOSCRIPT.
+		out[0].val, out[0].err = sc.Run(ctx, s.client, calls[0].keys, calls[0].args...).Result()
+		return out
+	}
 	run := func(pending []int, eval bool) {
 		pipe := s.client.Pipeline()
 		cmds := make([]*goredis.Cmd, len(pending))
@@ -59,6 +65,33 @@ func (s *Store) runMany(ctx context.Context, sc *goredis.Script, calls []call) [
 	}
 	if len(noscript) > 0 {
 		run(noscript, true)
+	}
+	return out
+}
+
+// runSettled is runMany for scripts that may answer "more_due" (reserve,
+// seed): the answer would have rested on more due holds than one call
+// settles, so the call goes again, each round settling another settleLimit
+// of them, until the answer stands or maxSettleRounds is reached.
+func (s *Store) runSettled(ctx context.Context, sc *goredis.Script, calls []call) []result {
+	out := s.runMany(ctx, sc, calls)
+	for round := 1; round <= maxSettleRounds; round++ {
+		var again []int
+		for i, res := range out {
+			if rep, err := reply(res.val, res.err); err == nil && rep.code() == "more_due" {
+				again = append(again, i)
+			}
+		}
+		if len(again) == 0 {
+			break
+		}
+		batch := make([]call, len(again))
+		for j, i := range again {
+			batch[j] = calls[i]
+		}
+		for j, res := range s.runMany(ctx, sc, batch) {
+			out[again[j]] = res
+		}
 	}
 	return out
 }

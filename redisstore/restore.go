@@ -71,7 +71,7 @@ func (s *Store) Missing(ctx context.Context, skus []string) ([]string, error) {
 		pipe := s.client.Pipeline()
 		cmds := make([]*goredis.IntCmd, len(part))
 		for i, sku := range part {
-			cmds[i] = pipe.Exists(ctx, s.keys(sku)[0])
+			cmds[i] = pipe.Exists(ctx, s.key(sku, "item"))
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return nil, fmt.Errorf("redisstore: exists: %w", translate(err))
@@ -104,7 +104,7 @@ func (s *Store) MarkEpoch(ctx context.Context, epoch int64) (bool, error) {
 // not acknowledged yet: what the record is missing. Entries that cannot be
 // parsed are skipped (the syncer parks them).
 func (s *Store) Unsynced(ctx context.Context, sku string) ([]reservation.Change, error) {
-	msgs, err := s.client.XRange(ctx, s.keys(sku)[5], "-", "+").Result()
+	msgs, err := s.client.XRange(ctx, s.key(sku, "outbox"), "-", "+").Result()
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: outbox of %s: %w", sku, translate(err))
 	}

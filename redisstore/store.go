@@ -84,14 +84,21 @@ func (s *Store) LoadScripts(ctx context.Context) error {
 // keys returns the item's keys in the order every script expects (see
 // luascripts/lib.lua). The SKU is the hash tag, so they share one slot.
 func (s *Store) keys(sku string) []string {
-	p := s.prefix + ":{" + sku + "}:"
-	return []string{p + "item", p + "holds", p + "users", p + "res", p + "idem", p + "outbox"}
+	return s.keysOf(sku, "item", "holds", "users", "res", "idem", "outbox")
 }
 
 // outboxKeys returns the keys ack.lua expects: outbox, tries, dead letters.
-func (s *Store) outboxKeys(sku string) []string {
-	p := s.prefix + ":{" + sku + "}:"
-	return []string{p + "outbox", p + "tries", p + "dead"}
+func (s *Store) outboxKeys(sku string) []string { return s.keysOf(sku, "outbox", "tries", "dead") }
+
+// key is one of the item's keys by name ("item", "outbox", ...).
+func (s *Store) key(sku, name string) string { return s.prefix + ":{" + sku + "}:" + name }
+
+func (s *Store) keysOf(sku string, names ...string) []string {
+	out := make([]string, len(names))
+	for i, name := range names {
+		out[i] = s.key(sku, name)
+	}
+	return out
 }
 
 func (s *Store) catalogKey() string { return s.prefix + ":catalog" }
@@ -138,27 +145,8 @@ func (s *Store) SeedMany(ctx context.Context, specs []reservation.ItemSpec) ([]r
 				flag(spec.Recorded),
 			}}
 		}
-		// An item refused only for lack of settling ("more_due") goes round
-		// again; each round settles another settleLimit of its due holds.
-		pending := make([]int, len(part))
-		for i := range pending {
-			pending[i] = i
-		}
-		for round := 0; len(pending) > 0; round++ {
-			batch := make([]call, len(pending))
-			for j, i := range pending {
-				batch[j] = calls[i]
-			}
-			var again []int
-			for j, res := range s.runMany(ctx, s.seed, batch) {
-				i := pending[j]
-				if rep, err := reply(res.val, res.err); err == nil && rep.code() == "more_due" && round < maxSettleRounds {
-					again = append(again, i)
-					continue
-				}
-				results[lo+i], errs[lo+i] = parseSeed(part[i].SKU, res.val, res.err)
-			}
-			pending = again
+		for i, res := range s.runSettled(ctx, s.seed, calls) {
+			results[lo+i], errs[lo+i] = parseSeed(part[i].SKU, res.val, res.err)
 		}
 	}
 	return results, errs
@@ -211,19 +199,11 @@ func (s *Store) Reserve(ctx context.Context, req reservation.ReserveRequest) (re
 		// The length prefix keeps (user "a:b", key "c") apart from (user "a", key "b:c").
 		idem = strconv.Itoa(len(req.UserID)) + ":" + req.UserID + ":" + req.IdempotencyKey
 	}
-	var rep scriptReply
-	for round := 0; ; round++ {
-		var err error
-		rep, err = reply(s.reserve.Run(ctx, s.client, s.keys(req.SKU),
-			req.ID, req.UserID, req.Quantity, idem, settleLimit).Result())
-		if err != nil {
-			return reservation.Reservation{}, false, fmt.Errorf("redisstore: reserve %s: %w", req.SKU, err)
-		}
-		// A refusal that rested on unsettled due holds: each call settles
-		// another settleLimit of them, so go round until the answer stands.
-		if rep.code() != "more_due" || round >= maxSettleRounds {
-			break
-		}
+	res := s.runSettled(ctx, s.reserve, []call{{keys: s.keys(req.SKU),
+		args: []any{req.ID, req.UserID, req.Quantity, idem, settleLimit}}})[0]
+	rep, err := reply(res.val, res.err)
+	if err != nil {
+		return reservation.Reservation{}, false, fmt.Errorf("redisstore: reserve %s: %w", req.SKU, err)
 	}
 	switch rep.code() {
 	case "created", "replayed":
