@@ -2,6 +2,7 @@ package persistence
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -40,7 +41,7 @@ func (a *Auditor) Audit(ctx context.Context, sku string) (reservation.Audit, err
 	switch {
 	case err == nil:
 		au.Record = rec
-	case err == reservation.ErrItemNotFound:
+	case errors.Is(err, reservation.ErrItemNotFound):
 		au.Drift = append(au.Drift, "the record does not hold the item")
 	default:
 		return au, err

@@ -233,39 +233,23 @@ func (r *Recoverer) rebuild(ctx context.Context, sku string) error {
 	return ctx.Err()
 }
 
-// withChanges folds outbox changes into a snapshot by the syncer's rules:
-// a reservation's status only moves forward, an offer only to a higher
-// revision.
+// withChanges folds outbox changes into a snapshot by the syncer's own
+// rules (merge): a reservation's status only moves forward, an offer only to
+// a higher revision. The snapshot goes first, so ties keep what the record has.
 func withChanges(snap reservation.Snapshot, changes []reservation.Change) reservation.Snapshot {
 	if len(changes) == 0 {
 		return snap
 	}
-	at := make(map[string]int, len(snap.Reservations))
-	for i, r := range snap.Reservations {
-		at[r.ID] = i
+	all := make([]reservation.Change, 0, 1+len(snap.Reservations)+len(changes))
+	all = append(all, reservation.Change{Item: &snap.Item})
+	for i := range snap.Reservations {
+		r := &snap.Reservations[i]
+		all = append(all, reservation.Change{Reservation: &r.Reservation, IdempotencyField: r.IdempotencyField})
 	}
-	for _, c := range changes {
-		if it := c.Item; it != nil && it.Rev > snap.Item.Rev {
-			snap.Item = *it
-		}
-		r := c.Reservation
-		if r == nil {
-			continue
-		}
-		i, ok := at[r.ID]
-		if !ok {
-			at[r.ID] = len(snap.Reservations)
-			snap.Reservations = append(snap.Reservations,
-				reservation.RecordedReservation{Reservation: *r, IdempotencyField: c.IdempotencyField})
-			continue
-		}
-		cur := &snap.Reservations[i]
-		if rank(r.Status) > rank(cur.Status) {
-			cur.Reservation = *r
-		}
-		if cur.IdempotencyField == "" {
-			cur.IdempotencyField = c.IdempotencyField
-		}
+	items, rows := merge(append(all, changes...))
+	out := reservation.Snapshot{Item: fromItemRow(items[0]), Reservations: make([]reservation.RecordedReservation, len(rows))}
+	for i, r := range rows {
+		out.Reservations[i] = reservation.RecordedReservation{Reservation: fromReservationRow(r), IdempotencyField: r.IdempotencyField}
 	}
-	return snap
+	return out
 }
