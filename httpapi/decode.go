@@ -190,7 +190,7 @@ func (b itemBody) spec(sku string) (reservation.ItemSpec, error) {
 // decodeItem parses PUT /admin/v1/items/{sku}.
 func decodeItem(sku string, body []byte) (reservation.ItemSpec, error) {
 	if !reservation.ValidSKU(sku) {
-		return reservation.ItemSpec{}, invalid("sku must match [A-Za-z0-9._-]{1,64}")
+		return reservation.ItemSpec{}, reservation.ErrInvalidSKU
 	}
 	var b itemBody
 	if err := decodeStrict(body, &b); err != nil {
@@ -245,7 +245,7 @@ type reserveBody struct {
 func decodeReserve(sku string, body []byte, idemKey []byte) (reservation.ReserveRequest, error) {
 	req := reservation.ReserveRequest{SKU: sku}
 	if !reservation.ValidSKU(sku) {
-		return req, invalid("sku must match [A-Za-z0-9._-]{1,64}")
+		return req, reservation.ErrInvalidSKU
 	}
 	if idemKey != nil {
 		if !reservation.ValidIdempotencyKey(string(idemKey)) {

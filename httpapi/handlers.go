@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -238,7 +237,7 @@ type auditJSON struct {
 func (s *Server) audit(c *fiber.Ctx) error {
 	sku := param(c, "sku")
 	if !reservation.ValidSKU(sku) {
-		return fmt.Errorf("%w: sku must match [A-Za-z0-9._-]{1,64}", reservation.ErrInvalid)
+		return reservation.ErrInvalidSKU
 	}
 	au, err := s.auditor.Audit(c.UserContext(), sku)
 	if err != nil {

@@ -118,15 +118,13 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 		// is noticed; one line per refused buyer would flood the log.
 		s.log.Debug("request refused: unavailable", "request_id", rid, "method", c.Method(), "path", c.Path(),
 			"code", k.code, "err", err)
+		c.Set(fiber.HeaderRetryAfter, "1")
 	case k.status >= 500:
 		s.log.Error("request failed", "request_id", rid, "method", c.Method(), "path", c.Path(),
 			"status", k.status, "err", err)
 	default:
 		s.log.Debug("request refused", "request_id", rid, "method", c.Method(), "path", c.Path(),
 			"status", k.status, "code", k.code, "detail", detail)
-	}
-	if k.status == fiber.StatusServiceUnavailable {
-		c.Set(fiber.HeaderRetryAfter, "1")
 	}
 	if k.status == fiber.StatusUnauthorized {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="flashsale-admin"`)

@@ -1,6 +1,9 @@
 package reservation
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // The errors a caller can act on. Adapters wrap them with %w; callers test
 // with errors.Is. The HTTP layer maps each to a status and a stable code.
@@ -26,3 +29,6 @@ var (
 // a failover, FLUSHALL) and it is being rebuilt from the durable record.
 // Nothing was changed; retry shortly.
 var ErrRecovering = errors.New("item is being recovered")
+
+// ErrInvalidSKU is the ErrInvalid every layer answers for a malformed SKU.
+var ErrInvalidSKU = fmt.Errorf("%w: sku must match [A-Za-z0-9._-]{1,64}", ErrInvalid)

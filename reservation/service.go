@@ -106,7 +106,7 @@ func notFound(err error) bool {
 // Item returns the item with its counters.
 func (s *Service) Item(ctx context.Context, sku string) (Item, error) {
 	if !ValidSKU(sku) {
-		return Item{}, fmt.Errorf("%w: sku must match [A-Za-z0-9._-]{1,64}", ErrInvalid)
+		return Item{}, ErrInvalidSKU
 	}
 	return guard(ctx, s, sku, func() (Item, error) { return s.store.Item(ctx, sku) })
 }

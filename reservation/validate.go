@@ -78,7 +78,7 @@ func ParseID(id string) (sku string, ok bool) {
 func (s ItemSpec) Validate() error {
 	switch {
 	case !ValidSKU(s.SKU):
-		return fmt.Errorf("%w: sku must match [A-Za-z0-9._-]{1,64}", ErrInvalid)
+		return ErrInvalidSKU
 	case s.Stock < 0 || s.Stock > MaxStock:
 		return fmt.Errorf("%w: stock must be 0..%d", ErrInvalid, MaxStock)
 	case s.PerUserLimit < 1 || s.PerUserLimit > MaxPerUserLimit:
@@ -97,7 +97,7 @@ func (s ItemSpec) Validate() error {
 func (r ReserveRequest) Validate() error {
 	switch {
 	case !ValidSKU(r.SKU):
-		return fmt.Errorf("%w: sku must match [A-Za-z0-9._-]{1,64}", ErrInvalid)
+		return ErrInvalidSKU
 	case !ValidUserID(r.UserID):
 		return fmt.Errorf("%w: user_id must match [A-Za-z0-9._:@-]{1,64}", ErrInvalid)
 	case r.Quantity < 1 || r.Quantity > MaxPerUserLimit:
