@@ -2,14 +2,6 @@ package faulttest
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"reflect"
-	"sort"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -55,16 +47,6 @@ func sharedRedis(t testing.TB) (*goredis.Client, string, string) {
 func itemKeyOf(prefix, sku string) string   { return prefix + ":{" + sku + "}:item" }
 func outboxKeyOf(prefix, sku string) string { return prefix + ":{" + sku + "}:outbox" }
 
-// syncProc is a `flashsale sync` process. testenv.StartService cannot start
-// one: it waits for /healthz, and the sync command serves no HTTP.
-type syncProc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	err     error // written before done is closed
-}
-
 // syncEnv is the environment of a `flashsale sync` process with the same
 // fast settings startFlashsale gives `flashsale serve`.
 func syncEnv(redisAddr, mysqlDSN, prefix string) map[string]string {
@@ -76,125 +58,7 @@ func syncEnv(redisAddr, mysqlDSN, prefix string) map[string]string {
 		"FLASHSALE_SYNC_TIMEOUT":    "1s",
 		"FLASHSALE_SYNC_CLAIM_IDLE": "2s",
 		"FLASHSALE_SYNC_SCAN":       "200ms",
-		"FLASHSALE_LOG_LEVEL":       "info", // startSync waits for the info line "flashsale syncing"
-	}
-}
-
-// startSync runs `bin sync` with the test's environment minus every
-// FLASHSALE_* variable plus env (as StartService does) and waits until it
-// logs that it is syncing, i.e. it has opened Redis and MySQL. It is killed
-// when the test ends, and the test fails if it reported a data race.
-func startSync(t testing.TB, bin, name string, env map[string]string) *syncProc {
-	t.Helper()
-	var childEnv []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "FLASHSALE_") {
-			childEnv = append(childEnv, kv)
-		}
-	}
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		childEnv = append(childEnv, k+"="+env[k])
-	}
-	dir := t.TempDir()
-	p := &syncProc{name: name, logPath: filepath.Join(dir, "sync.log"), done: make(chan struct{})}
-	logFile, err := os.Create(p.logPath)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	defer logFile.Close() // the child has its own copy
-	p.cmd = exec.Command(bin, "sync")
-	p.cmd.Env = childEnv
-	p.cmd.Dir = dir
-	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	p.cmd.SysProcAttr = deathSignal()
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("%s: start %s sync: %v", name, bin, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.kill()
-		log := p.Log()
-		if strings.Contains(log, "WARNING: DATA RACE") {
-			t.Errorf("%s reported a data race:\n%s", name, log)
-		} else if t.Failed() {
-			t.Logf("%s log:\n%s", name, tail(log, 40))
-		}
-	})
-	p.waitLog(t, "flashsale syncing", 30*time.Second)
-	return p
-}
-
-// deathSignal asks the kernel to SIGKILL the child if the test binary dies
-// without running its cleanups (go test -timeout). Pdeathsig exists on Linux
-// only; reflection keeps this compiling elsewhere.
-func deathSignal() *syscall.SysProcAttr {
-	attr := &syscall.SysProcAttr{}
-	if f := reflect.ValueOf(attr).Elem().FieldByName("Pdeathsig"); f.IsValid() && f.CanSet() {
-		f.Set(reflect.ValueOf(syscall.SIGKILL))
-	}
-	return attr
-}
-
-// Log returns what the process wrote so far.
-func (p *syncProc) Log() string {
-	b, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return fmt.Sprintf("(no log: %v)", err)
-	}
-	return string(b)
-}
-
-func (p *syncProc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// waitLog polls the log until it contains substr.
-func (p *syncProc) waitLog(t testing.TB, substr string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !strings.Contains(p.Log(), substr) {
-		if p.exited() {
-			t.Fatalf("%s exited (%v) before logging %q:\n%s", p.name, p.err, substr, tail(p.Log(), 40))
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not log %q within %v:\n%s", p.name, substr, timeout, tail(p.Log(), 40))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// kill sends SIGKILL and waits (bounded) for the process to exit; it
-// reports whether it exited.
-func (p *syncProc) kill() bool {
-	if !p.exited() {
-		_ = p.cmd.Process.Kill() // SIGKILL
-	}
-	select {
-	case <-p.done:
-		return true
-	case <-time.After(10 * time.Second):
-		return false
-	}
-}
-
-// Kill is a crash: SIGKILL, no chance to finish a batch or acknowledge.
-func (p *syncProc) Kill(t testing.TB) {
-	t.Helper()
-	if !p.kill() {
-		t.Fatalf("%s (pid %d) did not exit within 10s of SIGKILL", p.name, p.cmd.Process.Pid)
+		"FLASHSALE_LOG_LEVEL":       "info", // StartSyncer waits for the info line "flashsale syncing"
 	}
 }
 
@@ -246,9 +110,9 @@ func TestSyncerKilledWithPendingEntries(t *testing.T) {
 	// thing, so the proxy goes down only once it runs. The load goes on,
 	// so the entries it reads from then on can only pile up as pending.
 	proxy, proxied := proxiedDSN(t, dsn)
-	sync1 := startSync(t, bin, "sync-1 (MySQL through a proxy)", syncEnv(redisAddr, proxied, prefix))
+	sync1 := testenv.StartSyncer(t, bin, syncEnv(redisAddr, proxied, prefix)) // MySQL through a proxy
 	proxy.Down(t)
-	sync1.waitLog(t, "database unreachable", 20*time.Second)
+	sync1.WaitLog(t, "database unreachable", 20*time.Second)
 
 	var dead string
 	var deadPending int64
@@ -289,7 +153,7 @@ func TestSyncerKilledWithPendingEntries(t *testing.T) {
 	t.Logf("sync-1 %s SIGKILLed with %d entries pending for it, %d in the outbox", dead, deadPending, backlogAtKill)
 
 	killedAt := time.Now()
-	sync2 := startSync(t, bin, "sync-2", syncEnv(redisAddr, dsn, prefix))
+	sync2 := testenv.StartSyncer(t, bin, syncEnv(redisAddr, dsn, prefix))
 	took := waitDrained(t, rdb, prefix, 30*time.Second)
 	t.Logf("sync-2 drained the outbox %v after sync-1 was killed (drain wait %v)",
 		time.Since(killedAt).Round(time.Millisecond), took.Round(time.Millisecond))
@@ -302,8 +166,8 @@ func TestSyncerKilledWithPendingEntries(t *testing.T) {
 		t.Errorf("dead consumer %s still has %d entries pending after the drain", dead, pend[dead])
 	}
 	checkConsistent(t, rdb, prefix, sku, dsn, res.Acked)
-	if sync2.exited() {
-		t.Errorf("sync-2 exited (%v):\n%s", sync2.err, tail(sync2.Log(), 30))
+	if !sync2.Running() {
+		t.Errorf("sync-2 exited:\n%s", tail(sync2.Log(), 30))
 	}
 	t.Logf("total %v", time.Since(begin).Round(time.Millisecond))
 }

@@ -95,9 +95,10 @@ func moduleRoot() (string, error) {
 
 // Service is a flashsale process that a test may kill and restart.
 type Service struct {
-	url     string
+	url     string // "" for a process without an HTTP server
 	logPath string
 	p       *proc
+	ready   func(ctx context.Context) error
 }
 
 // StartService runs bin (from BuildFlashsale) with args, "serve" when none
@@ -117,9 +118,35 @@ func StartService(t testing.TB, bin string, env map[string]string, args ...strin
 	if len(args) == 0 {
 		args = []string{"serve"}
 	}
-	port := FreePort(t)
-	addr := "127.0.0.1:" + strconv.Itoa(port)
+	addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
+	s := newService(t, bin, env, args, "flashsale on "+addr, "FLASHSALE_HTTP_ADDR="+addr)
+	s.url = "http://" + addr
+	s.ready = s.healthy
+	s.p.startAndWait(t, s.ready)
+	return s
+}
 
+// StartSyncer runs `bin sync`, which has no HTTP server, with the
+// environment StartService would give it, and waits up to 30s until it logs
+// that it is syncing (it has opened Redis and the record). env must leave
+// FLASHSALE_LOG_LEVEL at info or below, or that line never comes.
+func StartSyncer(t testing.TB, bin string, env map[string]string) *Service {
+	t.Helper()
+	s := newService(t, bin, env, []string{"sync"}, "flashsale sync")
+	s.ready = func(context.Context) error {
+		if !strings.Contains(s.Log(), "flashsale syncing") {
+			return errors.New(`no "flashsale syncing" in the log yet`)
+		}
+		return nil
+	}
+	s.p.startAndWait(t, s.ready)
+	return s
+}
+
+// newService prepares the process (not started): its environment, log, and
+// the cleanups that kill it and check its log for data races.
+func newService(t testing.TB, bin string, env map[string]string, args []string, name string, extraEnv ...string) *Service {
+	t.Helper()
 	var childEnv []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "FLASHSALE_") {
@@ -134,21 +161,11 @@ func StartService(t testing.TB, bin string, env map[string]string, args ...strin
 	for _, k := range keys {
 		childEnv = append(childEnv, k+"="+env[k]) // exec.Cmd keeps the last of duplicate keys
 	}
-	childEnv = append(childEnv, "FLASHSALE_HTTP_ADDR="+addr)
+	childEnv = append(childEnv, extraEnv...)
 
 	dir := t.TempDir()
-	s := &Service{
-		url:     "http://" + addr,
-		logPath: filepath.Join(dir, "service.log"),
-	}
-	s.p = &proc{
-		name:    "flashsale on " + addr,
-		path:    bin,
-		args:    args,
-		env:     childEnv,
-		dir:     dir,
-		logPath: s.logPath,
-	}
+	s := &Service{logPath: filepath.Join(dir, "service.log")}
+	s.p = &proc{name: name, path: bin, args: args, env: childEnv, dir: dir, logPath: s.logPath}
 	// Registered before the kill, so it runs after it: the log is complete.
 	t.Cleanup(func() {
 		if log := s.Log(); strings.Contains(log, "WARNING: DATA RACE") {
@@ -156,13 +173,12 @@ func StartService(t testing.TB, bin string, env map[string]string, args ...strin
 		}
 	})
 	s.p.cleanupKill(t)
-	s.p.startAndWait(t, s.ready)
 	return s
 }
 
 var healthClient = &http.Client{Timeout: time.Second}
 
-func (s *Service) ready(ctx context.Context) error {
+func (s *Service) healthy(ctx context.Context) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/healthz", nil)
 	if err != nil {
 		return err
@@ -204,6 +220,23 @@ func (s *Service) Stop(t testing.TB) {
 	t.Helper()
 	s.p.stopT(t)
 	t.Logf("testenv: %s stopped: %s", s.p.name, s.p.exitStatus())
+}
+
+// Running reports whether the process is running.
+func (s *Service) Running() bool { return s.p.running() }
+
+// WaitLog waits up to timeout until the log contains substr; the test fails
+// if it does not, or if the process exits first.
+func (s *Service) WaitLog(t testing.TB, substr string, timeout time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !strings.Contains(s.Log(), substr); time.Sleep(20 * time.Millisecond) {
+		if !s.Running() {
+			t.Fatalf("testenv: %s exited (%s) before logging %q:\n%s", s.p.name, s.p.exitStatus(), substr, tailString(s.Log()))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testenv: %s did not log %q within %v:\n%s", s.p.name, substr, timeout, tailString(s.Log()))
+		}
+	}
 }
 
 // Restart starts the process again with the same port, environment and
