@@ -36,22 +36,20 @@ func (db *DB) Recorded(ctx context.Context, skus []string) (map[string]bool, err
 	return out, nil
 }
 
-// Snapshot reads everything the record holds about one item.
+// Snapshot reads everything the record holds about one item, in one
+// transaction so the item and its reservations agree.
 func (db *DB) Snapshot(ctx context.Context, sku string) (reservation.Snapshot, error) {
 	var snap reservation.Snapshot
 	err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var it itemRow
-		if err := tx.Where("sku = ?", sku).Take(&it).Error; err != nil {
-			if errors.Is(err, gorm.ErrRecordNotFound) {
-				return reservation.ErrItemNotFound
-			}
+		it, err := itemOf(tx, sku)
+		if err != nil {
+			return err
+		}
+		rows, err := reservationsOf(tx, sku)
+		if err != nil {
 			return err
 		}
 		snap.Item = fromItemRow(it)
-		var rows []reservationRow
-		if err := tx.Where("sku = ?", sku).Order("id").Find(&rows).Error; err != nil {
-			return err
-		}
 		snap.Reservations = make([]reservation.RecordedReservation, len(rows))
 		for i, r := range rows {
 			snap.Reservations[i] = reservation.RecordedReservation{Reservation: fromReservationRow(r), IdempotencyField: r.IdempotencyField}
@@ -69,14 +67,31 @@ func (db *DB) Snapshot(ctx context.Context, sku string) (reservation.Snapshot, e
 
 // Item reads one item's recorded offer.
 func (db *DB) Item(ctx context.Context, sku string) (reservation.ItemRecord, error) {
-	var it itemRow
-	if err := db.gorm.WithContext(ctx).Where("sku = ?", sku).Take(&it).Error; err != nil {
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return reservation.ItemRecord{}, reservation.ErrItemNotFound
+	it, err := itemOf(db.gorm.WithContext(ctx), sku)
+	if err != nil {
+		if errors.Is(err, reservation.ErrItemNotFound) {
+			return reservation.ItemRecord{}, err
 		}
 		return reservation.ItemRecord{}, fmt.Errorf("persistence: item %s: %w", sku, translate(err))
 	}
 	return fromItemRow(it), nil
+}
+
+// itemOf reads an item's row; ErrItemNotFound when there is none.
+func itemOf(q *gorm.DB, sku string) (itemRow, error) {
+	var it itemRow
+	err := q.Where("sku = ?", sku).Take(&it).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return it, reservation.ErrItemNotFound
+	}
+	return it, err
+}
+
+// reservationsOf reads an item's reservation rows, by id.
+func reservationsOf(q *gorm.DB, sku string) ([]reservationRow, error) {
+	var rows []reservationRow
+	err := q.Where("sku = ?", sku).Order("id").Find(&rows).Error
+	return rows, err
 }
 
 // Counts sums one item's reserved units by status.
@@ -123,8 +138,8 @@ func (db *DB) Reservation(ctx context.Context, id string) (reservation.Reservati
 
 // Reservations reads every recorded reservation of an item, by id.
 func (db *DB) Reservations(ctx context.Context, sku string) ([]reservation.Reservation, error) {
-	var rows []reservationRow
-	if err := db.gorm.WithContext(ctx).Where("sku = ?", sku).Order("id").Find(&rows).Error; err != nil {
+	rows, err := reservationsOf(db.gorm.WithContext(ctx), sku)
+	if err != nil {
 		return nil, fmt.Errorf("persistence: reservations of %s: %w", sku, translate(err))
 	}
 	out := make([]reservation.Reservation, len(rows))
