@@ -240,6 +240,13 @@ type reserveBody struct {
 	Quantity *int64  `json:"quantity"`
 }
 
+// DecodeReserve parses the body of POST /v1/items/{sku}/reservations as the
+// service does; the benchmark's bare HTTP ceiling decodes with it too.
+// idemKey is nil when the header was absent (an empty header is invalid).
+func DecodeReserve(sku string, body []byte, idemKey []byte) (reservation.ReserveRequest, error) {
+	return decodeReserve(sku, body, idemKey)
+}
+
 // decodeReserve parses POST /v1/items/{sku}/reservations. idemKey is nil when
 // the header was absent (an empty header is present and invalid).
 func decodeReserve(sku string, body []byte, idemKey []byte) (reservation.ReserveRequest, error) {

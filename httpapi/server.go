@@ -76,7 +76,17 @@ func New(svc *reservation.Service, cfg Config) *Server {
 		// handler, outside the recover middleware, and take the process down.
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.app = fiber.New(fiber.Config{
+	fc := FiberConfig(cfg)
+	fc.ErrorHandler = s.errorHandler
+	s.app = fiber.New(fc)
+	s.routes()
+	return s
+}
+
+// FiberConfig is the server's Fiber settings without its error handler, so
+// the benchmark's bare HTTP ceiling runs with exactly the service's settings.
+func FiberConfig(cfg Config) fiber.Config {
+	return fiber.Config{
 		AppName:               "flashsale",
 		DisableStartupMessage: true,
 		BodyLimit:             bulkBodyLimit,
@@ -84,10 +94,7 @@ func New(svc *reservation.Service, cfg Config) *Server {
 		WriteTimeout:          cfg.WriteTimeout,
 		IdleTimeout:           cfg.IdleTimeout,
 		CaseSensitive:         true,
-		ErrorHandler:          s.errorHandler,
-	})
-	s.routes()
-	return s
+	}
 }
 
 // App exposes the Fiber app, for tests through app.Test.
