@@ -23,6 +23,13 @@ lint:
 	$(GO) vet $(PKGS)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	@# k6 cannot run here; Node parses the k6 scripts as ES modules, which k6 requires.
+	@if command -v node >/dev/null 2>&1; then \
+		for f in loadtest/k6/*.js; do \
+			node --input-type=module --check < "$$f" || { echo "$$f: not a valid ES module"; exit 1; }; \
+		done; \
+	else case "$$CI" in 1|t|T|true|TRUE|True) echo "node is required under CI to check loadtest/k6/*.js"; exit 1;; \
+		*) echo "warning: node not found, loadtest/k6/*.js not syntax-checked";; esac; fi
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
