@@ -21,6 +21,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale/httpapi"
+	"github.com/flashsale/flashsale/loadtest"
 	"github.com/flashsale/flashsale/persistence"
 	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/reservation"
@@ -37,8 +38,10 @@ func main() {
 		err = runSync(ctx, os.Getenv, os.Stderr)
 	case "healthcheck":
 		err = healthcheck(ctx, os.Getenv)
+	case "loadtest":
+		err = loadtest.Main(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	default:
-		err = fmt.Errorf("unknown command %q (want serve, sync or healthcheck)", cmd)
+		err = fmt.Errorf("unknown command %q (want serve, sync, healthcheck or loadtest)", cmd)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "flashsale:", err)

@@ -1,0 +1,138 @@
+package loadtest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// Flash-crowd defaults: a sale far smaller than its crowd.
+const (
+	defaultCrowdStock    = 1_000
+	defaultCrowdRequests = 200_000
+	defaultCrowdUsers    = 100_000
+	defaultMixedStock    = 1_000_000_000
+	defaultK6Stock       = 100 // the k6 script's STOCK
+)
+
+// scenarioNamed builds the named scenario with its defaults.
+func scenarioNamed(name string) (Scenario, bool) {
+	switch name {
+	case "flashcrowd":
+		return FlashCrowd(defaultCrowdStock, defaultCrowdRequests, defaultCrowdUsers), true
+	case "success":
+		return Success(), true
+	case "mixed":
+		return Mixed(defaultMixedStock), true
+	case "k6":
+		return K6(defaultK6Stock), true
+	}
+	return Scenario{}, false
+}
+
+const scenarioNames = "flashcrowd, success, mixed or k6"
+
+// Main is the `flashsale loadtest` command. It returns an error when the
+// run could not be done, when any request failed, or when verification
+// found a problem; the report is written to stdout either way.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return run(ctx, args, os.Getenv, stdout, stderr)
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("flashsale loadtest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		baseURL     = fs.String("url", "http://127.0.0.1:3004", "base URL of the flashsale service")
+		adminToken  = fs.String("admin-token", getenv("FLASHSALE_ADMIN_TOKEN"), "admin bearer token (default $FLASHSALE_ADMIN_TOKEN)")
+		name        = fs.String("scenario", "flashcrowd", "the load: "+scenarioNames)
+		clients     = fs.Int("clients", 64, "closed loop: concurrent clients; open loop: max requests in flight")
+		rate        = fs.Float64("rate", 0, "open loop: requests per second (0: closed loop)")
+		duration    = fs.Duration("duration", 0, "stop after this long (default: the scenario's bound)")
+		requests    = fs.Int64("requests", 0, "stop after this many requests (default: the scenario's bound)")
+		stock       = fs.Int64("stock", 0, "units to seed (default: the scenario's)")
+		users       = fs.Int64("users", 0, "distinct users; request i is user i mod users (default: the scenario's; 0 in the scenario means every request a new user)")
+		hold        = fs.Int("hold", 0, "hold seconds of the seeded item (default 600)")
+		confirmPct  = fs.Int("confirm-percent", 0, "share of granted holds confirmed at once (default: the scenario's)")
+		cancelPct   = fs.Int("cancel-percent", 0, "share of granted holds cancelled at once (default: the scenario's)")
+		sku         = fs.String("sku", "", "item to sell (default: a fresh, uniquely named one; a given one must have no reservations)")
+		asJSON      = fs.Bool("json", false, "write the report as JSON")
+		syncTimeout = fs.Duration("timeout", DefaultSyncTimeout, "how long to wait for the durable record to catch up after the load")
+		noSync      = fs.Bool("no-sync-check", false, "do not check the durable record (for a service without the audit endpoint)")
+		reqTimeout  = fs.Duration("request-timeout", DefaultRequestTimeout, "bound on one request")
+	)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	sc, ok := scenarioNamed(*name)
+	if !ok {
+		return fmt.Errorf("unknown scenario %q (want %s)", *name, scenarioNames)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["stock"] {
+		sc.Stock = *stock
+	}
+	if set["users"] {
+		sc.Users = *users
+	}
+	if set["confirm-percent"] {
+		sc.ConfirmPercent = *confirmPct
+	}
+	if set["cancel-percent"] {
+		sc.CancelPercent = *cancelPct
+	}
+	sc.HoldSeconds, sc.SKU, sc.SyncTimeout, sc.NoSyncCheck = *hold, *sku, *syncTimeout, *noSync
+
+	client, err := NewClient(*baseURL, *adminToken, *clients)
+	if err != nil {
+		return err
+	}
+	defer client.CloseIdleConnections()
+	client.SetTimeout(*reqTimeout)
+
+	rep, err := RunScenario(ctx, client, sc, Config{
+		Clients:  *clients,
+		Rate:     *rate,
+		Duration: *duration,
+		Requests: *requests,
+		Progress: stderr,
+	})
+	if err != nil && rep.Requests == 0 {
+		return err
+	}
+	if werr := writeReport(stdout, rep, *asJSON); werr != nil {
+		return errors.Join(err, werr)
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if rep.Errors > 0 {
+		errs = append(errs, fmt.Errorf("%d of %d requests failed; the first: %s", rep.Errors, rep.Requests, rep.FirstError))
+	}
+	if !rep.Verification.OK {
+		errs = append(errs, fmt.Errorf("verification failed: %s", strings.Join(rep.Verification.Problems, "; ")))
+	}
+	return errors.Join(errs...)
+}
+
+func writeReport(w io.Writer, rep Report, asJSON bool) error {
+	if !asJSON {
+		return WriteTable(w, rep)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
+}

@@ -1,0 +1,64 @@
+package loadtest_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/flashsale/flashsale/loadtest"
+)
+
+func TestMainJSON(t *testing.T) {
+	url := startService(t, serviceOpts{realRedis: true, record: true})
+	t.Setenv("FLASHSALE_ADMIN_TOKEN", testToken) // the token's default
+	var stdout, stderr bytes.Buffer
+	err := loadtest.Main(testCtx(t), []string{"-url", url, "-scenario", "flashcrowd",
+		"-stock", "20", "-requests", "300", "-users", "150", "-clients", "8", "-json"}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("Main: %v\nstderr: %s", err, stderr.String())
+	}
+	var rep loadtest.Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("stdout is not a JSON report: %v\n%s", err, stdout.String())
+	}
+	v := rep.Verification
+	if rep.Name != "flashcrowd" || rep.Requests != 300 || !v.OK || v.Granted != 20 || v.MySQLRows != 20 || !strings.HasPrefix(v.SKU, "lt-flashcrowd-") {
+		t.Errorf("report %+v; want flashcrowd, 300 requests, verified, 20 granted and recorded, a fresh SKU", rep)
+	}
+	if stderr.Len() != 0 {
+		t.Errorf("stderr is not a terminal, yet got %q", stderr.String())
+	}
+}
+
+func TestMainFails(t *testing.T) {
+	tests := []struct {
+		name string
+		args func(t *testing.T) []string
+		want string // in the error
+		out  string // on stdout
+	}{
+		{"unknown scenario", func(*testing.T) []string { return []string{"-scenario", "stampede"} }, "unknown scenario", ""},
+		{"bad flag", func(*testing.T) []string { return []string{"-clients", "many"} }, "invalid value", ""},
+		{"stray argument", func(*testing.T) []string { return []string{"now"} }, "unexpected arguments", ""},
+		{"oversold", func(t *testing.T) []string {
+			return []string{"-url", overseller(t, 10), "-stock", "10", "-requests", "30", "-users", "30", "-no-sync-check"}
+		}, "verification failed: OVERSOLD by 20: sold 0 + reserved 30 > stock 10", "flashcrowd verification FAILED"},
+		{"no audit endpoint", func(t *testing.T) []string {
+			return []string{"-url", startService(t, serviceOpts{}), "-admin-token", testToken,
+				"-stock", "5", "-requests", "20", "-users", "20", "-clients", "2"}
+		}, "no audit endpoint", "verification FAILED"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := loadtest.Main(testCtx(t), tt.args(t), &stdout, &stderr)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Main err = %v, want one containing %q", err, tt.want)
+			}
+			if !strings.Contains(stdout.String(), tt.out) {
+				t.Errorf("stdout lacks %q:\n%s", tt.out, stdout.String())
+			}
+		})
+	}
+}

@@ -1,0 +1,6 @@
+//go:build !race
+
+package loadtest_test
+
+// raceEnabled: see race_test.go.
+const raceEnabled = false
