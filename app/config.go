@@ -43,6 +43,8 @@ type Config struct {
 	RecoveryInterval time.Duration // FLASHSALE_RECOVERY_INTERVAL: epoch check
 	RecoveryGrace    time.Duration // FLASHSALE_RECOVERY_GRACE: > SyncTimeout
 	AuditInterval    time.Duration // FLASHSALE_AUDIT_INTERVAL; 0 turns the periodic audit off
+
+	Metrics bool // FLASHSALE_METRICS: serve GET /metrics
 }
 
 // LoadConfig reads the environment through getenv, applies defaults and
@@ -78,6 +80,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 
 		RecoveryInterval: r.duration("FLASHSALE_RECOVERY_INTERVAL", time.Second, 10*time.Millisecond, time.Minute),
 		AuditInterval:    r.duration("FLASHSALE_AUDIT_INTERVAL", time.Minute, 0, 24*time.Hour),
+
+		Metrics: r.bool("FLASHSALE_METRICS", true),
 	}
 	// Defaults that must exceed the batch bound follow it, so setting only
 	// FLASHSALE_SYNC_TIMEOUT never fails on a variable the user did not set.

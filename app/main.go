@@ -90,6 +90,7 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer) erro
 		log.Warn("FLASHSALE_ADMIN_TOKEN is unset: generated an admin token for this run", "admin_token", token)
 	}
 
+	metrics, metricsHandler := newMetrics(cfg, store, syncer, recoverer, log)
 	srv := httpapi.New(svc, httpapi.Config{
 		AdminToken:   token,
 		ReadTimeout:  cfg.ReadTimeout,
@@ -98,6 +99,9 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer) erro
 		Log:          log,
 		Auditor:      &persistence.Auditor{Store: auditSource{svc, store}, DB: db},
 		Status:       statusReport(syncer, recoverer),
+
+		Metrics:        metrics,
+		MetricsHandler: metricsHandler,
 	})
 
 	// Background work stops after the HTTP server has drained, so requests
@@ -118,7 +122,7 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer) erro
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Listen(cfg.HTTPAddr) }()
 	log.Info("flashsale serving", "addr", cfg.HTTPAddr, "redis", redisAddr, "key_prefix", cfg.KeyPrefix,
-		"record", recordName(cfg), "sync", cfg.Sync)
+		"record", recordName(cfg), "sync", cfg.Sync, "metrics", cfg.Metrics)
 
 	select {
 	case err := <-serveErr:

@@ -111,6 +111,12 @@ func classify(err error) (kind, string) {
 // middleware returns ends here as a problem document.
 func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	k, detail := classify(err)
+	return s.writeProblem(c, err, k, detail)
+}
+
+// writeProblem logs err as its kind deserves and answers its problem
+// document; the metrics middleware calls it with the kind it classified.
+func (s *Server) writeProblem(c *fiber.Ctx, err error, k kind, detail string) error {
 	rid := requestID(c)
 	switch {
 	case k.status == fiber.StatusServiceUnavailable:

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -40,6 +41,10 @@ type Config struct {
 	Auditor Auditor
 	// Status adds detail to /readyz (sync backlog, lag, recovery); may be nil.
 	Status func(ctx context.Context) map[string]any
+	// Metrics observes every request (see metrics.go); nil: none.
+	Metrics Metrics
+	// MetricsHandler serves GET /metrics; nil: 404.
+	MetricsHandler http.Handler
 }
 
 // Auditor compares an item's counters in Redis with the durable record.
@@ -56,6 +61,9 @@ type Server struct {
 	readyWait time.Duration
 	auditor   Auditor
 	status    func(ctx context.Context) map[string]any
+
+	metrics        Metrics
+	metricsHandler http.Handler
 }
 
 // New builds the Fiber app with every route and middleware.
@@ -67,6 +75,9 @@ func New(svc *reservation.Service, cfg Config) *Server {
 		readyWait: cfg.ReadyTimeout,
 		auditor:   cfg.Auditor,
 		status:    cfg.Status,
+
+		metrics:        cfg.Metrics,
+		metricsHandler: cfg.MetricsHandler,
 	}
 	if s.readyWait <= 0 {
 		s.readyWait = time.Second
@@ -108,6 +119,7 @@ func (s *Server) Listen(addr string) error { return s.app.Listen(addr) }
 func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
 
 func (s *Server) routes() {
+	s.useMetrics()
 	s.app.Use(s.withRequestID, recover.New(recover.Config{
 		EnableStackTrace: true,
 		StackTraceHandler: func(c *fiber.Ctx, e any) {
@@ -119,6 +131,7 @@ func (s *Server) routes() {
 
 	s.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	s.app.Get("/readyz", s.ready)
+	s.serveMetrics()
 
 	admin := s.app.Group("/admin/v1", s.requireAdmin)
 	admin.Put("/items", s.seedMany)

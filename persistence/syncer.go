@@ -26,6 +26,10 @@ type Syncer struct {
 	// read before Redis lost its data can land after the rebuild.
 	Timeout time.Duration
 	Log     *slog.Logger
+	// Observe, when set, is told the size of every batch committed and how
+	// long its write took (for metrics). It runs on the syncer's goroutine,
+	// so it must be quick.
+	Observe func(batchSize int, took time.Duration)
 
 	stats  SyncStats
 	mu     sync.Mutex
@@ -167,7 +171,12 @@ func (s *Syncer) write(ctx context.Context, entries []reservation.OutboxEntry) e
 	for i, e := range entries {
 		changes[i] = e.Change
 	}
-	return s.DB.Apply(ctx, changes)
+	start := time.Now()
+	err := s.DB.Apply(ctx, changes)
+	if err == nil && s.Observe != nil {
+		s.Observe(len(entries), time.Since(start))
+	}
+	return err
 }
 
 func (s *Syncer) ack(ctx context.Context, entries []reservation.OutboxEntry) {
