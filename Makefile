@@ -5,7 +5,7 @@ PKGS    := ./...
 # Integration tests use the Redis at this address (a unique key prefix per run).
 export FLASHSALE_TEST_REDIS_ADDR ?= 127.0.0.1:6379
 
-.PHONY: build run test lint fuzz clean
+.PHONY: build run test lint fuzz bench clean
 
 build:
 	$(GO) build -o $(BIN) ./app
@@ -37,6 +37,15 @@ fuzz:
 	@for t in $$($(GO) test -list 'Fuzz.*' ./httpapi | grep ^Fuzz); do \
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./httpapi || exit 1; \
 	done
+
+## bench: one run at 64 clients: the limits (redis-benchmark on the reserve
+## script, a bare Fiber server), the service, and the MySQL approaches it
+## replaces; one table and the targets, in about two minutes. Redis and MySQL
+## from FLASHSALE_BENCH_REDIS_ADDR and FLASHSALE_BENCH_MYSQL_DSN (default the
+## local ones); flags through BENCHFLAGS, e.g. BENCHFLAGS='-only http-ceiling -json'.
+bench: build
+	$(GO) build -o bin/flashsale-bench ./loadtest/cmd/flashsale-bench
+	./bin/flashsale-bench -flashsale $(BIN) $(BENCHFLAGS)
 
 clean:
 	rm -rf bin

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary stand in for the bench when the ceiling
+// row re-executes itself with the hidden flag.
+func TestMain(m *testing.M) {
+	if len(os.Args) == 3 && os.Args[1] == "-"+internalCeilingFlag {
+		os.Exit(run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func TestParseOnly(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    []string
+		wantErr bool
+	}{
+		{name: "empty runs everything", in: "", want: nil},
+		{name: "blank runs everything", in: "  ", want: nil},
+		{name: "one row", in: "http-ceiling", want: []string{"http-ceiling"}},
+		{name: "spaces and repeats", in: "mysql-naive, http-ceiling,mysql-naive", want: []string{"mysql-naive", "http-ceiling"}},
+		{name: "unknown row", in: "http-ceiling,ceiling", wantErr: true},
+		{name: "empty item", in: "http-ceiling,", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseOnly(tt.in)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("parseOnly(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("parseOnly(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRunRefusesBadFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{name: "unknown flag", args: []string{"-nope"}},
+		{name: "unknown row", args: []string{"-only", "everything"}},
+		{name: "no clients", args: []string{"-clients", "0"}},
+		{name: "no duration", args: []string{"-duration", "0s"}},
+		{name: "stray argument", args: []string{"now"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			if code := run(context.Background(), tt.args, func(string) string { return "" }, &out, &errOut); code != exitUsage {
+				t.Errorf("exit code %d, want %d; stderr: %s", code, exitUsage, errOut.String())
+			}
+		})
+	}
+}
+
+func TestUsageHidesInternalFlag(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"-h"}, func(string) string { return "" }, &out, &errOut); code != exitOK {
+		t.Fatalf("-h exit code %d", code)
+	}
+	if strings.Contains(errOut.String(), internalCeilingFlag) {
+		t.Errorf("usage shows the internal flag:\n%s", errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "-duration") {
+		t.Errorf("usage lacks -duration:\n%s", errOut.String())
+	}
+}
+
+func ptr(n int64) *int64 { return &n }
+
+// passingRows meet every target: 0.8 of EVALSHA, 0.9 of the ceiling, p99s
+// of 5 ms, 40 times the row lock's purchases.
+func passingRows() []row {
+	return []row{
+		{Name: rowRedisSuccess, Throughput: 50_000, Purchases: 50_000},
+		{Name: rowRedisSoldOut, Throughput: 60_000},
+		{Name: rowCeiling, Throughput: 40_000},
+		{Name: rowSvcSuccess, Throughput: 40_000, Purchases: 40_000, P99: 5 * time.Millisecond, Oversold: ptr(0)},
+		{Name: rowSvcSoldOut, Throughput: 36_000, P99: 5 * time.Millisecond, Oversold: ptr(0)},
+		{Name: rowSvcFlashCrowd, Throughput: 30_000, Oversold: ptr(0)},
+		{Name: rowNaive, Throughput: 3_000, Purchases: 3_000, Oversold: ptr(0)},
+		{Name: rowForUpdate, Throughput: 1_000, Purchases: 1_000, Oversold: ptr(0)},
+		{Name: rowConditional, Throughput: 1_500, Purchases: 1_500, Oversold: ptr(0)},
+		{Name: rowIncident, Throughput: 500, Oversold: ptr(45)}, // expected, not checked
+	}
+}
+
+func TestEvaluate(t *testing.T) {
+	with := func(name string, change func(*row)) []row {
+		rows := passingRows()
+		for i := range rows {
+			if rows[i].Name == name {
+				change(&rows[i])
+			}
+		}
+		return rows
+	}
+	without := func(name string) []row {
+		return slices.DeleteFunc(passingRows(), func(r row) bool { return r.Name == name })
+	}
+	tests := []struct {
+		name     string
+		rows     []row
+		wantPass bool
+		// verdicts by check index, for the checks the case is about
+		want map[int]string
+	}{
+		{name: "every target met", rows: passingRows(), wantPass: true,
+			want: map[int]string{0: pass, 1: pass, 2: pass, 3: pass, 4: pass, 5: pass}},
+		{name: "success path below 0.7 of EVALSHA", rows: with(rowSvcSuccess, func(r *row) { r.Throughput = 34_000 }),
+			want: map[int]string{0: fail}},
+		{name: "sold-out path below 0.8 of the ceiling", rows: with(rowSvcSoldOut, func(r *row) { r.Throughput = 31_000 }),
+			want: map[int]string{1: fail}},
+		{name: "success p99 over 10ms", rows: with(rowSvcSuccess, func(r *row) { r.P99 = 11 * time.Millisecond }),
+			want: map[int]string{2: fail, 3: pass}},
+		{name: "sold-out p99 over 10ms", rows: with(rowSvcSoldOut, func(r *row) { r.P99 = 10*time.Millisecond + 1 }),
+			want: map[int]string{3: fail}},
+		{name: "under 20 times the row lock", rows: with(rowForUpdate, func(r *row) { r.Purchases = 2_001 }),
+			want: map[int]string{4: fail}},
+		{name: "service oversold", rows: with(rowSvcFlashCrowd, func(r *row) { r.Oversold = ptr(1) }),
+			want: map[int]string{5: fail}},
+		{name: "ceiling not run: its ratio is n/a, not a failure", rows: without(rowCeiling), wantPass: true,
+			want: map[int]string{1: notRun, 0: pass}},
+		{name: "a failed row is n/a in the checks and fails the run", rows: with(rowRedisSuccess, func(r *row) { r.Failure = "boom" }),
+			want: map[int]string{0: notRun}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := report{Rows: tt.rows}
+			rep.evaluate()
+			if rep.Pass != tt.wantPass {
+				t.Errorf("Pass = %t, want %t; checks %+v", rep.Pass, tt.wantPass, rep.Checks)
+			}
+			for i, want := range tt.want {
+				if got := rep.Checks[i].Verdict; got != want {
+					t.Errorf("check %q = %s, want %s (%+v)", rep.Checks[i].Name, got, want, rep.Checks[i])
+				}
+			}
+		})
+	}
+}
+
+func TestWriteReport(t *testing.T) {
+	rep := report{RunID: "abc", Clients: 64, Duration: 10 * time.Second, Rows: passingRows()}
+	rep.Rows[2].Failure = "the ceiling did not start"
+	rep.evaluate()
+
+	var table bytes.Buffer
+	if err := rep.write(&table, false); err != nil {
+		t.Fatalf("write table: %v", err)
+	}
+	for _, want := range append(slices.Clone(rowNames), "FAILED: the ceiling did not start", "n/a (http-ceiling failed)", "overall: FAIL") {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+
+	var js bytes.Buffer
+	if err := rep.write(&js, true); err != nil {
+		t.Fatalf("write JSON: %v", err)
+	}
+	var got struct {
+		Clients int `json:"clients"`
+		Rows    []struct {
+			Name     string  `json:"name"`
+			P99MS    float64 `json:"p99_ms"`
+			Oversold *int64  `json:"oversold"`
+		} `json:"rows"`
+		Checks []check `json:"checks"`
+		Pass   bool    `json:"pass"`
+	}
+	if err := json.Unmarshal(js.Bytes(), &got); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, js.String())
+	}
+	if got.Clients != 64 || got.Pass || len(got.Rows) != len(rowNames) || len(got.Checks) != len(rep.Checks) {
+		t.Errorf("JSON = %+v", got)
+	}
+	if r := got.Rows[3]; r.Name != rowSvcSuccess || r.P99MS != 5 || r.Oversold == nil || *r.Oversold != 0 {
+		t.Errorf("service-success in JSON = %+v", r)
+	}
+	if got.Rows[0].Oversold != nil {
+		t.Errorf("redis row oversold = %v, want null", *got.Rows[0].Oversold)
+	}
+}
+
+func TestCleanupsRunOnceLastFirst(t *testing.T) {
+	var c cleanups
+	var order []string
+	c.add(func(context.Context) error { order = append(order, "first"); return nil })
+	early := c.add(func(context.Context) error { order = append(order, "early"); return errors.New("early failed") })
+	c.add(func(context.Context) error { order = append(order, "last"); return nil })
+
+	early()
+	err := c.run(context.Background())
+	if want := []string{"early", "last", "first"}; !slices.Equal(order, want) {
+		t.Errorf("order %q, want %q", order, want)
+	}
+	if err == nil || !strings.Contains(err.Error(), "early failed") {
+		t.Errorf("run error = %v, want the early cleanup's error", err)
+	}
+}
+
+// TestCeilingRow starts the ceiling as a process of its own (this test
+// binary, through TestMain) and loads it briefly, as make bench does.
+func TestCeilingRow(t *testing.T) {
+	var log bytes.Buffer
+	b := &bench{s: settings{clients: 8, duration: 300 * time.Millisecond}, log: &log}
+	var rows []row
+	if err := b.ceilingRow(context.Background(), func(r row) { rows = append(rows, r) }); err != nil {
+		t.Fatalf("ceilingRow: %v", err)
+	}
+	if err := b.cleanup.run(context.Background()); err != nil {
+		t.Errorf("cleanup: %v", err)
+	}
+	if len(rows) != 1 {
+		t.Fatalf("rows %+v, want one", rows)
+	}
+	r := rows[0]
+	if r.Failure != "" || r.Errors != 0 || r.Requests == 0 || r.Throughput <= 0 {
+		t.Errorf("ceiling row %+v; log:\n%s", r, log.String())
+	}
+}

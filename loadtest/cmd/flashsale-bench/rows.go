@@ -1,0 +1,514 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/flashsale/flashsale/loadtest"
+	"github.com/flashsale/flashsale/loadtest/baseline"
+	"github.com/flashsale/flashsale/loadtest/redisbench"
+)
+
+// The rows, in the order they run and are printed.
+const (
+	rowRedisSuccess  = "redis-evalsha-success"
+	rowRedisSoldOut  = "redis-evalsha-soldout"
+	rowCeiling       = "http-ceiling"
+	rowSvcSuccess    = "service-success"
+	rowSvcSoldOut    = "service-soldout"
+	rowSvcFlashCrowd = "service-flashcrowd"
+	rowNaive         = "mysql-naive"
+	rowForUpdate     = "mysql-for-update"
+	rowConditional   = "mysql-conditional"
+	rowIncident      = "mysql-naive-incident"
+)
+
+var rowNames = []string{rowRedisSuccess, rowRedisSoldOut, rowCeiling, rowSvcSuccess, rowSvcSoldOut,
+	rowSvcFlashCrowd, rowNaive, rowForUpdate, rowConditional, rowIncident}
+
+// The flash crowd and the incident are fixed by the issue, not by flags.
+const (
+	crowdStock    = 1_000
+	crowdRequests = 200_000
+	crowdUsers    = 100_000
+	incidentBuyer = 50
+	incidentStock = 5
+	// baselineStock is more than any MySQL approach sells in a run, so the
+	// rate rows measure selling, not refusing.
+	baselineStock = 1_000_000_000
+	// calibrationCalls sizes the redis-benchmark runs: redis-benchmark
+	// stops after a count, not a time, so a short run finds the rate first.
+	calibrationCalls = 20_000
+	maxRedisCalls    = 20_000_000
+)
+
+// bench holds what every row needs; one per run.
+type bench struct {
+	s       settings
+	runID   string // in every key prefix and database name of the run
+	redis   *goredis.Client
+	admin   *sql.DB // the MySQL server, for creating and dropping databases
+	log     io.Writer
+	cleanup cleanups
+}
+
+// benchmark runs every selected row and evaluates the targets. The report
+// holds the rows measured so far even when err is set (ctx cancelled, or a
+// server missing).
+func benchmark(ctx context.Context, s settings, log io.Writer) (rep report, err error) {
+	b := &bench{s: s, runID: randomHex(6), log: log}
+	rep = report{Clients: s.clients, Duration: s.duration, RunID: b.runID, LoadAvg: loadAvg()}
+	defer func() {
+		// Cleaning up must happen even when ctx is what stopped the run.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		err = errors.Join(err, b.cleanup.run(cctx))
+		rep.evaluate()
+	}()
+
+	b.redis = goredis.NewClient(&goredis.Options{Addr: s.redisAddr})
+	b.cleanup.add(func(context.Context) error { return b.redis.Close() })
+	if err := b.redis.Ping(ctx).Err(); err != nil {
+		return rep, fmt.Errorf("redis at %s (FLASHSALE_BENCH_REDIS_ADDR): %w", s.redisAddr, err)
+	}
+	if b.admin, err = sql.Open("mysql", s.mysqlDSN); err != nil {
+		return rep, fmt.Errorf("mysql DSN (FLASHSALE_BENCH_MYSQL_DSN): %w", err)
+	}
+	b.cleanup.add(func(context.Context) error { return b.admin.Close() })
+	if err := b.admin.PingContext(ctx); err != nil {
+		return rep, fmt.Errorf("mysql (FLASHSALE_BENCH_MYSQL_DSN): %w", err)
+	}
+
+	steps := []struct {
+		rows []string
+		run  func(ctx context.Context, add func(row)) error
+	}{
+		{[]string{rowRedisSuccess, rowRedisSoldOut}, b.redisRows},
+		{[]string{rowCeiling}, b.ceilingRow},
+		{[]string{rowSvcSuccess, rowSvcSoldOut, rowSvcFlashCrowd}, b.serviceRows},
+		{[]string{rowNaive, rowForUpdate, rowConditional, rowIncident}, b.mysqlRows},
+	}
+	add := func(r row) {
+		rep.Rows = append(rep.Rows, r)
+		status := "done"
+		if r.Failure != "" {
+			status = "FAILED: " + r.Failure
+		}
+		fmt.Fprintf(log, "flashsale-bench: %s %s\n", r.Name, status)
+	}
+	for _, st := range steps {
+		if !anySelected(s, st.rows) {
+			continue
+		}
+		if err := st.run(ctx, add); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+func anySelected(s settings, rows []string) bool {
+	for _, r := range rows {
+		if s.selected(r) {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *bench) start(name string) { fmt.Fprintf(b.log, "flashsale-bench: %s ...\n", name) }
+
+// redisRows runs the reserve script under redis-benchmark on both paths.
+func (b *bench) redisRows(ctx context.Context, add func(row)) error {
+	for _, p := range []struct {
+		name string
+		path redisbench.Path
+	}{{rowRedisSuccess, redisbench.Success}, {rowRedisSoldOut, redisbench.SoldOut}} {
+		if !b.s.selected(p.name) {
+			continue
+		}
+		b.start(p.name)
+		r := row{Name: p.name}
+		res, err := b.redisRun(ctx, p.path)
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			r.Failure = err.Error()
+		} else {
+			r.Requests, r.Elapsed, r.Throughput, r.P50, r.P99 = int64(res.Requests), res.Elapsed, res.Throughput, res.P50, res.P99
+			// At redis-benchmark's own rate: Elapsed includes its start-up.
+			r.Purchases = res.Throughput * float64(res.Granted) / float64(res.Requests)
+			r.Detail = fmt.Sprintf("%d EVALSHA calls, %d holds granted", res.Requests, res.Granted)
+		}
+		add(r)
+	}
+	return nil
+}
+
+func (b *bench) redisRun(ctx context.Context, path redisbench.Path) (redisbench.Result, error) {
+	prefix := "fsbench-" + b.runID + "-rb-" + path.String()
+	cal, err := redisbench.Run(ctx, b.redis, path, redisbench.Config{Prefix: prefix + "-cal", Clients: b.s.clients, Requests: calibrationCalls})
+	if err != nil {
+		return redisbench.Result{}, fmt.Errorf("calibration: %w", err)
+	}
+	calls := int(min(max(cal.Throughput*b.s.duration.Seconds(), calibrationCalls), maxRedisCalls))
+	return redisbench.Run(ctx, b.redis, path, redisbench.Config{Prefix: prefix, Clients: b.s.clients, Requests: calls})
+}
+
+// ceilingRow loads the bare Fiber server, started as a process of its own
+// (this binary with -internal-ceiling), with the same client as the service.
+func (b *bench) ceilingRow(ctx context.Context, add func(row)) error {
+	b.start(rowCeiling)
+	r := row{Name: rowCeiling}
+	if err := b.ceiling(ctx, &r); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		r.Failure = err.Error()
+	}
+	add(r)
+	return nil
+}
+
+func (b *bench) ceiling(ctx context.Context, r *row) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find this binary to start the ceiling: %w", err)
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	c, err := startChild("the HTTP ceiling", self, []string{"-" + internalCeilingFlag, addr}, childEnv(), "", b.log)
+	if err != nil {
+		return err
+	}
+	// Stopped when the row ends, and by the run's cleanup if the row
+	// never gets there.
+	defer b.cleanup.add(func(context.Context) error { return c.stop() })()
+	if err := c.waitReady(ctx, tcpOpen(addr)); err != nil {
+		return err
+	}
+	client, err := loadtest.NewClient("http://"+addr, "", b.s.clients)
+	if err != nil {
+		return err
+	}
+	defer client.CloseIdleConnections()
+	res, err := loadtest.Run(ctx, loadtest.Config{Clients: b.s.clients, Duration: b.s.duration, Progress: b.log},
+		func(ctx context.Context, _ int, seq int64) (string, error) {
+			_, outcome, err := client.ReserveUser(ctx, "ceiling", "u", seq, 1)
+			if err == nil && outcome != "sold_out" {
+				err = fmt.Errorf("the ceiling answered %s, not sold_out", outcome)
+			}
+			return outcome, err
+		})
+	if err != nil {
+		return err
+	}
+	r.fromResult(res)
+	r.Detail = fmt.Sprintf("%d requests, %d answered 409 sold_out", res.Requests, res.Outcomes["sold_out"])
+	return nil
+}
+
+// tcpOpen is ready once addr accepts a connection.
+func tcpOpen(addr string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		conn, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	}
+}
+
+// serviceRows starts bin/flashsale with real Redis and MySQL and runs the
+// service's rows against it, each on an item of its own.
+func (b *bench) serviceRows(ctx context.Context, add func(row)) error {
+	names := []string{rowSvcSuccess, rowSvcSoldOut, rowSvcFlashCrowd}
+	url, token, stop, err := b.startService(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		// The other rows do not need the service: they still run.
+		for _, n := range names {
+			if b.s.selected(n) {
+				add(row{Name: n, Failure: "start the service: " + err.Error()})
+			}
+		}
+		return nil
+	}
+	defer stop()
+	client, err := loadtest.NewClient(url, token, b.s.clients)
+	if err != nil {
+		return err
+	}
+	defer client.CloseIdleConnections()
+
+	soldOut := loadtest.Scenario{Name: "soldout", Stock: 0}
+	for _, sc := range []struct {
+		name     string
+		scenario loadtest.Scenario
+		cfg      loadtest.Config
+	}{
+		{rowSvcSuccess, loadtest.Success(), loadtest.Config{Duration: b.s.duration}},
+		{rowSvcSoldOut, soldOut, loadtest.Config{Duration: b.s.duration}},
+		{rowSvcFlashCrowd, loadtest.FlashCrowd(crowdStock, crowdRequests, crowdUsers), loadtest.Config{}},
+	} {
+		if !b.s.selected(sc.name) {
+			continue
+		}
+		b.start(sc.name)
+		cfg := sc.cfg
+		cfg.Clients, cfg.Progress = b.s.clients, b.log
+		rep, err := loadtest.RunScenario(ctx, client, sc.scenario, cfg)
+		if err != nil && ctx.Err() != nil {
+			return err
+		}
+		r := row{Name: sc.name}
+		switch {
+		case err != nil:
+			r.Failure = err.Error()
+		default:
+			r.fromResult(rep.Result)
+			v := rep.Verification
+			r.Oversold = &v.Oversold
+			r.Purchases = float64(v.Granted) / rep.Elapsed.Seconds()
+			r.Detail = fmt.Sprintf("%d requests: %d holds of %d units, %d sold out", rep.Requests, v.Granted, v.Stock, rep.Outcomes["sold_out"])
+			if v.SyncChecked && v.OK {
+				r.Detail += fmt.Sprintf("; MySQL in sync %v after", v.SyncedIn.Round(10*time.Millisecond))
+			}
+			if !v.OK {
+				r.Failure = fmt.Sprintf("verification: %v", v.Problems)
+			}
+		}
+		add(r)
+	}
+	return nil
+}
+
+// startService runs the flashsale binary on a free port with a key prefix
+// and a database of the run's own, and waits for /readyz. stop ends it and
+// deletes its keys; the database goes with the run's cleanup.
+func (b *bench) startService(ctx context.Context) (url, token string, stop func(), err error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return "", "", nil, err
+	}
+	dsn, err := b.createDB(ctx, "service")
+	if err != nil {
+		return "", "", nil, err
+	}
+	prefix := "fsbench-" + b.runID + "-svc"
+	token = randomHex(16)
+	logPath := filepath.Join(os.TempDir(), "flashsale-bench-"+b.runID+"-service.log")
+	c, err := startChild("flashsale", b.s.flashsale, []string{"serve"}, childEnv(
+		"FLASHSALE_HTTP_ADDR="+addr,
+		"FLASHSALE_REDIS_ADDR="+b.s.redisAddr,
+		"FLASHSALE_KEY_PREFIX="+prefix,
+		"FLASHSALE_MYSQL_DSN="+dsn,
+		"FLASHSALE_ADMIN_TOKEN="+token,
+		"FLASHSALE_LOG_LEVEL=warn",
+	), logPath, b.log)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("%w (make build first, or pass -flashsale)", err)
+	}
+	// Registered now so that an interrupted run still stops the process,
+	// deletes its keys and log; stop does the same at once and only once.
+	stop = b.cleanup.add(func(ctx context.Context) error {
+		err := c.stop()
+		_, derr := redisbench.DeleteKeys(ctx, b.redis, prefix)
+		if err == nil && derr == nil {
+			_ = os.Remove(logPath) // kept when something went wrong
+		}
+		return errors.Join(err, derr)
+	})
+	url = "http://" + addr
+	if err := c.waitReady(ctx, httpOK(url+"/readyz")); err != nil {
+		stop()
+		return "", "", nil, err
+	}
+	return url, token, stop, nil
+}
+
+// mysqlRows runs the three approaches at full concurrency on stock that
+// does not run out, then the incident itself on the naive one.
+func (b *bench) mysqlRows(ctx context.Context, add func(row)) error {
+	timed := loadtest.Config{Clients: b.s.clients, Duration: b.s.duration, Progress: b.log}
+	for _, m := range []struct {
+		name     string
+		approach baseline.Approach
+		stock    int64
+		cfg      loadtest.Config
+	}{
+		{rowNaive, baseline.Naive, baselineStock, timed},
+		{rowForUpdate, baseline.ForUpdate, baselineStock, timed},
+		{rowConditional, baseline.Conditional, baselineStock, timed},
+		// Every buyer at once, as on 12.12: one request each.
+		{rowIncident, baseline.Naive, incidentStock, loadtest.Config{Clients: incidentBuyer, Requests: incidentBuyer}},
+	} {
+		if !b.s.selected(m.name) {
+			continue
+		}
+		b.start(m.name)
+		r := row{Name: m.name}
+		if err := b.mysqlRow(ctx, &r, m.approach, m.stock, m.cfg); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			r.Failure = err.Error()
+		}
+		add(r)
+	}
+	return nil
+}
+
+func (b *bench) mysqlRow(ctx context.Context, r *row, a baseline.Approach, stock int64, cfg loadtest.Config) error {
+	dsn, err := b.createDB(ctx, r.Name)
+	if err != nil {
+		return err
+	}
+	shop, err := baseline.Open(ctx, dsn, a, stock)
+	if err != nil {
+		return err
+	}
+	defer shop.Close()
+	res, err := loadtest.Run(ctx, cfg, func(ctx context.Context, _ int, seq int64) (string, error) {
+		outcome, err := shop.Buy(ctx, "u"+strconv.FormatInt(seq, 10), 1)
+		if err != nil {
+			return "error", err
+		}
+		return outcome, nil
+	})
+	if err != nil {
+		return err
+	}
+	v, err := shop.Verify(ctx)
+	if err != nil {
+		return err
+	}
+	r.fromResult(res)
+	r.Oversold = &v.Oversold
+	r.Purchases = float64(res.Outcomes[baseline.Purchased]) / res.Elapsed.Seconds()
+	// Units the orders promise that the inventory row does not count: sold
+	// twice. Below the stock they are invisible; at the end of a sale they
+	// are the oversell.
+	lost := v.UnitsOrdered - (v.Stock - v.Available)
+	r.Detail = fmt.Sprintf("%d buyers, %d units: %d orders", res.Requests, v.Stock, v.Orders)
+	if stock == baselineStock {
+		r.Detail = fmt.Sprintf("%d purchases", v.Orders)
+	}
+	if lost != 0 {
+		r.Detail += fmt.Sprintf(", %d units sold twice (lost updates)", lost)
+		if a != baseline.Naive {
+			r.Failure = fmt.Sprintf("%s lost %d updates", a, lost)
+		}
+	}
+	return nil
+}
+
+// createDB creates a database of the run's own and returns a DSN for it;
+// it is dropped with the run's cleanup.
+func (b *bench) createDB(ctx context.Context, purpose string) (string, error) {
+	cfg, err := mysql.ParseDSN(b.s.mysqlDSN)
+	if err != nil {
+		return "", fmt.Errorf("FLASHSALE_BENCH_MYSQL_DSN: %w", err)
+	}
+	name := "fsbench_" + b.runID + "_" + sanitize(purpose)
+	if _, err := b.admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", fmt.Errorf("create database %s: %w", name, err)
+	}
+	b.cleanup.add(func(ctx context.Context) error {
+		if _, err := b.admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name); err != nil {
+			return fmt.Errorf("drop database %s: %w", name, err)
+		}
+		return nil
+	})
+	cfg.DBName = name
+	return cfg.FormatDSN(), nil
+}
+
+// sanitize keeps a row name usable in a database name.
+func sanitize(s string) string {
+	out := []byte(s)
+	for i, c := range out {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9') {
+			out[i] = '_'
+		}
+	}
+	return string(out)
+}
+
+// loadAvg is the first three fields of /proc/loadavg, "" where there is none.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand never fails: it panics instead
+	return hex.EncodeToString(b)
+}
+
+// cleanups are run once each, last added first, at the end of the run; a
+// caller may run one early through the func add returns.
+type cleanups struct {
+	fns []*cleanupFn
+}
+
+type cleanupFn struct {
+	fn   func(context.Context) error
+	done bool
+	err  error
+}
+
+func (c *cleanupFn) run(ctx context.Context) error {
+	if !c.done {
+		c.done = true
+		c.err = c.fn(ctx)
+	}
+	return c.err
+}
+
+// add registers fn and returns a func that runs it now (once); its error
+// is reported with the run's cleanup.
+func (c *cleanups) add(fn func(context.Context) error) func() {
+	f := &cleanupFn{fn: fn}
+	c.fns = append(c.fns, f)
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = f.run(ctx)
+	}
+}
+
+func (c *cleanups) run(ctx context.Context) error {
+	var errs []error
+	for i := len(c.fns) - 1; i >= 0; i-- {
+		errs = append(errs, c.fns[i].run(ctx))
+	}
+	return errors.Join(errs...)
+}
