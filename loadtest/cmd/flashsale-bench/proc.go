@@ -51,7 +51,9 @@ func startChild(name, path string, args, env []string, logPath string, stderr io
 	}
 	if err := cmd.Start(); err != nil {
 		if logFile != nil {
+			// Nothing was written: the log would only be litter.
 			_ = logFile.Close()
+			_ = os.Remove(logPath)
 		}
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
