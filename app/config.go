@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/flashsale/flashsale/redisstore"
+	"github.com/flashsale/flashsale/reservation"
 )
 
 // Config is every setting of the service, read once from the environment
@@ -18,6 +21,8 @@ type Config struct {
 	RedisPassword   string        // FLASHSALE_REDIS_PASSWORD
 	RedisDB         int           // FLASHSALE_REDIS_DB
 	RedisPoolSize   int           // FLASHSALE_REDIS_POOL_SIZE; 0 is go-redis's default
+	RedisPipelines  int           // FLASHSALE_REDIS_PIPELINES: concurrent calls share this many pipelines; 0: none
+	SoldOutMemory   time.Duration // FLASHSALE_SOLD_OUT_MEMORY: how long a sold-out answer is reused; 0: never
 	KeyPrefix       string        // FLASHSALE_KEY_PREFIX
 	AdminToken      string        // FLASHSALE_ADMIN_TOKEN; empty generates one
 	SweepInterval   time.Duration // FLASHSALE_SWEEP_INTERVAL
@@ -57,6 +62,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		RedisPassword:   r.str("FLASHSALE_REDIS_PASSWORD", ""),
 		RedisDB:         r.int("FLASHSALE_REDIS_DB", 0, 0, 15),
 		RedisPoolSize:   r.int("FLASHSALE_REDIS_POOL_SIZE", 0, 0, 10_000),
+		RedisPipelines:  r.int("FLASHSALE_REDIS_PIPELINES", redisstore.DefaultPipelines, 0, 1024),
+		SoldOutMemory:   r.duration("FLASHSALE_SOLD_OUT_MEMORY", 50*time.Millisecond, 0, reservation.MaxSoldOutMemory),
 		KeyPrefix:       r.str("FLASHSALE_KEY_PREFIX", "flashsale"),
 		AdminToken:      r.str("FLASHSALE_ADMIN_TOKEN", ""),
 		SweepInterval:   r.duration("FLASHSALE_SWEEP_INTERVAL", 500*time.Millisecond, 10*time.Millisecond, 2*time.Second),

@@ -72,7 +72,7 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer) erro
 	defer db.Close()
 
 	recoverer := &persistence.Recoverer{Store: store, DB: db, Interval: cfg.RecoveryInterval, Grace: cfg.RecoveryGrace, Log: log}
-	svc := reservation.NewService(store, recoverer)
+	svc := reservation.NewService(store, recoverer, reservation.WithSoldOutMemory(cfg.SoldOutMemory))
 	var syncer *persistence.Syncer
 	if cfg.Sync {
 		if syncer, err = newSyncer(cfg, store, db, log); err != nil {
@@ -194,7 +194,8 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*redisstore.S
 		PoolSize: cfg.RedisPoolSize,
 	})
 	closeAll := func() { _ = client.Close(); closeEmbedded() }
-	store, err := redisstore.New(ctx, client, cfg.KeyPrefix)
+	store, err := redisstore.New(ctx, client, cfg.KeyPrefix,
+		redisstore.WithPipelines(cfg.RedisPipelines, redisstore.DefaultPipelineBatch))
 	if err != nil {
 		closeAll()
 		return nil, "", nil, fmt.Errorf("redis at %s: %w", addr, err)

@@ -19,7 +19,7 @@ import (
 // checkJSON answers 415 unless the body is declared as JSON. An empty body
 // (confirm, cancel) needs no declaration.
 func checkJSON(contentType string, body []byte) error {
-	if len(body) == 0 && contentType == "" {
+	if len(body) == 0 && contentType == "" || contentType == "application/json" {
 		return nil
 	}
 	mt, _, err := mime.ParseMediaType(contentType)
@@ -259,6 +259,13 @@ func decodeReserve(sku string, body []byte, idemKey []byte) (reservation.Reserve
 			return req, invalid("Idempotency-Key must be 1..%d visible ASCII characters", reservation.MaxIdempotencyKeyLen)
 		}
 		req.IdempotencyKey = string(idemKey)
+	}
+	if user, qty, ok := parseReserveFast(body); ok {
+		if qty < 1 || qty > reservation.MaxPerUserLimit {
+			return req, invalid("quantity must be 1..per_user_limit (at most %d)", reservation.MaxPerUserLimit)
+		}
+		req.UserID, req.Quantity = user, int(qty)
+		return req, req.Validate()
 	}
 	var b reserveBody
 	if err := decodeStrict(body, &b); err != nil {

@@ -138,7 +138,7 @@ func (s *Server) seedMany(c *fiber.Ctx) error {
 				s.log.Error("bulk seed item failed", "request_id", requestID(c), "sku", spec.SKU, "err", errs[i])
 			}
 			r.Status, r.Result = k.status, "error"
-			r.Problem = &problem{Type: "urn:flashsale:problem:" + k.code, Title: k.title,
+			r.Problem = &problem{Type: k.typ(), Title: k.title,
 				Status: k.status, Detail: detail, Code: k.code}
 		case results[i].Created:
 			item := toItemJSON(results[i].Item)
@@ -177,7 +177,8 @@ func (s *Server) reserve(c *fiber.Ctx) error {
 		status = fiber.StatusOK
 	}
 	c.Set(fiber.HeaderLocation, "/v1/reservations/"+r.ID)
-	return s.sendJSON(c, status, toReservationJSON(r))
+	var buf [512]byte
+	return sendRaw(c, status, fiber.MIMEApplicationJSON, appendReservation(buf[:0], r))
 }
 
 func (s *Server) reservation(c *fiber.Ctx) error {

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"log/slog"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -28,6 +29,9 @@ type kind struct {
 	code   string
 	title  string
 }
+
+// typ is the problem type URI of k.
+func (k kind) typ() string { return "urn:flashsale:problem:" + k.code }
 
 // domainKinds is the one place where domain errors meet HTTP.
 var domainKinds = []struct {
@@ -118,36 +122,36 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 // document; the metrics middleware calls it with the kind it classified.
 func (s *Server) writeProblem(c *fiber.Ctx, err error, k kind, detail string) error {
 	rid := requestID(c)
+	// Refusals are the flash crowd's common answer: the debug lines' arguments
+	// are built only when someone reads them.
+	debug := s.log.Enabled(c.UserContext(), slog.LevelDebug)
 	switch {
 	case k.status == fiber.StatusServiceUnavailable:
 		// Redis down or an item being rebuilt: the cause is logged where it
 		// is noticed; one line per refused buyer would flood the log.
-		s.log.Debug("request refused: unavailable", "request_id", rid, "method", c.Method(), "path", c.Path(),
-			"code", k.code, "err", err)
+		if debug {
+			s.log.Debug("request refused: unavailable", "request_id", rid, "method", c.Method(), "path", c.Path(),
+				"code", k.code, "err", err)
+		}
 		c.Set(fiber.HeaderRetryAfter, "1")
 	case k.status >= 500:
 		s.log.Error("request failed", "request_id", rid, "method", c.Method(), "path", c.Path(),
 			"status", k.status, "err", err)
-	default:
+	case debug:
 		s.log.Debug("request refused", "request_id", rid, "method", c.Method(), "path", c.Path(),
 			"status", k.status, "code", k.code, "detail", detail)
 	}
 	if k.status == fiber.StatusUnauthorized {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="flashsale-admin"`)
 	}
-	body, mErr := s.encode(problem{
-		Type:      "urn:flashsale:problem:" + k.code,
+	var buf [1024]byte
+	return sendRaw(c, k.status, problemContentType, appendProblem(buf[:0], problem{
+		Type:      k.typ(),
 		Title:     k.title,
 		Status:    k.status,
 		Detail:    detail,
 		Code:      k.code,
 		Instance:  c.OriginalURL(),
 		RequestID: rid,
-	})
-	if mErr != nil {
-		s.log.Error("encode problem", "err", mErr)
-		return c.SendStatus(fiber.StatusInternalServerError)
-	}
-	c.Set(fiber.HeaderContentType, problemContentType)
-	return c.Status(k.status).Send(body)
+	}))
 }

@@ -3,6 +3,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -13,7 +14,9 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -61,6 +64,7 @@ type Server struct {
 	readyWait time.Duration
 	auditor   Auditor
 	status    func(ctx context.Context) map[string]any
+	ids       *requestIDs
 
 	metrics        Metrics
 	metricsHandler http.Handler
@@ -75,6 +79,7 @@ func New(svc *reservation.Service, cfg Config) *Server {
 		readyWait: cfg.ReadyTimeout,
 		auditor:   cfg.Auditor,
 		status:    cfg.Status,
+		ids:       newRequestIDs(),
 
 		metrics:        cfg.Metrics,
 		metricsHandler: cfg.MetricsHandler,
@@ -153,9 +158,7 @@ func (s *Server) routes() {
 func (s *Server) withRequestID(c *fiber.Ctx) error {
 	rid := c.Get(fiber.HeaderXRequestID)
 	if !validRequestID(rid) {
-		var b [12]byte
-		_, _ = rand.Read(b[:])
-		rid = hex.EncodeToString(b[:])
+		rid = s.ids.next()
 	} else {
 		rid = strings.Clone(rid) // fasthttp reuses the header buffer
 	}
@@ -165,6 +168,25 @@ func (s *Server) withRequestID(c *fiber.Ctx) error {
 }
 
 type ridKey struct{}
+
+// requestIDs mints request ids: a random prefix per server and a counter,
+// unique without a system call per request (ids only correlate logs; they
+// need not be secret).
+type requestIDs struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+func newRequestIDs() *requestIDs {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return &requestIDs{prefix: hex.EncodeToString(b[:]) + "-"}
+}
+
+func (g *requestIDs) next() string {
+	var buf [40]byte
+	return string(strconv.AppendUint(append(buf[:0], g.prefix...), g.n.Add(1), 10))
+}
 
 func requestID(c *fiber.Ctx) string {
 	rid, _ := c.Locals(ridKey{}).(string)
@@ -203,11 +225,12 @@ func refuseContentEncoding(c *fiber.Ctx) error {
 	}
 	var encoded bool
 	c.Request().Header.VisitAll(func(k, v []byte) {
-		if strings.EqualFold(string(k), fiber.HeaderContentEncoding) {
-			for _, coding := range strings.Split(string(v), ",") {
-				if coding = strings.TrimSpace(coding); coding != "" && !strings.EqualFold(coding, "identity") {
-					encoded = true
-				}
+		if !bytes.EqualFold(k, headerContentEncoding) {
+			return
+		}
+		for coding := range bytes.SplitSeq(v, []byte(",")) {
+			if coding = bytes.TrimSpace(coding); len(coding) > 0 && !bytes.EqualFold(coding, []byte("identity")) {
+				encoded = true
 			}
 		}
 	})
@@ -217,6 +240,8 @@ func refuseContentEncoding(c *fiber.Ctx) error {
 	}
 	return c.Next()
 }
+
+var headerContentEncoding = []byte(fiber.HeaderContentEncoding)
 
 // requireAdmin compares hashes in constant time, so neither the token nor
 // its length leaks through timing.
@@ -248,6 +273,14 @@ func (s *Server) ready(c *fiber.Ctx) error {
 }
 
 func (s *Server) encode(v any) ([]byte, error) { return json.Marshal(v) }
+
+// sendRaw answers with body, which it copies: callers may build it in a
+// buffer of their own.
+func sendRaw(c *fiber.Ctx, status int, contentType string, body []byte) error {
+	c.Set(fiber.HeaderContentType, contentType)
+	c.Status(status).Response().SetBody(body)
+	return nil
+}
 
 func (s *Server) sendJSON(c *fiber.Ctx, status int, v any) error {
 	body, err := s.encode(v)

@@ -16,7 +16,10 @@
 --   {"item_not_found"}
 --   {"sale_not_active", now_ms}
 --   {"limit_exceeded", units_already_held, per_user_limit}
---   {"sold_out", available}
+--   {"sold_out", available, next_due_in_ms}
+--       next_due_in_ms: until the next pending hold falls due (its units may
+--       come back), -1 when none is pending; instances remember the refusal
+--       no longer than that
 --   {"more_due"}  more holds fell due than ARGV[5] allows settling at once, and
 --       without them the answer would be a refusal; the ones read were settled,
 --       nothing was taken: call again
@@ -60,8 +63,13 @@ if (held + qty > limit or available < qty) and more_due(due, settle_limit, now) 
 end
 if held + qty > limit then return { 'limit_exceeded', held, limit } end
 if available < qty then
+  -- The holds just read as due come first by expiry; the next one decides
+  -- how long this refusal may be remembered.
+  local next_hold = redis.call('ZRANGE', K_HOLDS, #due, #due, 'WITHSCORES')
+  local next_due_in = -1
+  if next_hold[2] then next_due_in = math.max(0, tonumber(next_hold[2]) - now) end
   expire_holds(due, freed, now)
-  return { 'sold_out', available }
+  return { 'sold_out', available, next_due_in }
 end
 
 -- Writes only from here on.

@@ -17,6 +17,7 @@ import (
 
 // call is one script invocation of a pipelined batch.
 type call struct {
+	sc   *goredis.Script
 	keys []string
 	args []any
 }
@@ -26,25 +27,43 @@ type result struct {
 	err error
 }
 
-// runMany pipelines EVALSHA for every call and resends those that met an
-// empty script cache (SCRIPT FLUSH, failover) as EVAL, like Script.Run does
-// for a single call.
+// runMany runs sc once per call: in one pipeline of its own when there are
+// several, through the coalescer (shared with other requests) when there is
+// one.
 func (s *Store) runMany(ctx context.Context, sc *goredis.Script, calls []call) []result {
-	out := make([]result, len(calls))
-	if len(calls) == 1 {
-		// One call needs no pipeline (and its allocations): Run does the
-		// same EVALSHA, then EVAL on NOSCRIPT.
-		out[0].val, out[0].err = sc.Run(ctx, s.client, calls[0].keys, calls[0].args...).Result()
-		return out
+	for i := range calls {
+		calls[i].sc = sc
 	}
-	run := func(pending []int, eval bool) {
-		pipe := s.client.Pipeline()
+	if len(calls) == 1 {
+		return []result{s.run(ctx, calls[0])}
+	}
+	return pipelined(ctx, s.client, calls)
+}
+
+// run executes one script call.
+func (s *Store) run(ctx context.Context, c call) result {
+	if s.co != nil {
+		return s.co.run(ctx, c)
+	}
+	// Run does EVALSHA, then EVAL on NOSCRIPT.
+	v, err := c.sc.Run(ctx, s.client, c.keys, c.args...).Result()
+	return result{v, err}
+}
+
+// pipelined sends EVALSHA for every call in one pipeline and resends those
+// that met an empty script cache (SCRIPT FLUSH, failover) as EVAL, like
+// Script.Run does for a single call.
+func pipelined(ctx context.Context, client goredis.UniversalClient, calls []call) []result {
+	out := make([]result, len(calls))
+	send := func(pending []int, eval bool) {
+		pipe := client.Pipeline()
 		cmds := make([]*goredis.Cmd, len(pending))
 		for j, i := range pending {
+			c := calls[i]
 			if eval {
-				cmds[j] = sc.Eval(ctx, pipe, calls[i].keys, calls[i].args...)
+				cmds[j] = c.sc.Eval(ctx, pipe, c.keys, c.args...)
 			} else {
-				cmds[j] = sc.EvalSha(ctx, pipe, calls[i].keys, calls[i].args...)
+				cmds[j] = c.sc.EvalSha(ctx, pipe, c.keys, c.args...)
 			}
 		}
 		_, _ = pipe.Exec(ctx) // errors are read per command below
@@ -56,7 +75,7 @@ func (s *Store) runMany(ctx context.Context, sc *goredis.Script, calls []call) [
 	for i := range all {
 		all[i] = i
 	}
-	run(all, false)
+	send(all, false)
 	var noscript []int
 	for i, r := range out {
 		if goredis.HasErrorPrefix(r.err, "NOSCRIPT") {
@@ -64,7 +83,7 @@ func (s *Store) runMany(ctx context.Context, sc *goredis.Script, calls []call) [
 		}
 	}
 	if len(noscript) > 0 {
-		run(noscript, true)
+		send(noscript, true)
 	}
 	return out
 }

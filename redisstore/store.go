@@ -36,13 +36,14 @@ type Store struct {
 	seed    *goredis.Script
 	get     *goredis.Script
 	restore *goredis.Script
+	co      *coalescer // nil: every call on its own connection
 }
 
 var _ reservation.Store = (*Store)(nil)
 
 // New returns a Store whose keys start with prefix. It loads every script
 // now, so a script that does not compile fails the start, not the first buyer.
-func New(ctx context.Context, client goredis.UniversalClient, prefix string) (*Store, error) {
+func New(ctx context.Context, client goredis.UniversalClient, prefix string, opts ...Option) (*Store, error) {
 	if prefix == "" || strings.ContainsAny(prefix, "{} ") {
 		return nil, fmt.Errorf("redisstore: key prefix %q must be non-empty without braces or spaces", prefix)
 	}
@@ -57,10 +58,35 @@ func New(ctx context.Context, client goredis.UniversalClient, prefix string) (*S
 		get:     goredis.NewScript(string(luascripts.Reservation())),
 		restore: goredis.NewScript(string(luascripts.Restore())),
 	}
+	s.co = newCoalescer(client, DefaultPipelines, DefaultPipelineBatch)
+	for _, opt := range opts {
+		opt(s)
+	}
 	if err := s.LoadScripts(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// Defaults of WithPipelines.
+const (
+	DefaultPipelines     = 4
+	DefaultPipelineBatch = 128
+)
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithPipelines sends the script calls of concurrent requests together: at
+// most n pipelines in flight, each of up to batch calls. n = 0 sends every
+// call on its own.
+func WithPipelines(n, batch int) Option {
+	return func(s *Store) {
+		s.co = nil
+		if n > 0 {
+			s.co = newCoalescer(s.client, n, max(batch, 1))
+		}
+	}
 }
 
 // LoadScripts sends every script to Redis (every master, on a cluster).
@@ -173,7 +199,8 @@ func parseSeed(sku string, v any, err error) (reservation.SeedResult, error) {
 // Item settles the item's due holds and reads it.
 func (s *Store) Item(ctx context.Context, sku string) (reservation.Item, error) {
 	for round := 0; ; round++ {
-		rep, err := reply(s.expire.Run(ctx, s.client, s.keys(sku), settleLimit).Result())
+		res := s.run(ctx, call{sc: s.expire, keys: s.keys(sku), args: []any{settleLimit}})
+		rep, err := reply(res.val, res.err)
 		if err != nil {
 			return reservation.Item{}, fmt.Errorf("redisstore: item %s: %w", sku, err)
 		}
@@ -224,8 +251,11 @@ func (s *Store) Reserve(ctx context.Context, req reservation.ReserveRequest) (re
 		return reservation.Reservation{}, false, fmt.Errorf("%w: user holds %d of at most %d units",
 			reservation.ErrLimitExceeded, rep.int(1), rep.int(2))
 	case "sold_out":
-		return reservation.Reservation{}, false, fmt.Errorf("%w: %d units available",
-			reservation.ErrSoldOut, rep.int(1))
+		next := time.Duration(-1)
+		if due := rep.int(2); due >= 0 && len(rep) > 2 {
+			next = time.Duration(due) * time.Millisecond
+		}
+		return reservation.Reservation{}, false, &reservation.SoldOutError{Available: rep.int(1), NextExpiry: next}
 	}
 	return reservation.Reservation{}, false, rep.unexpected("reserve")
 }
@@ -252,7 +282,8 @@ func (s *Store) byID(ctx context.Context, sc *goredis.Script, op, id string) (re
 	if !ok {
 		return reservation.Reservation{}, reservation.ErrReservationNotFound
 	}
-	rep, err := reply(sc.Run(ctx, s.client, s.keys(sku), id).Result())
+	res := s.run(ctx, call{sc: sc, keys: s.keys(sku), args: []any{id}})
+	rep, err := reply(res.val, res.err)
 	if err != nil {
 		return reservation.Reservation{}, fmt.Errorf("redisstore: %s %s: %w", op, id, err)
 	}

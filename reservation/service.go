@@ -13,12 +13,34 @@ import (
 // atomic.
 type Service struct {
 	store    Store
-	recovery Recovery // nil: no durable record to recover from
+	recovery Recovery       // nil: no durable record to recover from
+	soldOut  *soldOutMemory // nil: every refusal asks the store
+}
+
+// ServiceOption configures a Service.
+type ServiceOption func(*Service)
+
+// WithSoldOutMemory lets the Service answer reserves for an item the store
+// just reported sold out from memory, for at most d (capped at
+// MaxSoldOutMemory), without running a script. Requests with an idempotency
+// key always reach the store: theirs may be a retry of a hold already made.
+// d <= 0 turns it off (the default).
+func WithSoldOutMemory(d time.Duration) ServiceOption {
+	return func(s *Service) {
+		s.soldOut = nil
+		if d > 0 {
+			s.soldOut = newSoldOutMemory(min(d, MaxSoldOutMemory))
+		}
+	}
 }
 
 // NewService returns a Service over store. recovery may be nil.
-func NewService(store Store, recovery Recovery) *Service {
-	return &Service{store: store, recovery: recovery}
+func NewService(store Store, recovery Recovery, opts ...ServiceOption) *Service {
+	s := &Service{store: store, recovery: recovery}
+	for _, opt := range opts {
+		opt(s)
+	}
+	return s
 }
 
 // Seed creates an item or changes its offer.
@@ -65,6 +87,9 @@ func (s *Service) SeedMany(ctx context.Context, specs []ItemSpec) ([]SeedResult,
 	results, errs := s.store.SeedMany(ctx, specs)
 	for i, err := range errs {
 		errs[i] = s.lost(ctx, specs[i].SKU, err)
+		if err == nil && s.soldOut != nil {
+			s.soldOut.forget(specs[i].SKU)
+		}
 	}
 	return results, errs, nil
 }
@@ -117,6 +142,14 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reservation,
 	if err := req.Validate(); err != nil {
 		return Reservation{}, false, err
 	}
+	remember := s.soldOut != nil && req.IdempotencyKey == ""
+	var gen uint64
+	if remember {
+		if available, ok := s.soldOut.refuses(req.SKU, req.Quantity); ok {
+			return Reservation{}, false, &SoldOutError{Available: available, NextExpiry: -1}
+		}
+		gen = s.soldOut.gen.Load()
+	}
 	id, err := NewID(req.SKU)
 	if err != nil {
 		return Reservation{}, false, err
@@ -135,6 +168,10 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reservation,
 	if res.replayed && res.r.ID == id {
 		res.replayed = false
 	}
+	var soldOut *SoldOutError
+	if remember && errors.As(err, &soldOut) {
+		s.soldOut.remember(req.SKU, gen, soldOut)
+	}
 	return res.r, res.replayed, err
 }
 
@@ -151,7 +188,11 @@ func (s *Service) Confirm(ctx context.Context, id string) (Reservation, error) {
 
 // Cancel gives a pending hold up. Cancelling twice is not an error.
 func (s *Service) Cancel(ctx context.Context, id string) (Reservation, error) {
-	return s.byID(ctx, id, s.store.Cancel)
+	r, err := s.byID(ctx, id, s.store.Cancel)
+	if err == nil && s.soldOut != nil {
+		s.soldOut.forget(r.SKU)
+	}
+	return r, err
 }
 
 func (s *Service) byID(ctx context.Context, id string, op func(context.Context, string) (Reservation, error)) (Reservation, error) {

@@ -1,0 +1,205 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"strconv"
+
+	"github.com/flashsale/flashsale/reservation"
+)
+
+// The reserve endpoint is the one a flash crowd hits, and encoding/json's
+// reflection plus the duplicate-key scan cost more CPU than the rest of the
+// request. These helpers handle the bodies buyers actually send and the
+// answers they get, without reflection. Parsing is conservative: anything
+// unusual (escapes, other fields, null, floats) is left to the strict
+// decoder, so the fast path can never accept what the strict one refuses;
+// FuzzReserveFastAgrees holds it to that.
+
+// parseReserveFast reads {"user_id":"...","quantity":N} in either key order,
+// with any JSON whitespace. ok is false for anything else.
+func parseReserveFast(b []byte) (user string, qty int64, ok bool) {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return "", 0, false
+	}
+	var haveUser, haveQty bool
+	for {
+		i = skipSpace(b, i+1)
+		key, next, ok := plainString(b, i)
+		if !ok {
+			return "", 0, false
+		}
+		i = skipSpace(b, next)
+		if i >= len(b) || b[i] != ':' {
+			return "", 0, false
+		}
+		i = skipSpace(b, i+1)
+		switch {
+		case string(key) == "user_id" && !haveUser:
+			v, next, ok := plainString(b, i)
+			if !ok {
+				return "", 0, false
+			}
+			user, haveUser, i = string(v), true, next
+		case string(key) == "quantity" && !haveQty:
+			n, next, ok := smallInt(b, i)
+			if !ok {
+				return "", 0, false
+			}
+			qty, haveQty, i = n, true, next
+		default:
+			return "", 0, false
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return "", 0, false
+		}
+		if b[i] == '}' {
+			break
+		}
+		if b[i] != ',' {
+			return "", 0, false
+		}
+	}
+	if skipSpace(b, i+1) != len(b) || !haveUser || !haveQty {
+		return "", 0, false
+	}
+	return user, qty, true
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainString reads a JSON string at b[i] made only of the bytes user ids
+// and field names may hold, so its raw bytes are its value.
+func plainString(b []byte, i int) (v []byte, next int, ok bool) {
+	if i >= len(b) || b[i] != '"' {
+		return nil, 0, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		c := b[j]
+		switch {
+		case c == '"':
+			return b[i+1 : j], j + 1, true
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
+			c == '.', c == '_', c == ':', c == '@', c == '-':
+		default:
+			return nil, 0, false
+		}
+	}
+	return nil, 0, false
+}
+
+// smallInt reads a JSON integer of at most nine digits without a sign,
+// leading zero, fraction or exponent.
+func smallInt(b []byte, i int) (n int64, next int, ok bool) {
+	j := i
+	for j < len(b) && j-i < 10 && b[j] >= '0' && b[j] <= '9' {
+		n = n*10 + int64(b[j]-'0')
+		j++
+	}
+	digits := j - i
+	if digits == 0 || digits > 9 || (digits > 1 && b[i] == '0') {
+		return 0, 0, false
+	}
+	if j < len(b) && (b[j] == '.' || b[j] == 'e' || b[j] == 'E' || b[j] >= '0' && b[j] <= '9') {
+		return 0, 0, false
+	}
+	return n, j, true
+}
+
+// appendJSONString appends s as a JSON string, escaping as encoding/json
+// does (HTML characters included), so both encoders agree byte for byte.
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	mark := len(dst)
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' && c < 0x80 {
+			i++
+			continue
+		}
+		if c >= 0x80 {
+			// Multi-byte UTF-8, invalid bytes and U+2028/9 need encoding/json's
+			// rules; such strings are rare in answers, so defer to it.
+			return appendSlowString(dst[:mark], s)
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		case '\b':
+			dst = append(dst, '\\', 'b')
+		case '\f':
+			dst = append(dst, '\\', 'f')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		i++
+		start = i
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+func appendSlowString(dst []byte, s string) []byte {
+	b, _ := json.Marshal(s) // a string always marshals
+	return append(dst, b...)
+}
+
+// appendReservation is json.Marshal(toReservationJSON(r)), without reflection.
+func appendReservation(dst []byte, r reservation.Reservation) []byte {
+	dst = append(dst, `{"id":`...)
+	dst = appendJSONString(dst, r.ID)
+	dst = append(dst, `,"sku":`...)
+	dst = appendJSONString(dst, r.SKU)
+	dst = append(dst, `,"user_id":`...)
+	dst = appendJSONString(dst, r.UserID)
+	dst = append(dst, `,"quantity":`...)
+	dst = strconv.AppendInt(dst, int64(r.Quantity), 10)
+	dst = append(dst, `,"status":`...)
+	dst = appendJSONString(dst, string(r.Status))
+	// Timestamps in this layout are digits and "-:.TZ+", nothing to escape.
+	dst = append(dst, `,"created_at":"`...)
+	dst = r.CreatedAt.AppendFormat(dst, timeLayout)
+	dst = append(dst, `","expires_at":"`...)
+	dst = r.ExpiresAt.AppendFormat(dst, timeLayout)
+	dst = append(dst, `","updated_at":"`...)
+	dst = r.UpdatedAt.AppendFormat(dst, timeLayout)
+	return append(dst, `"}`...)
+}
+
+// appendProblem is json.Marshal(p), without reflection.
+func appendProblem(dst []byte, p problem) []byte {
+	dst = append(dst, `{"type":`...)
+	dst = appendJSONString(dst, p.Type)
+	dst = append(dst, `,"title":`...)
+	dst = appendJSONString(dst, p.Title)
+	dst = append(dst, `,"status":`...)
+	dst = strconv.AppendInt(dst, int64(p.Status), 10)
+	dst = append(dst, `,"detail":`...)
+	dst = appendJSONString(dst, p.Detail)
+	dst = append(dst, `,"code":`...)
+	dst = appendJSONString(dst, p.Code)
+	if p.Instance != "" {
+		dst = append(dst, `,"instance":`...)
+		dst = appendJSONString(dst, p.Instance)
+	}
+	if p.RequestID != "" {
+		dst = append(dst, `,"request_id":`...)
+		dst = appendJSONString(dst, p.RequestID)
+	}
+	return append(dst, '}')
+}
