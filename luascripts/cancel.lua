@@ -26,13 +26,14 @@ if st == 'expired' then
 end
 
 -- Writes only from here on.
-redis.call('HINCRBY', K_ITEM, 'reserved', -r.qty)
-redis.call('HINCRBY', K_ITEM, 'available', r.qty)
-if redis.call('HINCRBY', K_USERS, r.user, -r.qty) <= 0 then
+redis.call('HINCRBY', K_ITEM, 'reserved', int(-r.qty))
+redis.call('HINCRBY', K_ITEM, 'available', int(r.qty))
+if redis.call('HINCRBY', K_USERS, r.user, int(-r.qty)) <= 0 then
   redis.call('HDEL', K_USERS, r.user)
 end
 redis.call('ZREM', K_HOLDS, id)
 r.status, r.updated = 'cancelled', now
-redis.call('HSET', K_RES, id, encode(r))
-emit_res(r)
+local rec = encode(r)
+redis.call('HSET', K_RES, id, rec)
+emit_res(r, nil, rec)
 return reply('cancelled', r, now)

@@ -28,10 +28,11 @@ end
 
 -- Writes only from here on. The units move from reserved to sold; the user's
 -- allowance keeps counting them.
-redis.call('HINCRBY', K_ITEM, 'reserved', -r.qty)
-redis.call('HINCRBY', K_ITEM, 'sold', r.qty)
+redis.call('HINCRBY', K_ITEM, 'reserved', int(-r.qty))
+redis.call('HINCRBY', K_ITEM, 'sold', int(r.qty))
 redis.call('ZREM', K_HOLDS, id)
 r.status, r.updated = 'confirmed', now
-redis.call('HSET', K_RES, id, encode(r))
-emit_res(r)
+local rec = encode(r)
+redis.call('HSET', K_RES, id, rec)
+emit_res(r, nil, rec)
 return reply('confirmed', r, now)

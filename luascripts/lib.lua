@@ -23,11 +23,18 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Numbers go to redis.call and into strings through int(): Lua and Redis
+-- would print them as floats (%.14g, %.17g), and that float formatting was
+-- the largest single cost of the reserve script.
+local function int(n)
+  return string.format('%d', n)
+end
+
 -- A record is "status|quantity|created_ms|expires_ms|updated_ms|user".
 -- The user id comes last because it is the only free-form field; it cannot
 -- contain '|' (the service validates it), so the split is unambiguous.
 local function encode(r)
-  return r.status .. '|' .. r.qty .. '|' .. r.created .. '|' .. r.expires .. '|' .. r.updated .. '|' .. r.user
+  return string.format('%s|%d|%d|%d|%d|%s', r.status, r.qty, r.created, r.expires, r.updated, r.user)
 end
 
 local function decode(id, s)
@@ -68,7 +75,7 @@ end
 -- Read phase of settling: the pending holds that are due, decoded, and the
 -- units they give back. Nothing is written here.
 local function due_holds(now, limit)
-  local ids = redis.call('ZRANGEBYSCORE', K_HOLDS, '-inf', now, 'LIMIT', 0, limit)
+  local ids = redis.call('ZRANGEBYSCORE', K_HOLDS, '-inf', int(now), 'LIMIT', 0, limit)
   local due, units, by_user = {}, 0, {}
   for _, id in ipairs(ids) do
     local r = load(id)
@@ -88,8 +95,9 @@ end
 -- syncer can apply entries more than once and in any order: it keeps a row's
 -- state unless the entry's status is further along (pending < any final).
 -- "idem" travels only with the creation, the one change that knows it.
-local function emit_res(r, idem)
-  redis.call('XADD', K_OUT, '*', 'k', 'res', 'id', r.id, 'rec', encode(r), 'idem', idem or '')
+-- rec is encode(r) when the caller has it already.
+local function emit_res(r, idem, rec)
+  redis.call('XADD', K_OUT, '*', 'k', 'res', 'id', r.id, 'rec', rec or encode(r), 'idem', idem or '')
 end
 
 -- Item entries carry the offer and its revision ("rev" grows by one per
@@ -105,7 +113,7 @@ end
 -- at limit). A refusal must not rest on them: the caller settles what it
 -- has and answers "more_due", and the store calls again.
 local function more_due(due, limit, now)
-  return #due == limit and redis.call('ZCOUNT', K_HOLDS, '-inf', now) > #due
+  return #due == limit and redis.call('ZCOUNT', K_HOLDS, '-inf', int(now)) > #due
 end
 
 -- Write phase of settling.
@@ -115,15 +123,16 @@ local function expire_holds(due, units, now)
     redis.call('ZREM', K_HOLDS, r.id)
     if not r.stale then
       r.status, r.updated = 'expired', now
-      redis.call('HSET', K_RES, r.id, encode(r))
-      emit_res(r)
-      if redis.call('HINCRBY', K_USERS, r.user, -r.qty) <= 0 then
+      local rec = encode(r)
+      redis.call('HSET', K_RES, r.id, rec)
+      emit_res(r, nil, rec)
+      if redis.call('HINCRBY', K_USERS, r.user, int(-r.qty)) <= 0 then
         redis.call('HDEL', K_USERS, r.user)
       end
     end
   end
   if units > 0 then
-    redis.call('HINCRBY', K_ITEM, 'available', units)
-    redis.call('HINCRBY', K_ITEM, 'reserved', -units)
+    redis.call('HINCRBY', K_ITEM, 'available', int(units))
+    redis.call('HINCRBY', K_ITEM, 'reserved', int(-units))
   end
 end

@@ -65,7 +65,7 @@ if held + qty > limit then return { 'limit_exceeded', held, limit } end
 if available < qty then
   -- The holds just read as due come first by expiry; the next one decides
   -- how long this refusal may be remembered.
-  local next_hold = redis.call('ZRANGE', K_HOLDS, #due, #due, 'WITHSCORES')
+  local next_hold = redis.call('ZRANGE', K_HOLDS, int(#due), int(#due), 'WITHSCORES')
   local next_due_in = -1
   if next_hold[2] then next_due_in = math.max(0, tonumber(next_hold[2]) - now) end
   expire_holds(due, freed, now)
@@ -76,11 +76,12 @@ end
 expire_holds(due, freed, now)
 local r = { id = id, status = 'pending', qty = qty, user = user, created = now,
             expires = now + tonumber(f[3]), updated = now }
-redis.call('HINCRBY', K_ITEM, 'available', -qty)
-redis.call('HINCRBY', K_ITEM, 'reserved', qty)
-redis.call('HINCRBY', K_USERS, user, qty)
-redis.call('HSET', K_RES, id, encode(r))
-redis.call('ZADD', K_HOLDS, r.expires, id)
+local units, rec = int(qty), encode(r)
+redis.call('HINCRBY', K_ITEM, 'available', '-' .. units)
+redis.call('HINCRBY', K_ITEM, 'reserved', units)
+redis.call('HINCRBY', K_USERS, user, units)
+redis.call('HSET', K_RES, id, rec)
+redis.call('ZADD', K_HOLDS, int(r.expires), id)
 if idem_field ~= '' then redis.call('HSET', K_IDEM, idem_field, id) end
-emit_res(r, idem_field)
+emit_res(r, idem_field, rec)
 return reply('created', r, now)
