@@ -41,20 +41,21 @@ const MaxSoldOutMemory = 100 * time.Millisecond
 // bounded by the catalogue.
 type soldOutMemory struct {
 	ttl   time.Duration
-	start time.Time // marks are monotonic offsets from here
-	marks sync.Map  // sku -> *soldOutMark
+	now   func() time.Duration // monotonic, since the memory was made
+	marks sync.Map             // sku -> *soldOutMark
 	// gen grows with every forget: a refusal read from the store before a
 	// cancel must not be remembered after it.
 	gen atomic.Uint64
 }
 
 type soldOutMark struct {
-	until     time.Duration // since start
+	until     time.Duration // on the now clock
 	available int64
 }
 
 func newSoldOutMemory(ttl time.Duration) *soldOutMemory {
-	return &soldOutMemory{ttl: ttl, start: time.Now()}
+	start := time.Now()
+	return &soldOutMemory{ttl: ttl, now: func() time.Duration { return time.Since(start) }}
 }
 
 // refuses reports whether a request for qty units of sku can be refused
@@ -65,7 +66,7 @@ func (m *soldOutMemory) refuses(sku string, qty int) (int64, bool) {
 		return 0, false
 	}
 	mark := v.(*soldOutMark)
-	if int64(qty) <= mark.available || time.Since(m.start) >= mark.until {
+	if int64(qty) <= mark.available || m.now() >= mark.until {
 		return 0, false
 	}
 	return mark.available, true
@@ -81,7 +82,7 @@ func (m *soldOutMemory) remember(sku string, gen uint64, e *SoldOutError) {
 	if life <= 0 || m.gen.Load() != gen {
 		return
 	}
-	m.marks.Store(sku, &soldOutMark{until: time.Since(m.start) + life, available: e.Available})
+	m.marks.Store(sku, &soldOutMark{until: m.now() + life, available: e.Available})
 }
 
 // forget drops what is remembered of sku: units came back through here.
