@@ -192,6 +192,9 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*redisstore.S
 		Password: cfg.RedisPassword,
 		DB:       cfg.RedisDB,
 		PoolSize: cfg.RedisPoolSize,
+		// RESP2: the service subscribes to nothing, and under RESP3 go-redis
+		// checks every connection for push notifications before each read.
+		Protocol: 2,
 	})
 	closeAll := func() { _ = client.Close(); closeEmbedded() }
 	store, err := redisstore.New(ctx, client, cfg.KeyPrefix,

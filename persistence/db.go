@@ -82,6 +82,10 @@ func Open(ctx context.Context, dsn, sqlitePath string) (*DB, error) {
 		}
 		// Times are stored and read in UTC whatever the DSN says.
 		mc.ParseTime, mc.Loc = true, time.UTC
+		// A batch is one INSERT with thousands of placeholders: sent with its
+		// values in, it is one round trip instead of prepare, execute and
+		// close, and MySQL does not keep a statement it will never reuse.
+		mc.InterpolateParams = true
 		g, err = gorm.Open(mysql.Open(mc.FormatDSN()), cfg)
 	} else {
 		// WAL and a busy timeout: the syncer writes while recovery and the
