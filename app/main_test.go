@@ -247,40 +247,15 @@ func freeAddr(t *testing.T) string {
 // `make run` does (no Redis configured), uses it, and stops it as SIGTERM
 // would: run must return nil after finishing.
 func TestRunEmbeddedServesAndShutsDown(t *testing.T) {
-	addr := freeAddr(t)
-	logs := &syncBuffer{}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, env(map[string]string{
-			"FLASHSALE_HTTP_ADDR": addr, "FLASHSALE_SQLITE_PATH": filepath.Join(t.TempDir(), "flashsale.db"),
-		}), logs)
-	}()
-
-	base := "http://" + addr
-	var ready bool
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				ready = true
-				break
-			}
-		}
+	svc := startRun(t, nil)
+	if !strings.Contains(svc.logs.String(), "EMBEDDED IN-MEMORY Redis") {
+		t.Errorf("embedded mode was not announced; logs:\n%s", svc.logs)
 	}
-	if !ready {
-		stop()
-		t.Fatalf("service never became ready; logs:\n%s", logs)
-	}
-	if !strings.Contains(logs.String(), "EMBEDDED IN-MEMORY Redis") {
-		t.Errorf("embedded mode was not announced; logs:\n%s", logs)
-	}
-	if !strings.Contains(logs.String(), "admin_token") {
-		t.Errorf("generated admin token was not logged; logs:\n%s", logs)
+	if !strings.Contains(svc.logs.String(), "admin_token") {
+		t.Errorf("generated admin token was not logged; logs:\n%s", svc.logs)
 	}
 
-	resp, err := http.Get(base + "/v1/items/nothing-here")
+	resp, err := http.Get(svc.base + "/v1/items/nothing-here")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,18 +265,65 @@ func TestRunEmbeddedServesAndShutsDown(t *testing.T) {
 		t.Errorf("GET unknown item = %d %s", resp.StatusCode, body)
 	}
 
-	stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run returned %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("run did not return after shutdown")
-	}
-	if _, err := http.Get(base + "/healthz"); err == nil {
+	svc.shutdown(t)
+	if _, err := http.Get(svc.base + "/healthz"); err == nil {
 		t.Error("server still answers after shutdown")
 	}
+}
+
+// running is run() serving in the background of a test.
+type running struct {
+	base string
+	logs *syncBuffer
+	stop context.CancelFunc
+	done chan error
+}
+
+// startRun runs the service as `make run` does (embedded Redis, an SQLite
+// file in a temp dir) with vars added, waits until /readyz answers 200, and
+// shuts it down when the test ends.
+func startRun(t *testing.T, vars map[string]string) *running {
+	t.Helper()
+	addr := freeAddr(t)
+	all := map[string]string{"FLASHSALE_HTTP_ADDR": addr, "FLASHSALE_SQLITE_PATH": filepath.Join(t.TempDir(), "flashsale.db")}
+	for k, v := range vars {
+		all[k] = v
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	r := &running{base: "http://" + addr, logs: &syncBuffer{}, stop: stop, done: make(chan error, 1)}
+	go func() { r.done <- run(ctx, env(all), r.logs) }()
+	t.Cleanup(func() { r.shutdown(t) })
+
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if resp, err := http.Get(r.base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return r
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("service never became ready; logs:\n%s", r.logs)
+		}
+	}
+}
+
+// shutdown stops the service as SIGTERM would: run must return nil after
+// finishing. Later calls do nothing.
+func (r *running) shutdown(t *testing.T) {
+	t.Helper()
+	if r.done == nil {
+		return
+	}
+	r.stop()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("run returned %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Error("run did not return after shutdown")
+	}
+	r.done = nil
 }
 
 func TestRunRefusesBadConfig(t *testing.T) {

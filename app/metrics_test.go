@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,23 +29,10 @@ func TestRunMetrics(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := freeAddr(t)
-			logs := &syncBuffer{}
-			ctx, stop := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() {
-				done <- run(ctx, env(map[string]string{
-					"FLASHSALE_HTTP_ADDR": addr, "FLASHSALE_SQLITE_PATH": filepath.Join(t.TempDir(), "flashsale.db"),
-					"FLASHSALE_ADMIN_TOKEN": token, "FLASHSALE_METRICS": tc.metrics, "FLASHSALE_AUDIT_INTERVAL": "0",
-				}), logs)
-			}()
-			defer func() {
-				stop()
-				if err := <-done; err != nil {
-					t.Errorf("run: %v", err)
-				}
-			}()
-			base := "http://" + addr
+			svc := startRun(t, map[string]string{
+				"FLASHSALE_ADMIN_TOKEN": token, "FLASHSALE_METRICS": tc.metrics, "FLASHSALE_AUDIT_INTERVAL": "0",
+			})
+			base := svc.base
 			call := func(method, path, body string) (int, string) {
 				req, err := http.NewRequest(method, base+path, strings.NewReader(body))
 				if err != nil {
@@ -64,12 +49,6 @@ func TestRunMetrics(t *testing.T) {
 				return resp.StatusCode, string(raw)
 			}
 			deadline := time.Now().Add(10 * time.Second)
-			for status, _ := call("GET", "/readyz", ""); status != http.StatusOK; status, _ = call("GET", "/readyz", "") {
-				if time.Now().After(deadline) {
-					t.Fatalf("never ready; logs:\n%s", logs)
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
 			if status, body := call("PUT", "/admin/v1/items/tee", `{"stock":3}`); status != http.StatusCreated {
 				t.Fatalf("seed: %d %s", status, body)
 			}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/flashsale/flashsale/httpapi"
 	"github.com/flashsale/flashsale/internal/redistest"
+	"github.com/flashsale/flashsale/internal/testenv"
 	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/reservation"
 )
@@ -69,29 +70,6 @@ func downEnv(t *testing.T) *env {
 	srv := newServer(t, client)
 	m.Close()
 	return &env{m: m, srv: srv, app: srv.App()}
-}
-
-// listen serves srv on a free loopback port until the test ends and
-// returns its address.
-func listen(t *testing.T, srv *httpapi.Server) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.App().Listener(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return ln.Addr().String()
 }
 
 // h is a request's extra headers. A key mapped to "" is sent with an empty
@@ -623,7 +601,7 @@ func TestBulkSeed(t *testing.T) {
 // over a real socket, sending only the headers: the length alone refuses it.
 func TestBulkSeedTooLarge(t *testing.T) {
 	e := newEnv(t)
-	addr := listen(t, e.srv)
+	addr := testenv.Serve(t, e.srv)
 	for _, tc := range []struct {
 		name, path string
 		length     int

@@ -13,6 +13,7 @@ import (
 
 	"github.com/flashsale/flashsale/httpapi"
 	"github.com/flashsale/flashsale/internal/redistest"
+	"github.com/flashsale/flashsale/internal/testenv"
 	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/reservation"
 )
@@ -42,7 +43,7 @@ func TestFlashCrowd(t *testing.T) {
 		IdleTimeout:  30 * time.Second,
 		Log:          quietLog(),
 	})
-	base := "http://" + listen(t, srv) // shut down before redistest deletes the keys
+	base := "http://" + testenv.Serve(t, srv) // shut down before redistest deletes the keys
 
 	tr := &http.Transport{MaxIdleConns: workers, MaxIdleConnsPerHost: workers}
 	t.Cleanup(tr.CloseIdleConnections)

@@ -213,7 +213,9 @@ func (s *Server) transition(c *fiber.Ctx, apply func(context.Context, string) (r
 	return s.sendJSON(c, fiber.StatusOK, toReservationJSON(r))
 }
 
-type auditJSON struct {
+// AuditDocument is the body of GET /admin/v1/items/{sku}/audit; the load
+// generator decodes it with this type too.
+type AuditDocument struct {
 	SKU    string `json:"sku"`
 	InSync bool   `json:"in_sync"`
 	Redis  struct {
@@ -244,7 +246,7 @@ func (s *Server) audit(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	var out auditJSON
+	var out AuditDocument
 	out.SKU, out.InSync, out.Backlog, out.Drift = au.SKU, au.InSync(), au.Backlog, au.Drift
 	if out.Drift == nil {
 		out.Drift = []string{}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/flashsale/flashsale/httpapi"
 )
 
 // DefaultRequestTimeout bounds a request whose context has no deadline.
@@ -297,26 +299,7 @@ type Item struct {
 
 // Audit is GET /admin/v1/items/{sku}/audit: the item's counters in Redis
 // against the durable record.
-type Audit struct {
-	SKU    string `json:"sku"`
-	InSync bool   `json:"in_sync"`
-	Redis  struct {
-		Stock     int64 `json:"stock"`
-		Available int64 `json:"available"`
-		Reserved  int64 `json:"reserved"`
-		Sold      int64 `json:"sold"`
-	} `json:"redis"`
-	Record struct {
-		Stock          int64 `json:"stock"`
-		PendingUnits   int64 `json:"pending_units"`
-		ConfirmedUnits int64 `json:"confirmed_units"`
-		CancelledUnits int64 `json:"cancelled_units"`
-		ExpiredUnits   int64 `json:"expired_units"`
-		Reservations   int64 `json:"reservations"`
-	} `json:"record"`
-	Backlog int64    `json:"backlog"`
-	Drift   []string `json:"drift"`
-}
+type Audit = httpapi.AuditDocument
 
 // Seed creates or replaces sku with stock units, a per-user limit and a
 // hold time (0 for the service's defaults) through the admin API.

@@ -3,7 +3,6 @@ package loadtest_test
 import (
 	"context"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/flashsale/flashsale/httpapi"
 	"github.com/flashsale/flashsale/internal/redistest"
+	"github.com/flashsale/flashsale/internal/testenv"
 	"github.com/flashsale/flashsale/loadtest"
 	"github.com/flashsale/flashsale/persistence"
 	"github.com/flashsale/flashsale/redisstore"
@@ -86,29 +86,7 @@ func startService(t *testing.T, opts serviceOpts) string {
 		cfg.Auditor = &persistence.Auditor{Store: store, DB: db}
 	}
 	srv := httpapi.New(reservation.NewService(store, nil), cfg)
-	return "http://" + listen(t, srv)
-}
-
-// listen serves srv on a free loopback port until the test ends.
-func listen(t *testing.T, srv *httpapi.Server) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.App().Listener(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return ln.Addr().String()
+	return "http://" + testenv.Serve(t, srv)
 }
 
 func newClient(t testing.TB, url string, conns int) *loadtest.Client {
