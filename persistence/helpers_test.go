@@ -182,18 +182,7 @@ func checkSnapshot(t testing.TB, db *persistence.DB, want reservation.Snapshot) 
 	var counts reservation.Counts
 	for i, r := range want.Reservations {
 		wantRes[i] = r.Reservation
-		counts.Rows++
-		q := int64(r.Quantity)
-		switch r.Status {
-		case reservation.StatusPending:
-			counts.Pending += q
-		case reservation.StatusConfirmed:
-			counts.Confirmed += q
-		case reservation.StatusCancelled:
-			counts.Cancelled += q
-		case reservation.StatusExpired:
-			counts.Expired += q
-		}
+		count(&counts, r.Reservation)
 		one, err := db.Reservation(ctx, r.ID)
 		if err != nil {
 			t.Errorf("Reservation(%s): %v", r.ID, err)
@@ -256,4 +245,21 @@ func isAny(err error, targets ...error) bool {
 		}
 	}
 	return false
+}
+
+// count adds r to c as the record's Counts reports it: one row, and its
+// units under its status.
+func count(c *reservation.Counts, r reservation.Reservation) {
+	c.Rows++
+	q := int64(r.Quantity)
+	switch r.Status {
+	case reservation.StatusPending:
+		c.Pending += q
+	case reservation.StatusConfirmed:
+		c.Confirmed += q
+	case reservation.StatusCancelled:
+		c.Cancelled += q
+	case reservation.StatusExpired:
+		c.Expired += q
+	}
 }

@@ -446,18 +446,7 @@ func (w *workload) checkRecord(t *testing.T) int {
 		}
 		entries++
 		c := tally[want.SKU]
-		c.Rows++
-		q := int64(want.Quantity)
-		switch want.Status {
-		case reservation.StatusPending:
-			c.Pending += q
-		case reservation.StatusConfirmed:
-			c.Confirmed += q
-		case reservation.StatusCancelled:
-			c.Cancelled += q
-		case reservation.StatusExpired:
-			c.Expired += q
-		}
+		count(&c, want)
 		if want.Status != reservation.StatusPending {
 			entries++
 		}
