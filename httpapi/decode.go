@@ -260,28 +260,34 @@ func decodeReserve(sku string, body []byte, idemKey []byte) (reservation.Reserve
 		}
 		req.IdempotencyKey = string(idemKey)
 	}
-	if user, qty, ok := parseReserveFast(body); ok {
-		if qty < 1 || qty > reservation.MaxPerUserLimit {
-			return req, invalid("quantity must be 1..per_user_limit (at most %d)", reservation.MaxPerUserLimit)
+	user, qty, ok := parseReserveFast(body)
+	if !ok {
+		var err error
+		if user, qty, err = parseReserveStrict(body); err != nil {
+			return req, err
 		}
-		req.UserID, req.Quantity = user, int(qty)
-		return req, req.Validate()
 	}
-	var b reserveBody
-	if err := decodeStrict(body, &b); err != nil {
-		return req, err
-	}
-	if b.UserID == nil {
-		return req, invalid("user_id is required")
-	}
-	if b.Quantity == nil {
-		return req, invalid("quantity is required")
-	}
-	if *b.Quantity < 1 || *b.Quantity > reservation.MaxPerUserLimit {
+	if qty < 1 || qty > reservation.MaxPerUserLimit {
 		return req, invalid("quantity must be 1..per_user_limit (at most %d)", reservation.MaxPerUserLimit)
 	}
-	req.UserID, req.Quantity = *b.UserID, int(*b.Quantity)
+	req.UserID, req.Quantity = user, int(qty)
 	return req, req.Validate()
+}
+
+// parseReserveStrict reads any body parseReserveFast leaves, and words the
+// refusal of a bad one.
+func parseReserveStrict(body []byte) (user string, qty int64, err error) {
+	var b reserveBody
+	if err := decodeStrict(body, &b); err != nil {
+		return "", 0, err
+	}
+	if b.UserID == nil {
+		return "", 0, invalid("user_id is required")
+	}
+	if b.Quantity == nil {
+		return "", 0, invalid("quantity is required")
+	}
+	return *b.UserID, *b.Quantity, nil
 }
 
 // decodeEmpty accepts no body, or an empty JSON object.
