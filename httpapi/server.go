@@ -272,8 +272,6 @@ func (s *Server) ready(c *fiber.Ctx) error {
 	return c.JSON(body)
 }
 
-func (s *Server) encode(v any) ([]byte, error) { return json.Marshal(v) }
-
 // sendRaw answers with body, which it copies: callers may build it in a
 // buffer of their own.
 func sendRaw(c *fiber.Ctx, status int, contentType string, body []byte) error {
@@ -283,10 +281,9 @@ func sendRaw(c *fiber.Ctx, status int, contentType string, body []byte) error {
 }
 
 func (s *Server) sendJSON(c *fiber.Ctx, status int, v any) error {
-	body, err := s.encode(v)
+	body, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-	return c.Status(status).Send(body)
+	return sendRaw(c, status, fiber.MIMEApplicationJSON, body)
 }
