@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flashsale/flashsale/httpapi"
 	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/reservation"
 )
@@ -68,9 +69,9 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		AdminToken:      r.str("FLASHSALE_ADMIN_TOKEN", ""),
 		SweepInterval:   r.duration("FLASHSALE_SWEEP_INTERVAL", 500*time.Millisecond, 10*time.Millisecond, 2*time.Second),
 		SweepBatch:      r.int("FLASHSALE_SWEEP_BATCH", 256, 1, 10_000),
-		ReadTimeout:     r.duration("FLASHSALE_READ_TIMEOUT", 5*time.Second, time.Millisecond, time.Hour),
-		WriteTimeout:    r.duration("FLASHSALE_WRITE_TIMEOUT", 5*time.Second, time.Millisecond, time.Hour),
-		IdleTimeout:     r.duration("FLASHSALE_IDLE_TIMEOUT", 60*time.Second, time.Millisecond, time.Hour),
+		ReadTimeout:     r.duration("FLASHSALE_READ_TIMEOUT", httpapi.DefaultReadTimeout, time.Millisecond, time.Hour),
+		WriteTimeout:    r.duration("FLASHSALE_WRITE_TIMEOUT", httpapi.DefaultWriteTimeout, time.Millisecond, time.Hour),
+		IdleTimeout:     r.duration("FLASHSALE_IDLE_TIMEOUT", httpapi.DefaultIdleTimeout, time.Millisecond, time.Hour),
 		ShutdownTimeout: r.duration("FLASHSALE_SHUTDOWN_TIMEOUT", 15*time.Second, 0, time.Hour),
 		LogLevel:        r.level("FLASHSALE_LOG_LEVEL", slog.LevelInfo),
 		LogFormat:       r.oneOf("FLASHSALE_LOG_FORMAT", "json", "json", "text"),

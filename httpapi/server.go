@@ -32,6 +32,13 @@ const (
 	maxBulkItems  = 10_000
 )
 
+// The HTTP timeouts the service runs with unless configured otherwise.
+const (
+	DefaultReadTimeout  = 5 * time.Second
+	DefaultWriteTimeout = 5 * time.Second
+	DefaultIdleTimeout  = 60 * time.Second
+)
+
 // Config is what the HTTP layer needs from the outside.
 type Config struct {
 	AdminToken   string

@@ -6,21 +6,9 @@
 package ceiling
 
 import (
-	"time"
-
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/flashsale/flashsale/httpapi"
-)
-
-// The service's defaults (app/config.go: FLASHSALE_READ_TIMEOUT,
-// FLASHSALE_WRITE_TIMEOUT, FLASHSALE_IDLE_TIMEOUT). Repeated here because
-// app is a main package; they only bound slow clients, which a benchmark
-// has none of.
-const (
-	readTimeout  = 5 * time.Second
-	writeTimeout = 5 * time.Second
-	idleTimeout  = 60 * time.Second
 )
 
 // ReservePath is the one route, the service's reserve endpoint.
@@ -44,9 +32,9 @@ var invalid = []byte(`{"type":"urn:flashsale:problem:invalid_request","title":"I
 // body with httpapi.DecodeReserve and answers 409 sold_out.
 func New() *fiber.App {
 	app := fiber.New(httpapi.FiberConfig(httpapi.Config{
-		ReadTimeout:  readTimeout,
-		WriteTimeout: writeTimeout,
-		IdleTimeout:  idleTimeout,
+		ReadTimeout:  httpapi.DefaultReadTimeout,
+		WriteTimeout: httpapi.DefaultWriteTimeout,
+		IdleTimeout:  httpapi.DefaultIdleTimeout,
 	}))
 	app.Post(ReservePath, reserve)
 	return app
