@@ -113,6 +113,11 @@ func (s *Store) keys(sku string) []string {
 	return s.keysOf(sku, "item", "holds", "users", "res", "idem", "outbox")
 }
 
+// ScriptKeys are the item's keys in the order every item script takes them,
+// for tools that run a script themselves (the benchmark's redis-benchmark
+// row).
+func (s *Store) ScriptKeys(sku string) []string { return s.keys(sku) }
+
 // outboxKeys returns the keys ack.lua expects: outbox, tries, dead letters.
 func (s *Store) outboxKeys(sku string) []string { return s.keysOf(sku, "outbox", "tries", "dead") }
 

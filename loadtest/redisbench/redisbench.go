@@ -114,7 +114,7 @@ func Run(ctx context.Context, client *goredis.Client, path Path, cfg Config) (re
 	}
 
 	sha := scriptSHA()
-	keys := itemKeys(cfg.Prefix)
+	keys := store.ScriptKeys(sku)
 	argv := reserveArgs()
 	want := map[Path]string{Success: "created", SoldOut: "sold_out"}[path]
 	if err := probe(ctx, client, sha, keys, argv, want); err != nil {
@@ -196,18 +196,6 @@ func verify(path Path, requests int, granted int64) error {
 func scriptSHA() string {
 	sum := sha1.Sum([]byte(luascripts.Reserve()))
 	return hex.EncodeToString(sum[:])
-}
-
-// itemKeys are the item's six keys in the order of luascripts/lib.lua,
-// spelled as redisstore's keys() spells them. Should the two ever differ,
-// the probe answers item_not_found and the run stops.
-func itemKeys(prefix string) []string {
-	names := []string{"item", "holds", "users", "res", "idem", "outbox"}
-	keys := make([]string, len(names))
-	for i, n := range names {
-		keys[i] = prefix + ":{" + sku + "}:" + n
-	}
-	return keys
 }
 
 // reserveArgs is ARGV as redisstore.Reserve passes it, with redis-benchmark's
