@@ -203,7 +203,8 @@ type load struct {
 	wg         sync.WaitGroup
 
 	mu        sync.Mutex
-	base      string
+	bases     []string // requests go to each in turn
+	next      int      // index into bases of the next request
 	acked     map[string]string
 	inDoubt   map[string]string // id -> transition sent without a definite answer
 	errs      map[string]int
@@ -230,7 +231,7 @@ func startLoad(t testing.TB, baseURL, sku string, workers int) *load {
 		stop:      stop,
 		hardCtx:   hardCtx,
 		hard:      hard,
-		base:      baseURL,
+		bases:     []string{baseURL},
 		acked:     map[string]string{},
 		inDoubt:   map[string]string{},
 		errs:      map[string]int{},
@@ -250,16 +251,25 @@ func startLoad(t testing.TB, baseURL, sku string, workers int) *load {
 }
 
 // SetBase points the load at another instance from its next request on.
-func (l *load) SetBase(url string) {
+func (l *load) SetBase(url string) { l.SetBases(url) }
+
+// SetBases spreads the load's requests round-robin over several instances
+// from its next request on, as a load balancer would: a buyer's reserve and
+// its confirm or cancel may reach different instances.
+func (l *load) SetBases(urls ...string) {
+	if len(urls) == 0 {
+		l.t.Fatalf("load: SetBases needs at least one URL")
+	}
 	l.mu.Lock()
-	l.base = url
+	l.bases = append([]string(nil), urls...)
 	l.mu.Unlock()
 }
 
 func (l *load) baseURL() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.base
+	l.next = (l.next + 1) % len(l.bases)
+	return l.bases[l.next]
 }
 
 // AckedCount is how many reservations have been answered 201 so far.
