@@ -222,6 +222,17 @@ func (s *Service) Stop(t testing.TB) {
 	t.Logf("testenv: %s stopped: %s", s.p.name, s.p.exitStatus())
 }
 
+// Pid returns the process id of the latest start, 0 before the first: for
+// a test that matches what the process reports about itself (the name its
+// syncer gives itself in the outbox consumer group holds it).
+func (s *Service) Pid() int {
+	r := s.p.current()
+	if r == nil {
+		return 0
+	}
+	return r.cmd.Process.Pid
+}
+
 // Running reports whether the process is running.
 func (s *Service) Running() bool { return s.p.running() }
 
