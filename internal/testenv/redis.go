@@ -34,6 +34,16 @@ type Redis struct {
 // answers PING. It is killed when the test ends.
 func StartRedis(t testing.TB, opt RedisOptions) *Redis {
 	t.Helper()
+	r := newRedis(t, opt)
+	r.p.startAndWait(t, r.ready)
+	return r
+}
+
+// newRedis prepares a redis-server on a free port and a directory of its
+// own, with extraArgs after the common ones (cluster nodes add theirs), and
+// registers its kill at cleanup. It does not start it.
+func newRedis(t testing.TB, opt RedisOptions, extraArgs ...string) *Redis {
+	t.Helper()
 	bin := lookBinary(t, "redis-server", "/usr/sbin", "/usr/local/bin")
 	dir := t.TempDir()
 	port := FreePort(t)
@@ -48,7 +58,7 @@ func StartRedis(t testing.TB, opt RedisOptions) *Redis {
 		p: &proc{
 			name: "redis-server on port " + strconv.Itoa(port),
 			path: bin,
-			args: []string{
+			args: append([]string{
 				"--port", strconv.Itoa(port),
 				"--bind", "127.0.0.1",
 				"--dir", dir,
@@ -57,13 +67,12 @@ func StartRedis(t testing.TB, opt RedisOptions) *Redis {
 				"--appendfsync", "always",
 				"--logfile", logPath,
 				"--daemonize", "no",
-			},
+			}, extraArgs...),
 			dir:     dir,
 			logPath: logPath,
 		},
 	}
 	r.p.cleanupKill(t)
-	r.p.startAndWait(t, r.ready)
 	return r
 }
 
