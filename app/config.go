@@ -18,7 +18,8 @@ import (
 // and validated as a whole before anything starts.
 type Config struct {
 	HTTPAddr        string        // FLASHSALE_HTTP_ADDR
-	RedisAddr       string        // FLASHSALE_REDIS_ADDR; empty runs an embedded Redis
+	RedisAddr       string        // FLASHSALE_REDIS_ADDR; empty (and no cluster) runs an embedded Redis
+	RedisCluster    []string      // FLASHSALE_REDIS_CLUSTER_ADDRS: seed host:port list of a Redis Cluster
 	RedisPassword   string        // FLASHSALE_REDIS_PASSWORD
 	RedisDB         int           // FLASHSALE_REDIS_DB
 	RedisPoolSize   int           // FLASHSALE_REDIS_POOL_SIZE; 0 is go-redis's default
@@ -60,6 +61,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	cfg := Config{
 		HTTPAddr:        r.str("FLASHSALE_HTTP_ADDR", ":3004"),
 		RedisAddr:       r.str("FLASHSALE_REDIS_ADDR", ""),
+		RedisCluster:    r.list("FLASHSALE_REDIS_CLUSTER_ADDRS"),
 		RedisPassword:   r.str("FLASHSALE_REDIS_PASSWORD", ""),
 		RedisDB:         r.int("FLASHSALE_REDIS_DB", 0, 0, 15),
 		RedisPoolSize:   r.int("FLASHSALE_REDIS_POOL_SIZE", 0, 0, 10_000),
@@ -112,6 +114,17 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 			r.fail("FLASHSALE_REDIS_ADDR", cfg.RedisAddr, "must be host:port, such as 127.0.0.1:6379")
 		}
 	}
+	for _, a := range cfg.RedisCluster {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			r.fail("FLASHSALE_REDIS_CLUSTER_ADDRS", a, "each must be host:port, such as 10.0.0.1:7000")
+		}
+	}
+	if len(cfg.RedisCluster) > 0 && cfg.RedisAddr != "" {
+		r.fail("FLASHSALE_REDIS_CLUSTER_ADDRS", strings.Join(cfg.RedisCluster, ","), "set it or FLASHSALE_REDIS_ADDR, not both")
+	}
+	if len(cfg.RedisCluster) > 0 && cfg.RedisDB != 0 {
+		r.fail("FLASHSALE_REDIS_DB", strconv.Itoa(cfg.RedisDB), "must be 0 with FLASHSALE_REDIS_CLUSTER_ADDRS: a cluster has database 0 only")
+	}
 	if cfg.KeyPrefix == "" || strings.ContainsAny(cfg.KeyPrefix, "{} \t") {
 		r.fail("FLASHSALE_KEY_PREFIX", cfg.KeyPrefix, "must be non-empty, without braces or spaces")
 	}
@@ -136,6 +149,20 @@ func (r *envReader) str(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// list reads a comma-separated list; blanks around items are dropped, and
+// empty items are kept for the caller's check to report.
+func (r *envReader) list(name string) []string {
+	v := strings.TrimSpace(r.getenv(name))
+	if v == "" {
+		return nil
+	}
+	items := strings.Split(v, ",")
+	for i := range items {
+		items[i] = strings.TrimSpace(items[i])
+	}
+	return items
 }
 
 func (r *envReader) int(name string, def, lo, hi int) int {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -147,8 +148,8 @@ func runSync(ctx context.Context, getenv func(string) string, logOut io.Writer) 
 		return fmt.Errorf("config: %w", err)
 	}
 	log := newLogger(cfg, logOut)
-	if cfg.RedisAddr == "" {
-		return errors.New("sync needs FLASHSALE_REDIS_ADDR: an embedded Redis has no outbox to share")
+	if cfg.RedisAddr == "" && len(cfg.RedisCluster) == 0 {
+		return errors.New("sync needs FLASHSALE_REDIS_ADDR or FLASHSALE_REDIS_CLUSTER_ADDRS: an embedded Redis has no outbox to share")
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -172,12 +173,12 @@ func runSync(ctx context.Context, getenv func(string) string, logOut io.Writer) 
 	return nil
 }
 
-// openStore connects to FLASHSALE_REDIS_ADDR, or starts the embedded Redis,
-// and loads the scripts.
+// openStore connects to FLASHSALE_REDIS_CLUSTER_ADDRS or FLASHSALE_REDIS_ADDR,
+// or starts the embedded Redis, and loads the scripts.
 func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*redisstore.Store, string, func(), error) {
 	addr := cfg.RedisAddr
 	closeEmbedded := func() {}
-	if addr == "" {
+	if addr == "" && len(cfg.RedisCluster) == 0 {
 		embedded, err := miniredis.Run()
 		if err != nil {
 			return nil, "", nil, fmt.Errorf("embedded redis: %w", err)
@@ -187,15 +188,36 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*redisstore.S
 		log.Warn("FLASHSALE_REDIS_ADDR is unset: running on an EMBEDDED IN-MEMORY Redis. " +
 			"Everything is lost on exit and only this one instance can sell. For demos and development only.")
 	}
-	client := goredis.NewClient(&goredis.Options{
-		Addr:     addr,
-		Password: cfg.RedisPassword,
-		DB:       cfg.RedisDB,
-		PoolSize: cfg.RedisPoolSize,
-		// RESP2: the service subscribes to nothing, and under RESP3 go-redis
-		// checks every connection for push notifications before each read.
-		Protocol: 2,
-	})
+	var client goredis.UniversalClient
+	if len(cfg.RedisCluster) > 0 {
+		addr = strings.Join(cfg.RedisCluster, ",")
+		client = goredis.NewClusterClient(&goredis.ClusterOptions{
+			Addrs:    cfg.RedisCluster,
+			Password: cfg.RedisPassword,
+			PoolSize: cfg.RedisPoolSize,
+			Protocol: 2, // as below
+			// Every command goes to the slot's master: a replica may lag,
+			// and the scripts write anyway.
+			ReadOnly: false,
+			// A redirect and each retry of a TRYAGAIN count against this
+			// bound (go-redis's default is 3). While a slot migrates, a
+			// script whose keys are split between the two nodes answers
+			// TRYAGAIN until the move ends; 8 retries with go-redis's
+			// backoff (10 ms doubling, capped at 1 s) wait it out, where 3
+			// gave up after about 100 ms.
+			MaxRedirects: 8,
+		})
+	} else {
+		client = goredis.NewClient(&goredis.Options{
+			Addr:     addr,
+			Password: cfg.RedisPassword,
+			DB:       cfg.RedisDB,
+			PoolSize: cfg.RedisPoolSize,
+			// RESP2: the service subscribes to nothing, and under RESP3 go-redis
+			// checks every connection for push notifications before each read.
+			Protocol: 2,
+		})
+	}
 	closeAll := func() { _ = client.Close(); closeEmbedded() }
 	store, err := redisstore.New(ctx, client, cfg.KeyPrefix,
 		redisstore.WithPipelines(cfg.RedisPipelines, redisstore.DefaultPipelineBatch))

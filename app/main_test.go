@@ -8,10 +8,15 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flashsale/flashsale/internal/testenv"
 )
 
 func env(vars map[string]string) func(string) string {
@@ -58,6 +63,31 @@ func TestLoadConfig(t *testing.T) {
 		},
 		{name: "bad http addr", vars: map[string]string{"FLASHSALE_HTTP_ADDR": "3004"}, wantErr: []string{"FLASHSALE_HTTP_ADDR"}},
 		{name: "bad redis addr", vars: map[string]string{"FLASHSALE_REDIS_ADDR": "localhost"}, wantErr: []string{"FLASHSALE_REDIS_ADDR"}},
+		{
+			name: "redis cluster seeds",
+			vars: map[string]string{"FLASHSALE_REDIS_CLUSTER_ADDRS": "10.0.0.1:7000, 10.0.0.2:7000,[::1]:7001"},
+			check: func(t *testing.T, c Config) {
+				if want := []string{"10.0.0.1:7000", "10.0.0.2:7000", "[::1]:7001"}; !slices.Equal(c.RedisCluster, want) || c.RedisAddr != "" {
+					t.Errorf("cluster %q addr %q, want %q and none", c.RedisCluster, c.RedisAddr, want)
+				}
+			},
+		},
+		{
+			name:       "bad redis cluster seeds",
+			vars:       map[string]string{"FLASHSALE_REDIS_CLUSTER_ADDRS": "10.0.0.1:7000,redis,,10.0.0.3"},
+			wantErr:    []string{`FLASHSALE_REDIS_CLUSTER_ADDRS="redis"`, `FLASHSALE_REDIS_CLUSTER_ADDRS=""`, `FLASHSALE_REDIS_CLUSTER_ADDRS="10.0.0.3"`},
+			wantNotErr: []string{`"10.0.0.1:7000"`},
+		},
+		{
+			name:    "redis cluster and single redis",
+			vars:    map[string]string{"FLASHSALE_REDIS_CLUSTER_ADDRS": "10.0.0.1:7000", "FLASHSALE_REDIS_ADDR": "redis:6379"},
+			wantErr: []string{"FLASHSALE_REDIS_CLUSTER_ADDRS", "not both"},
+		},
+		{
+			name:    "redis cluster with a database",
+			vars:    map[string]string{"FLASHSALE_REDIS_CLUSTER_ADDRS": "10.0.0.1:7000", "FLASHSALE_REDIS_DB": "2"},
+			wantErr: []string{`FLASHSALE_REDIS_DB="2": must be 0 with FLASHSALE_REDIS_CLUSTER_ADDRS`},
+		},
 		{name: "prefix with hash tag", vars: map[string]string{"FLASHSALE_KEY_PREFIX": "a{b}"}, wantErr: []string{"FLASHSALE_KEY_PREFIX"}},
 		{name: "short admin token", vars: map[string]string{"FLASHSALE_ADMIN_TOKEN": "short"}, wantErr: []string{"FLASHSALE_ADMIN_TOKEN"}},
 		{name: "bad log level", vars: map[string]string{"FLASHSALE_LOG_LEVEL": "loud"}, wantErr: []string{"FLASHSALE_LOG_LEVEL"}},
@@ -71,7 +101,7 @@ func TestLoadConfig(t *testing.T) {
 					SyncClaimIdle: 6100 * time.Millisecond, SyncMaxTries: 5, SyncScan: time.Second,
 					RecoveryInterval: time.Second, RecoveryGrace: 6100 * time.Millisecond, AuditInterval: time.Minute,
 				}
-				if got := persistenceOf(c); got != want {
+				if got := persistenceOf(c); !reflect.DeepEqual(got, want) {
 					t.Errorf("persistence defaults:\ngot  %+v\nwant %+v", got, want)
 				}
 			},
@@ -92,7 +122,7 @@ func TestLoadConfig(t *testing.T) {
 					SyncClaimIdle: 102 * time.Millisecond, SyncMaxTries: 1, SyncScan: time.Minute,
 					RecoveryInterval: 10 * time.Millisecond, RecoveryGrace: time.Hour, AuditInterval: 24 * time.Hour,
 				}
-				if got := persistenceOf(c); got != want {
+				if got := persistenceOf(c); !reflect.DeepEqual(got, want) {
 					t.Errorf("persistence:\ngot  %+v\nwant %+v", got, want)
 				}
 			},
@@ -340,5 +370,102 @@ func TestRunFailsWhenRedisIsUnreachable(t *testing.T) {
 	}), io.Discard)
 	if err == nil || !strings.Contains(err.Error(), addr) {
 		t.Fatalf("run = %v, want a start failure naming %s", err, addr)
+	}
+}
+
+// TestRunOnRedisCluster runs the service and `flashsale sync` on a Redis
+// Cluster (FLASHSALE_REDIS_CLUSTER_ADDRS): items whose hash tags land on
+// different masters are seeded and reserved, and the in-process syncer
+// writes every one to the record, which the audit confirms per item.
+func TestRunOnRedisCluster(t *testing.T) {
+	const token = "cluster-test-token-0123"
+	rc := testenv.StartRedisCluster(t, testenv.ClusterOptions{})
+	seeds := strings.Join(rc.Addrs(), ",")
+	svc := startRun(t, map[string]string{
+		"FLASHSALE_REDIS_CLUSTER_ADDRS": seeds, "FLASHSALE_ADMIN_TOKEN": token, "FLASHSALE_AUDIT_INTERVAL": "0",
+		"FLASHSALE_SYNC_SCAN": "50ms",
+	})
+	if !strings.Contains(svc.logs.String(), seeds) {
+		t.Errorf("the start did not name the cluster %s; logs:\n%s", seeds, svc.logs)
+	}
+	call := func(method, path, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, svc.base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(raw)
+	}
+
+	ctx := context.Background()
+	cc := rc.Client(t)
+	onMaster := map[string]string{} // master -> a SKU whose keys it holds
+	for i := 0; len(onMaster) < len(rc.Masters()); i++ {
+		if i == 100 {
+			t.Fatalf("100 SKUs landed on %d masters only", len(onMaster))
+		}
+		sku := "sku-" + strconv.Itoa(i)
+		slot, err := cc.ClusterKeySlot(ctx, "{"+sku+"}").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := rc.MasterOf(t, int(slot)); onMaster[m] == "" {
+			onMaster[m] = sku
+		}
+	}
+	for _, sku := range onMaster {
+		if status, body := call("PUT", "/admin/v1/items/"+sku, `{"stock":2}`); status != http.StatusCreated {
+			t.Fatalf("seed %s: %d %s", sku, status, body)
+		}
+		for _, user := range []string{"alice", "bob", "carol"} {
+			status, body := call("POST", "/v1/items/"+sku+"/reservations", `{"user_id":"`+user+`","quantity":1}`)
+			want := http.StatusCreated
+			if user == "carol" {
+				want = http.StatusConflict // stock 2
+			}
+			if status != want {
+				t.Fatalf("reserve %s for %s: %d %s, want %d", sku, user, status, body, want)
+			}
+		}
+	}
+	for _, sku := range onMaster {
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			status, body := call("GET", "/admin/v1/items/"+sku+"/audit", "")
+			if status == http.StatusOK && strings.Contains(body, `"in_sync":true`) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("audit of %s after 10s: %d %s", sku, status, body)
+			}
+		}
+	}
+	svc.shutdown(t)
+
+	// `flashsale sync` accepts a cluster too.
+	logs := &syncBuffer{}
+	syncCtx, stopSync := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- runSync(syncCtx, env(map[string]string{
+			"FLASHSALE_REDIS_CLUSTER_ADDRS": seeds, "FLASHSALE_SQLITE_PATH": filepath.Join(t.TempDir(), "sync.db"),
+		}), logs)
+	}()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "flashsale syncing"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			stopSync()
+			t.Fatalf("flashsale sync did not start on the cluster; logs:\n%s", logs)
+		}
+	}
+	stopSync()
+	if err := <-done; err != nil {
+		t.Errorf("runSync = %v", err)
 	}
 }
