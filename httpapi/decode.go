@@ -46,7 +46,7 @@ func decodeStrict(body []byte, v any) error {
 // fieldNames are every field the API's bodies have, spelled as documented.
 var fieldNames = map[string]bool{
 	"stock": true, "per_user_limit": true, "hold_seconds": true, "starts_at": true, "ends_at": true,
-	"name": true, "items": true, "sku": true, "user_id": true, "quantity": true,
+	"name": true, "items": true, "sku": true, "user_id": true, "quantity": true, "buckets": true,
 }
 
 // checkKeys refuses what encoding/json lets through: a key repeated in one
@@ -136,6 +136,7 @@ type itemBody struct {
 	StartsAt     *time.Time `json:"starts_at"`
 	EndsAt       *time.Time `json:"ends_at"`
 	Name         *string    `json:"name"`
+	Buckets      *int64     `json:"buckets"`
 }
 
 func (b itemBody) spec(sku string) (reservation.ItemSpec, error) {
@@ -166,6 +167,12 @@ func (b itemBody) spec(sku string) (reservation.ItemSpec, error) {
 	}
 	if b.Name != nil {
 		spec.Name = *b.Name
+	}
+	if b.Buckets != nil {
+		if *b.Buckets < 1 || *b.Buckets > reservation.MaxBuckets {
+			return spec, invalid("buckets must be 1..%d", reservation.MaxBuckets)
+		}
+		spec.Buckets = int(*b.Buckets)
 	}
 	for _, t := range []struct {
 		name string

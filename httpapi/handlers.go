@@ -25,6 +25,7 @@ type itemJSON struct {
 	HoldSeconds  int64   `json:"hold_seconds"`
 	StartsAt     *string `json:"starts_at"`
 	EndsAt       *string `json:"ends_at"`
+	Buckets      int     `json:"buckets"`
 	CreatedAt    string  `json:"created_at"`
 	UpdatedAt    string  `json:"updated_at"`
 }
@@ -41,6 +42,7 @@ func toItemJSON(it reservation.Item) itemJSON {
 		HoldSeconds:  int64(it.Hold / time.Second),
 		StartsAt:     optionalTime(it.StartsAt),
 		EndsAt:       optionalTime(it.EndsAt),
+		Buckets:      max(it.Buckets, 1),
 		CreatedAt:    it.CreatedAt.Format(timeLayout),
 		UpdatedAt:    it.UpdatedAt.Format(timeLayout),
 	}

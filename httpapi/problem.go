@@ -48,6 +48,7 @@ var domainKinds = []struct {
 	{reservation.ErrReservationCancelled, kind{fiber.StatusConflict, "reservation_cancelled", "Reservation cancelled"}},
 	{reservation.ErrReservationConfirmed, kind{fiber.StatusConflict, "reservation_confirmed", "Reservation confirmed"}},
 	{reservation.ErrStockBelowCommitted, kind{fiber.StatusConflict, "stock_below_committed", "Stock below committed units"}},
+	{reservation.ErrBucketsImmutable, kind{fiber.StatusConflict, "buckets_immutable", "Bucket count cannot change"}},
 	{reservation.ErrIdempotencyKeyReused, kind{fiber.StatusUnprocessableEntity, "idempotency_key_reused", "Idempotency key reused"}},
 	{reservation.ErrRecovering, kind{fiber.StatusServiceUnavailable, "recovering", "Item recovering"}},
 	{reservation.ErrUnavailable, kind{fiber.StatusServiceUnavailable, "unavailable", "Service unavailable"}},

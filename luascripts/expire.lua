@@ -2,13 +2,14 @@
 -- report the item. The sweeper calls it periodically; reads of an item call
 -- it too, so a reader never sees units that are held by an expired hold.
 --
--- KEYS: the item's six keys (see lib.lua).
+-- KEYS: the eight keys of one bucket (see lib.lua).
 -- ARGV[1] the most due holds to settle in this call (bounds the script's run time)
 --
 -- Returns one of:
---   {"ok", stock, available, reserved, sold, per_user_limit, hold_ms, starts_ms,
---    ends_ms, name, created_ms, updated_ms, now_ms, expired_count, more_due}
---       more_due is 1 when due holds remain beyond the limit, else 0
+--   {"ok", <item fields as lib.lua's item_reply>, expired_count, more_due, transfers_out}
+--       more_due is 1 when due holds remain beyond the limit, else 0;
+--       transfers_out counts this bucket's transfers not yet known to have
+--       arrived (the sweeper finishes the ones that stay too long)
 --   {"item_not_found"}
 local limit = tonumber(ARGV[1])
 local now = now_ms()
@@ -23,4 +24,5 @@ expire_holds(due, freed, now)
 local out = item_reply('ok', now)
 out[#out + 1] = #due
 out[#out + 1] = more
+out[#out + 1] = redis.call('HLEN', K_XOUT)
 return out

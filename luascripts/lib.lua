@@ -2,20 +2,33 @@
 -- script stays one self-contained EVAL while the record format and the
 -- settling of expired holds are written once.
 --
--- Every script receives the same six keys, all sharing the item's hash tag:
---   KEYS[1] item   hash   stock, available, reserved, sold, per_user_limit,
---                         hold_ms, starts_ms, ends_ms, name, created_ms, updated_ms
+-- Every script receives the same eight keys of one bucket, all sharing its
+-- hash tag. An item is one bucket (tag = SKU) unless it was created with
+-- buckets > 1: then its stock is spread over that many buckets, the first
+-- (the head, tag = SKU) holding the offer and the item's total, the others
+-- tagged "SKU~N" so they land on other slots. Each bucket keeps its own
+-- available + reserved + sold == stock, and the buckets' stocks plus the
+-- units in transit between them add up to the head's total.
+--   KEYS[1] item   hash   stock (this bucket's share), available, reserved, sold,
+--                         per_user_limit, hold_ms, starts_ms, ends_ms, name,
+--                         created_ms, updated_ms, rev, buckets (absent: 1),
+--                         total (head only; absent: stock)
 --   KEYS[2] holds  zset   reservation id -> expires_ms, pending holds only
 --   KEYS[3] users  hash   user id -> units held or bought (pending + confirmed)
 --   KEYS[4] res    hash   reservation id -> record (see encode)
 --   KEYS[5] idem   hash   "<len(user)>:<user>:<key>" -> reservation id
 --   KEYS[6] outbox stream  every change, appended by the script that makes it
 --                          (see emit_res, emit_item); the syncer copies it to SQL
+--   KEYS[7] xout   hash   transfer id -> "to_bucket|units|created_ms": units taken
+--                         out of this bucket and not yet known to have arrived
+--   KEYS[8] xin    zset   transfer id -> received_ms: transfers already received,
+--                         so a transfer delivered twice counts once
 --
 -- Scripts read and check everything first and write last: Redis never rolls
 -- a script back, so a check that fails after a write would leave half a change.
 
 local K_ITEM, K_HOLDS, K_USERS, K_RES, K_IDEM, K_OUT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local K_XOUT, K_XIN = KEYS[7], KEYS[8]
 
 -- Redis's clock is the only clock: every instance sees the same expiry.
 local function now_ms()
@@ -63,13 +76,28 @@ end
 
 -- Unset fields come back as "" so a reply never carries Lua false (nil to
 -- the client, and a hole that would cut the array short).
+-- {code, stock, available, reserved, sold, per_user_limit, hold_ms,
+--  starts_ms, ends_ms, name, created_ms, updated_ms, now_ms, buckets, total}
+-- stock is this bucket's share; total the item's (the head's total field,
+-- else the share: an item of one bucket).
 local function item_reply(code, now)
   local f = redis.call('HMGET', K_ITEM, 'stock', 'available', 'reserved', 'sold', 'per_user_limit',
-                       'hold_ms', 'starts_ms', 'ends_ms', 'name', 'created_ms', 'updated_ms')
+                       'hold_ms', 'starts_ms', 'ends_ms', 'name', 'created_ms', 'updated_ms',
+                       'buckets', 'total')
   local out = { code }
   for i = 1, 11 do out[i + 1] = f[i] or '' end
   out[13] = now
+  out[14] = f[12] or '1'
+  out[15] = f[13] or f[1] or ''
   return out
+end
+
+-- How long until the first pending hold after the skip due ones falls due
+-- (its units may come back), -1 when none is pending.
+local function next_due_in(skip, now)
+  local h = redis.call('ZRANGE', K_HOLDS, int(skip), int(skip), 'WITHSCORES')
+  if h[2] then return math.max(0, tonumber(h[2]) - now) end
+  return -1
 end
 
 -- Read phase of settling: the pending holds that are due, decoded, and the
@@ -100,13 +128,14 @@ local function emit_res(r, idem, rec)
   redis.call('XADD', K_OUT, '*', 'k', 'res', 'id', r.id, 'rec', rec or encode(r), 'idem', idem or '')
 end
 
--- Item entries carry the offer and its revision ("rev" grows by one per
+-- Item entries (the head's only) carry the offer and its revision ("rev" grows by one per
 -- seed); the syncer keeps the highest revision it has seen.
 local function emit_item()
-  local f = redis.call('HMGET', K_ITEM, 'rev', 'stock', 'per_user_limit', 'hold_ms', 'starts_ms',
-                       'ends_ms', 'name', 'created_ms', 'updated_ms')
+  local f = redis.call('HMGET', K_ITEM, 'rev', 'total', 'per_user_limit', 'hold_ms', 'starts_ms',
+                       'ends_ms', 'name', 'created_ms', 'updated_ms', 'buckets')
   redis.call('XADD', K_OUT, '*', 'k', 'item', 'rev', f[1], 'stock', f[2], 'limit', f[3], 'hold', f[4],
-             'starts', f[5] or '', 'ends', f[6] or '', 'name', f[7], 'created', f[8], 'updated', f[9])
+             'starts', f[5] or '', 'ends', f[6] or '', 'name', f[7], 'created', f[8], 'updated', f[9],
+             'buckets', f[10] or '1')
 end
 
 -- Whether due holds remain beyond the ones due_holds returned (it stopped

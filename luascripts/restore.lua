@@ -6,12 +6,15 @@
 -- two instances rebuilding the same item at once write the same thing.
 -- Nothing is appended to the outbox: the record already holds all of it.
 --
--- KEYS: the item's six keys (see lib.lua).
+-- KEYS: the eight keys of one bucket (see lib.lua).
 -- ARGV[1] "records": then ARGV[2..] are triples (reservation id, record as
 --         encode() writes it, idempotency field or "")
--- ARGV[1] "item": then ARGV[2..12] stock, per_user_limit, hold_ms, starts_ms
---         or "", ends_ms or "", name, created_ms, updated_ms, rev, reserved, sold;
---         reserved and sold are the sums the "records" calls returned
+-- ARGV[1] "item": then ARGV[2..14] stock, per_user_limit, hold_ms, starts_ms
+--         or "", ends_ms or "", name, created_ms, updated_ms, rev, reserved, sold,
+--         total, buckets; reserved and sold are the sums the "records" calls
+--         returned; stock is this bucket's share, total the item's (equal for
+--         an item of one bucket). The store restores the head last: its
+--         existence is what tells buyers the item is back.
 --
 -- Returns one of:
 --   {"ok", records_written, pending_units, confirmed_units}   for "records"; a
@@ -47,10 +50,15 @@ if ARGV[1] == 'records' then
 end
 
 local stock, reserved, sold = tonumber(ARGV[2]), tonumber(ARGV[11]), tonumber(ARGV[12])
+local total = tonumber(ARGV[13]) -- nil on a bucket other than the head
 -- A restock that Redis took but the record never saw can leave the recorded
 -- stock below what is committed; the committed units win.
-if stock < reserved + sold then stock = reserved + sold end
-redis.call('HSET', K_ITEM, 'stock', stock, 'available', stock - reserved - sold,
+if stock < reserved + sold then
+  if total then total = total + reserved + sold - stock end
+  stock = reserved + sold
+end
+if total then redis.call('HSET', K_ITEM, 'total', total) end
+redis.call('HSET', K_ITEM, 'stock', stock, 'buckets', ARGV[14], 'available', stock - reserved - sold,
            'reserved', reserved, 'sold', sold, 'per_user_limit', ARGV[3], 'hold_ms', ARGV[4],
            'name', ARGV[7], 'created_ms', ARGV[8], 'updated_ms', ARGV[9], 'rev', ARGV[10])
 if ARGV[5] ~= '' then redis.call('HSET', K_ITEM, 'starts_ms', ARGV[5]) end

@@ -30,6 +30,15 @@ var reservation string
 //go:embed restore.lua
 var restore string
 
+//go:embed bucket.lua
+var bucket string
+
+//go:embed take.lua
+var take string
+
+//go:embed give.lua
+var give string
+
 //go:embed ack.lua
 var ack string
 
@@ -49,6 +58,9 @@ func Expire() Source      { return join(expire) }
 func Seed() Source        { return join(seed) }
 func Reservation() Source { return join(reservation) }
 func Restore() Source     { return join(restore) }
+func Bucket() Source      { return join(bucket) }
+func Take() Source        { return join(take) }
+func Give() Source        { return join(give) }
 
 // Ack works on the outbox keys only, so it stands alone without lib.lua.
 func Ack() Source { return Source(ack) }

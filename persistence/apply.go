@@ -102,7 +102,7 @@ func merge(changes []reservation.Change) ([]itemRow, []reservationRow) {
 // MySQL applies ON DUPLICATE KEY assignments left to right, each seeing the
 // ones before, so rev is assigned last.
 func (db *DB) itemUpsert() clause.OnConflict {
-	cols := []string{"name", "stock", "per_user_limit", "hold_ms", "starts_at", "ends_at", "updated_at"}
+	cols := []string{"name", "stock", "per_user_limit", "hold_ms", "starts_at", "ends_at", "buckets", "updated_at"}
 	return db.upsert("sku", "items", "rev", cols)
 }
 
@@ -149,7 +149,7 @@ func toItemRow(it reservation.ItemRecord) itemRow {
 	return itemRow{
 		SKU: it.SKU, Name: it.Name, Stock: it.Stock, PerUserLimit: it.PerUserLimit,
 		HoldMS: it.Hold.Milliseconds(), StartsAt: optional(it.StartsAt), EndsAt: optional(it.EndsAt),
-		Rev: it.Rev, CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt,
+		Buckets: max(it.Buckets, 1), Rev: it.Rev, CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt,
 	}
 }
 

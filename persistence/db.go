@@ -29,6 +29,7 @@ type itemRow struct {
 	HoldMS       int64      `gorm:"column:hold_ms;not null"`
 	StartsAt     *time.Time `gorm:"precision:3"`
 	EndsAt       *time.Time `gorm:"precision:3"`
+	Buckets      int        `gorm:"not null;default:1"`
 	Rev          int64      `gorm:"not null"`
 	CreatedAt    time.Time  `gorm:"precision:3;not null;autoCreateTime:false"`
 	UpdatedAt    time.Time  `gorm:"precision:3;not null;autoUpdateTime:false"`

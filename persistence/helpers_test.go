@@ -113,7 +113,7 @@ func settled(c reservation.Change, st reservation.Status, ms int64) reservation.
 func offer(sku string, rev, stock int64, name string) reservation.Change {
 	return reservation.Change{Item: &reservation.ItemRecord{
 		ItemSpec: reservation.ItemSpec{
-			SKU: sku, Name: name, Stock: stock, PerUserLimit: 2, Hold: 10 * time.Minute,
+			SKU: sku, Name: name, Stock: stock, PerUserLimit: 2, Hold: 10 * time.Minute, Buckets: 1,
 		},
 		Rev: rev, CreatedAt: at(0), UpdatedAt: at(rev * 1000),
 	}}

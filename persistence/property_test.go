@@ -49,6 +49,7 @@ func drawHistory(t *rapid.T, ns string) history {
 					Stock:        rapid.Int64Range(0, 1000).Draw(t, "stock"),
 					PerUserLimit: rapid.IntRange(1, 10).Draw(t, "limit"),
 					Hold:         time.Duration(rapid.IntRange(1, 3600).Draw(t, "hold seconds")) * time.Second,
+					Buckets:      1,
 				},
 				Rev: rev, CreatedAt: at(createdMS), UpdatedAt: at(createdMS + rev*1000),
 			}

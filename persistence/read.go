@@ -153,7 +153,7 @@ func fromItemRow(it itemRow) reservation.ItemRecord {
 	rec := reservation.ItemRecord{
 		ItemSpec: reservation.ItemSpec{
 			SKU: it.SKU, Name: it.Name, Stock: it.Stock, PerUserLimit: it.PerUserLimit,
-			Hold: time.Duration(it.HoldMS) * time.Millisecond,
+			Hold: time.Duration(it.HoldMS) * time.Millisecond, Buckets: max(it.Buckets, 1),
 		},
 		Rev: it.Rev, CreatedAt: it.CreatedAt.UTC(), UpdatedAt: it.UpdatedAt.UTC(),
 	}

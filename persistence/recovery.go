@@ -20,7 +20,7 @@ type Restorer interface {
 	// missing: the store is new or has lost its data.
 	MarkEpoch(ctx context.Context, epoch int64) (bool, error)
 	// Unsynced returns the item's outbox changes not yet in the record.
-	Unsynced(ctx context.Context, sku string) ([]reservation.Change, error)
+	Unsynced(ctx context.Context, sku string, buckets int) ([]reservation.Change, error)
 }
 
 // Recoverer notices items that Redis lost and rebuilds them from the record.
@@ -213,7 +213,7 @@ func (r *Recoverer) rebuild(ctx context.Context, sku string) error {
 		if err == nil {
 			// The outbox shares the item's slot, so it is usually lost with
 			// it; whatever survived is newer than the record and goes in too.
-			unsynced, err = r.Store.Unsynced(ctx, sku)
+			unsynced, err = r.Store.Unsynced(ctx, sku, snap.Item.Buckets)
 		}
 		if err == nil {
 			snap = withChanges(snap, unsynced)

@@ -472,7 +472,7 @@ func (w *workload) checkRecord(t *testing.T) int {
 		want := reservation.ItemRecord{
 			ItemSpec: reservation.ItemSpec{
 				SKU: sku, Name: spec.Name, Stock: spec.Stock, PerUserLimit: spec.PerUserLimit, Hold: spec.Hold,
-				StartsAt: utc(spec.StartsAt), EndsAt: utc(spec.EndsAt),
+				StartsAt: utc(spec.StartsAt), EndsAt: utc(spec.EndsAt), Buckets: max(spec.Buckets, 1),
 			},
 			Rev: w.revs[sku], CreatedAt: item.CreatedAt, UpdatedAt: item.UpdatedAt,
 		}

@@ -18,7 +18,7 @@ func TestWithChanges(t *testing.T) {
 	}
 	item := func(rev, stock int64) reservation.ItemRecord {
 		return reservation.ItemRecord{ItemSpec: reservation.ItemSpec{SKU: "s", Name: "n", Stock: stock, PerUserLimit: 1,
-			Hold: time.Hour}, Rev: rev, CreatedAt: t0, UpdatedAt: t0.Add(time.Duration(rev) * time.Second)}
+			Hold: time.Hour, Buckets: 1}, Rev: rev, CreatedAt: t0, UpdatedAt: t0.Add(time.Duration(rev) * time.Second)}
 	}
 	pending, confirmed := res("a", reservation.StatusPending, 0), res("b", reservation.StatusConfirmed, time.Second)
 	snap := reservation.Snapshot{Item: item(2, 10), Reservations: []reservation.RecordedReservation{

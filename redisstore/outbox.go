@@ -265,18 +265,19 @@ func (o *Outbox) ensureGroups(ctx context.Context, skus []string) error {
 
 // Ack acknowledges and deletes entries, one script per item.
 func (o *Outbox) Ack(ctx context.Context, entries []reservation.OutboxEntry) error {
-	bySKU := map[string][]any{}
+	byBucket := map[string][]any{}
 	var order []string
 	for _, e := range entries {
-		if _, ok := bySKU[e.SKU]; !ok {
-			order = append(order, e.SKU)
-			bySKU[e.SKU] = []any{SyncGroup, "ack"}
+		b := entryBucket(e)
+		if _, ok := byBucket[b]; !ok {
+			order = append(order, b)
+			byBucket[b] = []any{SyncGroup, "ack"}
 		}
-		bySKU[e.SKU] = append(bySKU[e.SKU], e.ID)
+		byBucket[b] = append(byBucket[b], e.ID)
 	}
 	calls := make([]call, len(order))
-	for i, sku := range order {
-		calls[i] = call{keys: o.store.outboxKeys(sku), args: bySKU[sku]}
+	for i, b := range order {
+		calls[i] = call{keys: o.store.outboxKeys(b), args: byBucket[b]}
 	}
 	for i, res := range o.store.runMany(ctx, ackScript, calls) {
 		if _, err := reply(res.val, res.err); err != nil {
@@ -288,12 +289,20 @@ func (o *Outbox) Ack(ctx context.Context, entries []reservation.OutboxEntry) err
 
 // Fail counts an attempt; at MaxTries the entry goes to the dead letters.
 func (o *Outbox) Fail(ctx context.Context, e reservation.OutboxEntry, reason string) (bool, error) {
-	rep, err := reply(ackScript.Run(ctx, o.store.client, o.store.outboxKeys(e.SKU),
+	rep, err := reply(ackScript.Run(ctx, o.store.client, o.store.outboxKeys(entryBucket(e)),
 		SyncGroup, "try", e.ID, reason, o.opt.MaxTries).Result())
 	if err != nil {
 		return false, fmt.Errorf("redisstore: count try of %s: %w", e.ID, err)
 	}
 	return rep.code() == "dead", nil
+}
+
+// entryBucket is the bucket whose outbox holds e.
+func entryBucket(e reservation.OutboxEntry) string {
+	if e.Bucket != "" {
+		return e.Bucket
+	}
+	return e.SKU
 }
 
 // Backlog sums the unsynced entries of every item's outbox. Acknowledged
@@ -342,13 +351,24 @@ func (s *Store) Backlog(ctx context.Context) (reservation.Backlog, error) {
 	return b, nil
 }
 
-// ItemBacklog is the number of unsynced entries of one item.
+// ItemBacklog is the number of unsynced entries of one item, over its buckets.
 func (s *Store) ItemBacklog(ctx context.Context, sku string) (int64, error) {
-	n, err := s.client.XLen(ctx, s.key(sku, "outbox")).Result()
+	n, err := s.client.HGet(ctx, s.key(sku, "item"), "buckets").Int()
+	if errors.Is(err, goredis.Nil) {
+		n, err = 1, nil
+	}
 	if err != nil {
 		return 0, fmt.Errorf("redisstore: backlog of %s: %w", sku, translate(err))
 	}
-	return n, nil
+	var total int64
+	for _, name := range newLayout(sku, max(n, 1)).names {
+		entries, err := s.client.XLen(ctx, s.key(name, "outbox")).Result()
+		if err != nil {
+			return 0, fmt.Errorf("redisstore: backlog of %s: %w", name, translate(err))
+		}
+		total += entries
+	}
+	return total, nil
 }
 
 // entryTime is when Redis appended a stream entry: its id is "<ms>-<seq>".
@@ -369,8 +389,9 @@ func (s *Store) catalog(ctx context.Context) ([]string, error) {
 // parseEntry decodes an outbox entry written by lib.lua's emit_res or
 // emit_item. A malformed entry comes back with Err set, for the syncer to
 // count and eventually park.
-func parseEntry(sku string, m goredis.XMessage) reservation.OutboxEntry {
-	e := reservation.OutboxEntry{SKU: sku, ID: m.ID}
+func parseEntry(bucket string, m goredis.XMessage) reservation.OutboxEntry {
+	sku := bucketSKU(bucket)
+	e := reservation.OutboxEntry{SKU: sku, Bucket: bucket, ID: m.ID}
 	field := func(name string) string {
 		s, _ := m.Values[name].(string)
 		return s
@@ -390,7 +411,7 @@ func parseEntry(sku string, m goredis.XMessage) reservation.OutboxEntry {
 	}
 	if err != nil {
 		e.Change = reservation.Change{}
-		e.Err = fmt.Errorf("outbox entry %s of %s: %w", m.ID, sku, err)
+		e.Err = fmt.Errorf("outbox entry %s of %s: %w", m.ID, bucket, err)
 	}
 	return e
 }
@@ -452,7 +473,14 @@ func decodeItemEntry(sku string, field func(string) string) (reservation.ItemRec
 	var it reservation.ItemRecord
 	var errs [9]error
 	var limit, hold, created, updated int64
-	it.SKU, it.Name = sku, field("name")
+	it.SKU, it.Name, it.Buckets = sku, field("name"), 1
+	if field("buckets") != "" {
+		b, err := num("buckets", 1)
+		if err != nil || b > reservation.MaxBuckets {
+			return it, fmt.Errorf("item field buckets=%q", field("buckets"))
+		}
+		it.Buckets = int(b)
+	}
 	it.Rev, errs[0] = num("rev", 1)
 	it.Stock, errs[1] = num("stock", 0)
 	limit, errs[2] = num("limit", 1)

@@ -45,7 +45,7 @@ func itemEntry(rev int64, it reservation.Item) entry {
 		"k": "item", "rev": strconv.FormatInt(rev, 10), "stock": strconv.FormatInt(it.Stock, 10),
 		"limit": strconv.Itoa(it.PerUserLimit), "hold": strconv.FormatInt(it.Hold.Milliseconds(), 10),
 		"starts": optMS(it.StartsAt), "ends": optMS(it.EndsAt), "name": it.Name,
-		"created": ms(it.CreatedAt), "updated": ms(it.UpdatedAt),
+		"created": ms(it.CreatedAt), "updated": ms(it.UpdatedAt), "buckets": strconv.Itoa(max(it.Buckets, 1)),
 	}
 }
 
@@ -531,7 +531,7 @@ func bySKU(entries []reservation.OutboxEntry) map[string][]reservation.OutboxEnt
 func itemRecord(rev int64, it reservation.Item) reservation.ItemRecord {
 	return reservation.ItemRecord{
 		ItemSpec: reservation.ItemSpec{SKU: it.SKU, Name: it.Name, Stock: it.Stock, PerUserLimit: it.PerUserLimit,
-			Hold: it.Hold, StartsAt: it.StartsAt, EndsAt: it.EndsAt},
+			Hold: it.Hold, StartsAt: it.StartsAt, EndsAt: it.EndsAt, Buckets: max(it.Buckets, 1)},
 		Rev: rev, CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt,
 	}
 }
@@ -724,7 +724,7 @@ func TestOutboxParse(t *testing.T) {
 				"starts", "1000", "ends", "2000", "name", "Phone | X", "created", "500", "updated", "600"},
 			want: reservation.Change{Item: &reservation.ItemRecord{
 				ItemSpec: reservation.ItemSpec{SKU: "a", Name: "Phone | X", Stock: 10, PerUserLimit: 2,
-					Hold: time.Minute, StartsAt: at(1000), EndsAt: at(2000)},
+					Hold: time.Minute, StartsAt: at(1000), EndsAt: at(2000), Buckets: 1},
 				Rev: 3, CreatedAt: at(500), UpdatedAt: at(600),
 			}},
 		},
@@ -733,7 +733,7 @@ func TestOutboxParse(t *testing.T) {
 			fields: []any{"k", "item", "rev", "1", "stock", "0", "limit", "1", "hold", "1000",
 				"starts", "", "ends", "", "name", "", "created", "0", "updated", "0"},
 			want: reservation.Change{Item: &reservation.ItemRecord{
-				ItemSpec: reservation.ItemSpec{SKU: "a", PerUserLimit: 1, Hold: time.Second},
+				ItemSpec: reservation.ItemSpec{SKU: "a", PerUserLimit: 1, Hold: time.Second, Buckets: 1},
 				Rev:      1, CreatedAt: at(0), UpdatedAt: at(0),
 			}},
 		},
@@ -1009,7 +1009,7 @@ func TestOutboxRecreatesLostGroup(t *testing.T) {
 func TestUnsynced(t *testing.T) {
 	s := newMiniStore(t)
 	ctx := context.Background()
-	if got, err := s.Unsynced(ctx, "a"); err != nil || len(got) != 0 {
+	if got, err := s.Unsynced(ctx, "a", 1); err != nil || len(got) != 0 {
 		t.Fatalf("Unsynced of nothing = %+v, %v", got, err)
 	}
 	seed := mustSeed(t, s, itemSpec("a", 5, 1))
@@ -1020,7 +1020,7 @@ func TestUnsynced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Unsynced(ctx, "a")
+	got, err := s.Unsynced(ctx, "a", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1034,7 +1034,7 @@ func TestUnsynced(t *testing.T) {
 	if err := o.Ack(ctx, mustRead(t, o, 10)); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.Unsynced(ctx, "a"); err != nil || len(got) != 0 {
+	if got, err := s.Unsynced(ctx, "a", 1); err != nil || len(got) != 0 {
 		t.Fatalf("Unsynced after Ack = %+v, %v", got, err)
 	}
 }

@@ -85,7 +85,45 @@ func pipelined(ctx context.Context, client goredis.UniversalClient, calls []call
 	if len(noscript) > 0 {
 		send(noscript, true)
 	}
+	retryTryAgain(ctx, out, func(again []int) { send(again, true) })
 	return out
+}
+
+// tryAgainBackoff is the pause before each resend of calls that met
+// TRYAGAIN: about one second in all.
+var tryAgainBackoff = []time.Duration{
+	5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond,
+	80 * time.Millisecond, 160 * time.Millisecond, 200 * time.Millisecond, 200 * time.Millisecond, 200 * time.Millisecond,
+}
+
+// retryTryAgain resends the calls of out that met TRYAGAIN, after a pause,
+// until none does or tryAgainBackoff runs out. On a Redis Cluster a script
+// whose slot is migrating answers TRYAGAIN while its keys are split between
+// the two nodes or some of them do not exist (an item without idempotency
+// keys yet), that is until the migration of the slot ends, milliseconds
+// later. go-redis retries it for a lone command but not in a pipeline,
+// where it would reach the buyer as a 503. Nothing ran: resending is safe.
+// resend sends EVAL, as the other node may not have the script cached.
+func retryTryAgain(ctx context.Context, out []result, resend func(again []int)) {
+	for _, pause := range tryAgainBackoff {
+		var again []int
+		for i, r := range out {
+			if goredis.HasErrorPrefix(r.err, "TRYAGAIN") {
+				again = append(again, i)
+			}
+		}
+		if len(again) == 0 {
+			return
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		resend(again)
+	}
 }
 
 // runSettled is runMany for scripts that may answer "more_due" (reserve,
@@ -169,14 +207,16 @@ func (r scriptReply) unexpected(op string) error {
 	return fmt.Errorf("redisstore: %s: unexpected script reply %v", op, []any(r))
 }
 
-// item reads the item layout of lib.lua's item_reply.
+// item reads the item layout of lib.lua's item_reply. Stock is the item's
+// total; the counters are the bucket's own (the whole item's when it has one).
 func (r scriptReply) item(sku string) (reservation.Item, error) {
-	if len(r) < 13 {
+	if len(r) < 15 {
 		return reservation.Item{}, r.unexpected("item")
 	}
 	return reservation.Item{
 		SKU:          sku,
-		Stock:        r.int(1),
+		Stock:        r.int(14),
+		Buckets:      int(r.int(13)),
 		Available:    r.int(2),
 		Reserved:     r.int(3),
 		Sold:         r.int(4),

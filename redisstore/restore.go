@@ -2,8 +2,10 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -17,12 +19,59 @@ const restoreChunk = 500
 // Restore rebuilds an item that Redis lost from the durable record's
 // snapshot. It reports restored=false when the item exists (someone else
 // restored it first, or it was never lost): live state is never overwritten.
+//
+// An item with buckets is rebuilt bucket by bucket, each from the
+// reservations whose ids name it, the head last (buyers find the item
+// through the head). A rebuilt bucket holds only its committed units; the
+// head gets the rest of the total, less what buckets that survived hold or
+// have in transit, so no unit is counted twice.
 func (s *Store) Restore(ctx context.Context, snap reservation.Snapshot) (bool, error) {
 	sku := snap.Item.SKU
-	keys := s.keys(sku)
+	l := newLayout(sku, max(snap.Item.Buckets, 1))
+	byBucket := map[string][]reservation.RecordedReservation{}
+	for _, r := range snap.Reservations {
+		b := idBucket(r.ID)
+		byBucket[b] = append(byBucket[b], r)
+	}
+	// The catalogue first, as in seeding: the sweeper and the syncer find
+	// buckets through it.
+	members := make([]any, l.n())
+	for i, name := range l.names {
+		members[i] = name
+	}
+	if err := s.client.SAdd(ctx, s.catalogKey(), members...).Err(); err != nil {
+		return false, fmt.Errorf("redisstore: restore %s: %w", sku, translate(err))
+	}
+	var others int64
+	for _, name := range l.names[1:] {
+		held, err := s.restoreBucket(ctx, name, snap.Item, byBucket[name], -1, "")
+		if err != nil {
+			return false, err
+		}
+		others += held
+	}
+	it := snap.Item
+	restored := false
+	_, err := s.restoreBucket(ctx, sku, it, byBucket[sku], it.Stock-others, strconv.FormatInt(it.Stock, 10))
+	if errors.Is(err, errRestored) {
+		restored, err = true, nil
+	}
+	return restored, err
+}
+
+// errRestored marks restoreBucket having rebuilt the bucket.
+var errRestored = errors.New("restored")
+
+// restoreBucket rebuilds one bucket unless it exists, and returns the units
+// it holds: its stock and what it has in transit when it survived, its
+// committed units when rebuilt. share < 0 gives a rebuilt bucket exactly its
+// committed units; total is the head's total, "" for the other buckets.
+func (s *Store) restoreBucket(ctx context.Context, bucket string, it reservation.ItemRecord,
+	recs []reservation.RecordedReservation, share int64, total string) (int64, error) {
+	keys := s.keys(bucket)
 	var reserved, sold int64
-	for lo := 0; lo < len(snap.Reservations); lo += restoreChunk {
-		part := snap.Reservations[lo:min(lo+restoreChunk, len(snap.Reservations))]
+	for lo := 0; lo < len(recs) || lo == 0; lo += restoreChunk {
+		part := recs[lo:min(lo+restoreChunk, len(recs))]
 		args := make([]any, 0, 1+3*len(part))
 		args = append(args, "records")
 		for _, r := range part {
@@ -30,37 +79,55 @@ func (s *Store) Restore(ctx context.Context, snap reservation.Snapshot) (bool, e
 		}
 		rep, err := reply(s.restore.Run(ctx, s.client, keys, args...).Result())
 		if err != nil {
-			return false, fmt.Errorf("redisstore: restore %s: %w", sku, err)
+			return 0, fmt.Errorf("redisstore: restore %s: %w", bucket, err)
 		}
 		switch rep.code() {
 		case "exists":
-			return false, nil
+			return s.held(ctx, bucket)
 		case "ok":
 			reserved += rep.int(2)
 			sold += rep.int(3)
 		default:
-			return false, rep.unexpected("restore")
+			return 0, rep.unexpected("restore")
 		}
 	}
-	it := snap.Item
-	// The catalogue first, as in seeding: the sweeper and the syncer find
-	// items through it.
-	if err := s.client.SAdd(ctx, s.catalogKey(), sku).Err(); err != nil {
-		return false, fmt.Errorf("redisstore: restore %s: %w", sku, translate(err))
+	if share < 0 {
+		share = reserved + sold
 	}
 	rep, err := reply(s.restore.Run(ctx, s.client, keys, "item",
-		it.Stock, it.PerUserLimit, it.Hold.Milliseconds(), optionalMillis(it.StartsAt), optionalMillis(it.EndsAt),
-		it.Name, it.CreatedAt.UnixMilli(), it.UpdatedAt.UnixMilli(), it.Rev, reserved, sold).Result())
+		share, it.PerUserLimit, it.Hold.Milliseconds(), optionalMillis(it.StartsAt), optionalMillis(it.EndsAt),
+		it.Name, it.CreatedAt.UnixMilli(), it.UpdatedAt.UnixMilli(), it.Rev, reserved, sold,
+		total, max(it.Buckets, 1)).Result())
 	if err != nil {
-		return false, fmt.Errorf("redisstore: restore %s: %w", sku, err)
+		return 0, fmt.Errorf("redisstore: restore %s: %w", bucket, err)
 	}
 	switch rep.code() {
 	case "restored":
-		return true, nil
+		return max(share, reserved+sold), errRestored
 	case "exists":
-		return false, nil
+		return s.held(ctx, bucket)
 	}
-	return false, rep.unexpected("restore")
+	return 0, rep.unexpected("restore")
+}
+
+// held is the units a live bucket accounts for: its stock and its
+// transfers out that may not have arrived yet.
+func (s *Store) held(ctx context.Context, bucket string) (int64, error) {
+	stock, err := s.client.HGet(ctx, s.key(bucket, "item"), "stock").Int64()
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return 0, fmt.Errorf("redisstore: restore %s: %w", bucket, translate(err))
+	}
+	out, err := s.client.HVals(ctx, s.key(bucket, "xout")).Result()
+	if err != nil {
+		return 0, fmt.Errorf("redisstore: restore %s: %w", bucket, translate(err))
+	}
+	for _, rec := range out {
+		if parts := strings.Split(rec, "|"); len(parts) == 3 {
+			n, _ := strconv.ParseInt(parts[1], 10, 64)
+			stock += n
+		}
+	}
+	return stock, nil
 }
 
 // Missing returns the skus whose item Redis does not hold.
@@ -100,18 +167,20 @@ func (s *Store) MarkEpoch(ctx context.Context, epoch int64) (bool, error) {
 	return set, nil
 }
 
-// Unsynced returns the changes in the item's outbox that the syncers have
-// not acknowledged yet: what the record is missing. Entries that cannot be
-// parsed are skipped (the syncer parks them).
-func (s *Store) Unsynced(ctx context.Context, sku string) ([]reservation.Change, error) {
-	msgs, err := s.client.XRange(ctx, s.key(sku, "outbox"), "-", "+").Result()
-	if err != nil {
-		return nil, fmt.Errorf("redisstore: outbox of %s: %w", sku, translate(err))
-	}
-	out := make([]reservation.Change, 0, len(msgs))
-	for _, m := range msgs {
-		if e := parseEntry(sku, m); e.Err == nil {
-			out = append(out, e.Change)
+// Unsynced returns the changes in the outboxes of the item's buckets that
+// the syncers have not acknowledged yet: what the record is missing. Entries
+// that cannot be parsed are skipped (the syncer parks them).
+func (s *Store) Unsynced(ctx context.Context, sku string, buckets int) ([]reservation.Change, error) {
+	var out []reservation.Change
+	for _, name := range newLayout(sku, max(buckets, 1)).names {
+		msgs, err := s.client.XRange(ctx, s.key(name, "outbox"), "-", "+").Result()
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: outbox of %s: %w", name, translate(err))
+		}
+		for _, m := range msgs {
+			if e := parseEntry(name, m); e.Err == nil {
+				out = append(out, e.Change)
+			}
 		}
 	}
 	return out, nil

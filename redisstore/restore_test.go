@@ -33,7 +33,7 @@ func restoredItem(t0 time.Time, stock int64) reservation.ItemRecord {
 	return reservation.ItemRecord{
 		ItemSpec: reservation.ItemSpec{
 			SKU: "r", Name: "Restored item", Stock: stock, PerUserLimit: 3, Hold: 10 * time.Minute,
-			StartsAt: t0.Add(-time.Hour), EndsAt: t0.Add(time.Hour),
+			StartsAt: t0.Add(-time.Hour), EndsAt: t0.Add(time.Hour), Buckets: 1,
 		},
 		Rev: 4, CreatedAt: t0.Add(-2 * time.Hour), UpdatedAt: t0.Add(-90 * time.Minute),
 	}
@@ -104,7 +104,7 @@ func wantRestored(t *testing.T, s *testStore, snap reservation.Snapshot, want co
 		"reserved": strconv.FormatInt(want.Reserved, 10), "sold": strconv.FormatInt(want.Sold, 10),
 		"per_user_limit": strconv.Itoa(it.PerUserLimit), "hold_ms": strconv.FormatInt(it.Hold.Milliseconds(), 10),
 		"name": it.Name, "created_ms": ms(it.CreatedAt), "updated_ms": ms(it.UpdatedAt),
-		"rev": strconv.FormatInt(it.Rev, 10),
+		"rev": strconv.FormatInt(it.Rev, 10), "buckets": "1", "total": strconv.FormatInt(want.Stock, 10),
 	}
 	if !it.StartsAt.IsZero() {
 		wantFields["starts_ms"] = ms(it.StartsAt)

@@ -5,6 +5,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -36,7 +37,11 @@ type Store struct {
 	seed    *goredis.Script
 	get     *goredis.Script
 	restore *goredis.Script
+	bucket  *goredis.Script
+	take    *goredis.Script
+	give    *goredis.Script
 	co      *coalescer // nil: every call on its own connection
+	layouts layouts
 }
 
 var _ reservation.Store = (*Store)(nil)
@@ -57,6 +62,9 @@ func New(ctx context.Context, client goredis.UniversalClient, prefix string, opt
 		seed:    goredis.NewScript(string(luascripts.Seed())),
 		get:     goredis.NewScript(string(luascripts.Reservation())),
 		restore: goredis.NewScript(string(luascripts.Restore())),
+		bucket:  goredis.NewScript(string(luascripts.Bucket())),
+		take:    goredis.NewScript(string(luascripts.Take())),
+		give:    goredis.NewScript(string(luascripts.Give())),
 	}
 	s.co = newCoalescer(client, DefaultPipelines, DefaultPipelineBatch)
 	for _, opt := range opts {
@@ -94,7 +102,7 @@ func WithPipelines(n, batch int) Option {
 // EVALSHA to EVAL.
 func (s *Store) LoadScripts(ctx context.Context) error {
 	load := func(ctx context.Context, c goredis.Scripter) error {
-		for _, sc := range []*goredis.Script{s.reserve, s.confirm, s.cancel, s.expire, s.seed, s.get, s.restore, ackScript, pruneScript} {
+		for _, sc := range []*goredis.Script{s.reserve, s.confirm, s.cancel, s.expire, s.seed, s.get, s.restore, s.bucket, s.take, s.give, ackScript, pruneScript} {
 			if err := sc.Load(ctx, c).Err(); err != nil {
 				return fmt.Errorf("redisstore: load script: %w", translate(err))
 			}
@@ -107,10 +115,11 @@ func (s *Store) LoadScripts(ctx context.Context) error {
 	return load(ctx, s.client)
 }
 
-// keys returns the item's keys in the order every script expects (see
-// luascripts/lib.lua). The SKU is the hash tag, so they share one slot.
-func (s *Store) keys(sku string) []string {
-	return s.keysOf(sku, "item", "holds", "users", "res", "idem", "outbox")
+// keys returns a bucket's keys in the order every script expects (see
+// luascripts/lib.lua). The bucket's name (the SKU for an item of one
+// bucket) is the hash tag, so they share one slot.
+func (s *Store) keys(bucket string) []string {
+	return s.keysOf(bucket, "item", "holds", "users", "res", "idem", "outbox", "xout", "xin")
 }
 
 // ScriptKeys are the item's keys in the order every item script takes them,
@@ -118,11 +127,15 @@ func (s *Store) keys(sku string) []string {
 // row).
 func (s *Store) ScriptKeys(sku string) []string { return s.keys(sku) }
 
+// Buckets are the names of an item's buckets as a store with this layout
+// names them, the head (the SKU) first: the hash tags of their keys.
+func Buckets(sku string, n int) []string { return newLayout(sku, n).names }
+
 // outboxKeys returns the keys ack.lua expects: outbox, tries, dead letters.
 func (s *Store) outboxKeys(sku string) []string { return s.keysOf(sku, "outbox", "tries", "dead") }
 
-// key is one of the item's keys by name ("item", "outbox", ...).
-func (s *Store) key(sku, name string) string { return s.prefix + ":{" + sku + "}:" + name }
+// key is one of a bucket's keys by name ("item", "outbox", ...).
+func (s *Store) key(bucket, name string) string { return s.prefix + ":{" + bucket + "}:" + name }
 
 func (s *Store) keysOf(sku string, names ...string) []string {
 	out := make([]string, len(names))
@@ -148,7 +161,9 @@ func (s *Store) Seed(ctx context.Context, spec reservation.ItemSpec) (reservatio
 	return results[0], errs[0]
 }
 
-// SeedMany pipelines the specs; each is one script, atomic on its own.
+// SeedMany pipelines the specs; each is one script, atomic on its own. An
+// item with buckets takes a few more steps after its head's script (see
+// seedBuckets), each safe to interrupt.
 func (s *Store) SeedMany(ctx context.Context, specs []reservation.ItemSpec) ([]reservation.SeedResult, []error) {
 	results := make([]reservation.SeedResult, len(specs))
 	errs := make([]error, len(specs))
@@ -158,9 +173,11 @@ func (s *Store) SeedMany(ctx context.Context, specs []reservation.ItemSpec) ([]r
 		part := specs[lo:hi]
 		// The catalogue is written first: an entry without an item is
 		// harmless to the sweeper, an item missing from it would never be swept.
-		members := make([]any, len(part))
-		for i, spec := range part {
-			members[i] = spec.SKU
+		var members []any
+		for _, spec := range part {
+			for _, name := range newLayout(spec.SKU, max(spec.Buckets, 1)).names {
+				members = append(members, name)
+			}
 		}
 		if err := s.client.SAdd(ctx, s.catalogKey(), members...).Err(); err != nil {
 			for i := range part {
@@ -168,19 +185,120 @@ func (s *Store) SeedMany(ctx context.Context, specs []reservation.ItemSpec) ([]r
 			}
 			continue
 		}
-		calls := make([]call, len(part))
+		var calls []call
+		var idx []int
 		for i, spec := range part {
-			calls[i] = call{keys: s.keys(spec.SKU), args: []any{
-				spec.Stock, spec.PerUserLimit, spec.Hold.Milliseconds(),
-				optionalMillis(spec.StartsAt), optionalMillis(spec.EndsAt), spec.Name, settleLimit,
-				flag(spec.Recorded),
-			}}
+			if spec.Buckets > 1 {
+				if err := s.prepareBuckets(ctx, spec); err != nil {
+					errs[lo+i] = err
+					continue
+				}
+			}
+			idx = append(idx, i)
+			calls = append(calls, call{keys: s.keys(spec.SKU), args: s.seedArgs(spec)})
 		}
-		for i, res := range s.runSettled(ctx, s.seed, calls) {
-			results[lo+i], errs[lo+i] = parseSeed(part[i].SKU, res.val, res.err)
+		if len(calls) == 0 {
+			continue
+		}
+		for j, res := range s.runSettled(ctx, s.seed, calls) {
+			i := idx[j]
+			results[lo+i], errs[lo+i] = s.seedBuckets(ctx, part[i], res)
 		}
 	}
 	return results, errs
+}
+
+func (s *Store) seedArgs(spec reservation.ItemSpec) []any {
+	return []any{
+		spec.Stock, spec.PerUserLimit, spec.Hold.Milliseconds(),
+		optionalMillis(spec.StartsAt), optionalMillis(spec.EndsAt), spec.Name, settleLimit,
+		flag(spec.Recorded), spec.Buckets,
+	}
+}
+
+// prepareBuckets creates the other buckets of an item about to be created
+// with spec.Buckets: empty, and unreachable until the head exists, since
+// buyers learn of them from the head. An existing item is left to the head's
+// script, which refuses a different count.
+func (s *Store) prepareBuckets(ctx context.Context, spec reservation.ItemSpec) error {
+	n, err := s.client.HGet(ctx, s.key(spec.SKU, "item"), "buckets").Int()
+	switch {
+	case err == nil && n != spec.Buckets:
+		return fmt.Errorf("%w: %s has %d", reservation.ErrBucketsImmutable, spec.SKU, n)
+	case err == nil:
+		return nil
+	case !errors.Is(err, goredis.Nil):
+		return fmt.Errorf("redisstore: seed %s: %w", spec.SKU, translate(err))
+	}
+	exists, err := s.client.Exists(ctx, s.key(spec.SKU, "item")).Result()
+	if err != nil {
+		return fmt.Errorf("redisstore: seed %s: %w", spec.SKU, translate(err))
+	}
+	if exists == 1 {
+		return fmt.Errorf("%w: %s has 1", reservation.ErrBucketsImmutable, spec.SKU)
+	}
+	return s.copyOffer(ctx, newLayout(spec.SKU, spec.Buckets), spec)
+}
+
+// copyOffer writes the offer to every bucket but the head (bucket.lua).
+func (s *Store) copyOffer(ctx context.Context, l *layout, spec reservation.ItemSpec) error {
+	calls := make([]call, 0, l.n()-1)
+	for _, name := range l.names[1:] {
+		calls = append(calls, call{keys: s.keys(name), args: []any{spec.PerUserLimit, spec.Hold.Milliseconds(),
+			optionalMillis(spec.StartsAt), optionalMillis(spec.EndsAt), spec.Name, l.n()}})
+	}
+	for i, res := range s.runMany(ctx, s.bucket, calls) {
+		rep, err := reply(res.val, res.err)
+		if err != nil {
+			return fmt.Errorf("redisstore: seed %s: %w", l.names[i+1], err)
+		}
+		if rep.code() == "buckets_immutable" {
+			return fmt.Errorf("%w: %s has %d", reservation.ErrBucketsImmutable, spec.SKU, rep.int(1))
+		}
+	}
+	return nil
+}
+
+// seedBuckets finishes a seed whose head script answered res. For an item
+// with buckets: when the head alone could not cover a smaller total, it
+// gathers every bucket's available units into the head and tries once more;
+// then it copies the offer to the other buckets, spreads the head's
+// available units over them, and reads the whole item.
+func (s *Store) seedBuckets(ctx context.Context, spec reservation.ItemSpec, res result) (reservation.SeedResult, error) {
+	rep, err := reply(res.val, res.err)
+	if err == nil && rep.code() == "stock_below_committed" && rep.int(3) > 1 {
+		l := s.layouts.set(spec.SKU, int(rep.int(3)))
+		if _, _, err := s.gather(ctx, l, spec.SKU, reservation.MaxStock, false); err != nil {
+			return reservation.SeedResult{}, err
+		}
+		res = s.runSettled(ctx, s.seed, []call{{keys: s.keys(spec.SKU), args: s.seedArgs(spec)}})[0]
+		if rep, err := reply(res.val, res.err); err == nil && rep.code() == "stock_below_committed" {
+			it, err := s.Item(ctx, spec.SKU)
+			if err != nil {
+				return reservation.SeedResult{}, err
+			}
+			return reservation.SeedResult{}, fmt.Errorf("%w: %d units are reserved and %d sold",
+				reservation.ErrStockBelowCommitted, it.Reserved, it.Sold)
+		}
+	}
+	out, err := parseSeed(spec.SKU, res.val, res.err)
+	if err != nil || out.Item.Buckets <= 1 {
+		return out, err
+	}
+	l := s.layouts.set(spec.SKU, out.Item.Buckets)
+	spec.Buckets = l.n()
+	if err := s.copyOffer(ctx, l, spec); err != nil {
+		return reservation.SeedResult{}, err
+	}
+	if err := s.spread(ctx, l, out.Item.Available); err != nil {
+		return reservation.SeedResult{}, err
+	}
+	it, err := s.Item(ctx, spec.SKU)
+	if err != nil {
+		return reservation.SeedResult{}, err
+	}
+	out.Item = it
+	return out, nil
 }
 
 func parseSeed(sku string, v any, err error) (reservation.SeedResult, error) {
@@ -195,6 +313,8 @@ func parseSeed(sku string, v any, err error) (reservation.SeedResult, error) {
 	case "stock_below_committed":
 		return reservation.SeedResult{}, fmt.Errorf("%w: %d units are reserved and %d sold",
 			reservation.ErrStockBelowCommitted, rep.int(1), rep.int(2))
+	case "buckets_immutable":
+		return reservation.SeedResult{}, fmt.Errorf("%w: %s has %d", reservation.ErrBucketsImmutable, sku, rep.int(1))
 	case "lost":
 		return reservation.SeedResult{}, fmt.Errorf("redisstore: seed %s: %w", sku, reservation.ErrRecovering)
 	}
@@ -213,10 +333,14 @@ func (s *Store) Item(ctx context.Context, sku string) (reservation.Item, error) 
 		case "ok":
 			// more_due: more holds fell due than one call settles. Go round
 			// again, so the reader never sees units held by expired holds.
-			if rep.int(14) == 1 && round < maxSettleRounds {
+			if rep.int(16) == 1 && round < maxSettleRounds {
 				continue
 			}
-			return rep.item(sku)
+			it, err := rep.item(sku)
+			if err != nil || it.Buckets <= 1 {
+				return it, err
+			}
+			return s.aggregate(ctx, s.layouts.set(sku, it.Buckets), it)
 		case "item_not_found":
 			return reservation.Item{}, reservation.ErrItemNotFound
 		}
@@ -224,25 +348,60 @@ func (s *Store) Item(ctx context.Context, sku string) (reservation.Item, error) 
 	}
 }
 
-// Reserve runs the reserve script.
+// Reserve runs the reserve script in the user's bucket. When that bucket
+// cannot serve the quantity and the item has others, it pulls units from
+// them first: a buyer is refused only when no bucket had the units.
 func (s *Store) Reserve(ctx context.Context, req reservation.ReserveRequest) (reservation.Reservation, bool, error) {
 	idem := ""
 	if req.IdempotencyKey != "" {
 		// The length prefix keeps (user "a:b", key "c") apart from (user "a", key "b:c").
 		idem = strconv.Itoa(len(req.UserID)) + ":" + req.UserID + ":" + req.IdempotencyKey
 	}
-	res := s.runSettled(ctx, s.reserve, []call{{keys: s.keys(req.SKU),
-		args: []any{req.ID, req.UserID, req.Quantity, idem, settleLimit}}})[0]
-	rep, err := reply(res.val, res.err)
-	if err != nil {
-		return reservation.Reservation{}, false, fmt.Errorf("redisstore: reserve %s: %w", req.SKU, err)
+	l := s.layouts.of(req.SKU)
+	nextDue := int64(-1)
+	for attempt := 0; ; attempt++ {
+		bucket := l.home(req.UserID)
+		res := s.runSettled(ctx, s.reserve, []call{{keys: s.keys(bucket),
+			args: []any{bucketID(req.ID, req.SKU, bucket), req.UserID, req.Quantity, idem, settleLimit, l.n()}}})[0]
+		rep, err := reply(res.val, res.err)
+		if err != nil {
+			return reservation.Reservation{}, false, fmt.Errorf("redisstore: reserve %s: %w", req.SKU, err)
+		}
+		const attempts = 4 // a layout to learn, then pulls that others may race
+		switch {
+		case rep.code() == "layout" && attempt < attempts:
+			l = s.layouts.set(req.SKU, int(rep.int(1)))
+			continue
+		case rep.code() == "sold_out" && l.n() > 1 && attempt < attempts:
+			got, due, err := s.gather(ctx, l, bucket, int64(req.Quantity)-rep.int(1), true)
+			if err != nil {
+				return reservation.Reservation{}, false, err
+			}
+			nextDue = minDue(nextDue, due)
+			if got > 0 {
+				continue
+			}
+			nextDue = minDue(nextDue, rep.int(2))
+			rep[2] = nextDue
+		}
+		return s.reserveReply(req.SKU, rep)
 	}
+}
+
+func minDue(a, b int64) int64 {
+	if a < 0 || (b >= 0 && b < a) {
+		return b
+	}
+	return a
+}
+
+func (s *Store) reserveReply(sku string, rep scriptReply) (reservation.Reservation, bool, error) {
 	switch rep.code() {
 	case "created", "replayed":
-		r, err := rep.reservation(req.SKU)
+		r, err := rep.reservation(sku)
 		return r, rep.code() == "replayed", err
 	case "idempotency_key_reused":
-		r, err := rep.reservation(req.SKU)
+		r, err := rep.reservation(sku)
 		if err != nil {
 			return reservation.Reservation{}, false, err
 		}
@@ -287,7 +446,7 @@ func (s *Store) byID(ctx context.Context, sc *goredis.Script, op, id string) (re
 	if !ok {
 		return reservation.Reservation{}, reservation.ErrReservationNotFound
 	}
-	res := s.run(ctx, call{sc: sc, keys: s.keys(sku), args: []any{id}})
+	res := s.run(ctx, call{sc: sc, keys: s.keys(idBucket(id)), args: []any{id}})
 	rep, err := reply(res.val, res.err)
 	if err != nil {
 		return reservation.Reservation{}, fmt.Errorf("redisstore: %s %s: %w", op, id, err)
@@ -338,9 +497,14 @@ func (s *Store) SweepDue(ctx context.Context, batch int) (int, error) {
 				if rep.code() != "ok" {
 					continue // seeded into the catalogue but never created
 				}
-				expired += int(rep.int(13))
-				if rep.int(14) == 1 {
+				expired += int(rep.int(15))
+				if rep.int(16) == 1 {
 					again = append(again, skus[i])
+				}
+				if rep.int(17) > 0 {
+					if err := s.finishTransfers(ctx, skus[i], rep.int(12)); err != nil {
+						return expired, err
+					}
 				}
 			}
 			skus = again

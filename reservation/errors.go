@@ -19,6 +19,7 @@ var (
 	ErrReservationConfirmed = errors.New("reservation confirmed")
 	ErrStockBelowCommitted  = errors.New("stock below committed units")
 	ErrIdempotencyKeyReused = errors.New("idempotency key reused with a different request")
+	ErrBucketsImmutable     = errors.New("an item's bucket count cannot change")
 	// ErrUnavailable: the store could not be reached. For reads and for
 	// refusals nothing changed; a write whose answer was lost may have applied,
 	// which is why the reserve script is idempotent on its ID.

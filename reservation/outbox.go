@@ -28,7 +28,10 @@ type Change struct {
 // OutboxEntry is one outbox entry as a syncer receives it. Err is set when
 // the entry could not be parsed; Change is then empty.
 type OutboxEntry struct {
-	SKU    string
+	SKU string
+	// Bucket is the item's bucket whose outbox holds the entry (the SKU
+	// unless the item's stock is split into buckets).
+	Bucket string
 	ID     string
 	Change Change
 	Err    error

@@ -32,6 +32,7 @@ type Item struct {
 	Hold         time.Duration
 	StartsAt     time.Time // zero: the sale has no start
 	EndsAt       time.Time // zero: the sale has no end
+	Buckets      int       // how many buckets the stock is split over (see ItemSpec.Buckets)
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
 }
@@ -45,6 +46,13 @@ type ItemSpec struct {
 	Hold         time.Duration
 	StartsAt     time.Time
 	EndsAt       time.Time
+	// Buckets splits the stock over this many independent counters (1..64),
+	// so that one item's buyers spread over several Redis shards. It is set
+	// when the item is created and cannot change: every user's holds live in
+	// one bucket, chosen from the user id and the bucket count, which is what
+	// keeps the per-user limit exact. 0 means 1 on creation and "unchanged"
+	// on an update.
+	Buckets int
 	// Recorded is set by the Service, not by the admin: the durable record
 	// already holds the item, so a store without it has lost it and must not
 	// create it afresh (that would sell its held and sold units again).

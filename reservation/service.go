@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -165,7 +166,8 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reservation,
 	})
 	// The store "replays" its own id when a call ran twice (a client retry
 	// after a lost answer): for the buyer this is still the hold just made.
-	if res.replayed && res.r.ID == id {
+	// (A store may prefix the random part with the bucket it chose.)
+	if res.replayed && strings.HasSuffix(res.r.ID, id[len(req.SKU):]) {
 		res.replayed = false
 	}
 	var soldOut *SoldOutError

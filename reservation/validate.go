@@ -17,6 +17,7 @@ const (
 	MaxStock             = 1_000_000_000
 	MaxPerUserLimit      = 1000
 	MaxHold              = 24 * time.Hour
+	MaxBuckets           = 64
 	DefaultPerUserLimit  = 1
 	DefaultHold          = 10 * time.Minute
 )
@@ -60,14 +61,27 @@ func NewID(sku string) (string, error) {
 	return sku + "." + base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
+// BucketSep joins an item's SKU and a bucket's tag into the bucket's name
+// ("sku~17"). SKUs cannot contain it, so a name is never mistaken for a SKU.
+const BucketSep = '~'
+
 // ParseID returns the SKU a reservation id belongs to, or ok=false when id
-// is not of the form NewID makes.
+// is not of the form NewID makes. A store that splits an item into buckets
+// may put the bucket's tag after the SKU ("sku~17.<random>"): the id then
+// names the bucket its hold lives in, and it still parses to the SKU.
 func ParseID(id string) (sku string, ok bool) {
 	dot := strings.LastIndexByte(id, '.')
 	if dot < 0 || len(id)-dot-1 != idRandomLen {
 		return "", false
 	}
 	sku, random := id[:dot], id[dot+1:]
+	if i := strings.IndexByte(sku, BucketSep); i >= 0 {
+		tag := sku[i+1:]
+		if len(tag) == 0 || len(tag) > 9 || !allBytes(tag, func(c byte) bool { return c >= '0' && c <= '9' }) {
+			return "", false
+		}
+		sku = sku[:i]
+	}
 	if !ValidSKU(sku) || !allBytes(random, func(c byte) bool { return isAlnum(c) || c == '-' || c == '_' }) {
 		return "", false
 	}
@@ -85,6 +99,8 @@ func (s ItemSpec) Validate() error {
 		return fmt.Errorf("%w: per_user_limit must be 1..%d", ErrInvalid, MaxPerUserLimit)
 	case s.Hold < time.Second || s.Hold > MaxHold || s.Hold%time.Second != 0:
 		return fmt.Errorf("%w: hold_seconds must be 1..%d", ErrInvalid, int(MaxHold/time.Second))
+	case s.Buckets < 0 || s.Buckets > MaxBuckets:
+		return fmt.Errorf("%w: buckets must be 1..%d", ErrInvalid, MaxBuckets)
 	case len(s.Name) > MaxNameLen || strings.ContainsRune(s.Name, 0):
 		return fmt.Errorf("%w: name must be at most %d bytes", ErrInvalid, MaxNameLen)
 	case !s.StartsAt.IsZero() && !s.EndsAt.IsZero() && !s.EndsAt.After(s.StartsAt):

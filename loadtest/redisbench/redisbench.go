@@ -51,7 +51,8 @@ const (
 	// below it. At a billion, a run of a million calls repeats an id or a
 	// user about 500 times, which verification allows for.
 	randRange = 1_000_000_000
-	// settleLimit is what redisstore passes as the reserve script's ARGV[5].
+	// settleLimit is what redisstore passes as the reserve script's ARGV[5];
+	// ARGV[6] is the item's bucket count, 1 for the benchmark's item.
 	settleLimit = "64"
 	// granted must reach this share of the calls; the rest is what random
 	// ids that came up twice (replayed, nothing taken) can explain.
@@ -202,7 +203,7 @@ func scriptSHA() string {
 // placeholder making the reservation id and the user new on every call. The
 // id has the length of the service's (22 characters after "<sku>.").
 func reserveArgs() []string {
-	return []string{sku + ".__rand_int__0000000000", "u__rand_int__", "1", "", settleLimit}
+	return []string{sku + ".__rand_int__0000000000", "u__rand_int__", "1", "", settleLimit, "1"}
 }
 
 // probe runs the command once, placeholders filled in, and checks that the

@@ -1,0 +1,53 @@
+-- take.lua: the first half of moving units between two buckets of one item:
+-- take available units out of this bucket and record the transfer, until
+-- give.lua has added them to the other bucket and the store deletes the record.
+-- A record that stays (the mover died) is finished by the sweeper, so units
+-- in transit are never lost, only unsellable for that long.
+--
+-- KEYS: the giving bucket's eight keys (see lib.lua).
+-- ARGV[1] transfer id, unique (a retry with the same id takes nothing more)
+-- ARGV[2] the receiving bucket's name
+-- ARGV[3] want: units wanted, >= 1
+-- ARGV[4] "1": take at least half of what is available (a bucket that ran
+--         dry pulls enough not to come back at once), "0": at most want
+-- ARGV[5] how many due holds to settle first
+-- ARGV[6] the item's bucket count as the caller knows it
+--
+-- Returns one of:
+--   {"taken", units}  units > 0 left this bucket (for a retry: the units taken the first time)
+--   {"empty", next_due_in_ms}  nothing available; next_due_in_ms as in reserve.lua
+--   {"more_due"}  as in reserve.lua: call again
+--   {"layout", buckets}  as in reserve.lua
+--   {"item_not_found"}
+local id, to, want, half = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1'
+local settle_limit = tonumber(ARGV[5])
+local now = now_ms()
+
+local f = redis.call('HMGET', K_ITEM, 'available', 'buckets')
+if not f[1] then return { 'item_not_found' } end
+local buckets = tonumber(f[2]) or 1
+if buckets ~= tonumber(ARGV[6]) then return { 'layout', buckets } end
+local prev = redis.call('HGET', K_XOUT, id)
+if prev then return { 'taken', tonumber(string.match(prev, '^[^|]*|(%d+)|')) } end
+
+local due, freed = due_holds(now, settle_limit)
+local available = tonumber(f[1]) + freed
+local n = want
+if half then n = math.max(n, math.ceil(available / 2)) end
+n = math.min(n, available)
+if n < want and more_due(due, settle_limit, now) then
+  expire_holds(due, freed, now)
+  return { 'more_due' }
+end
+if n <= 0 then
+  local due_in = next_due_in(#due, now)
+  expire_holds(due, freed, now)
+  return { 'empty', due_in }
+end
+
+-- Writes only from here on.
+expire_holds(due, freed, now)
+redis.call('HINCRBY', K_ITEM, 'available', int(-n))
+redis.call('HINCRBY', K_ITEM, 'stock', int(-n))
+redis.call('HSET', K_XOUT, id, to .. '|' .. int(n) .. '|' .. int(now))
+return { 'taken', n }
