@@ -387,12 +387,25 @@ func (c *RedisCluster) MoveSlot(t testing.TB, slot int, to string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	if err := c.moveSlot(ctx, slot, to); err != nil {
+	if err := c.moveSlot(ctx, slot, to, 0); err != nil {
 		t.Fatalf("testenv: move slot %d to %s: %v", slot, to, err)
 	}
 }
 
-func (c *RedisCluster) moveSlot(ctx context.Context, slot int, to string) error {
+// MoveSlotPaused is MoveSlot with a pause once the slot is marked migrating
+// and another once its keys are on the target: clients meet the
+// migration's ASK redirections and TRYAGAIN answers for at least twice
+// pause, where MoveSlot's window is a few milliseconds.
+func (c *RedisCluster) MoveSlotPaused(t testing.TB, slot int, to string, pause time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout+2*pause)
+	defer cancel()
+	if err := c.moveSlot(ctx, slot, to, pause); err != nil {
+		t.Fatalf("testenv: move slot %d to %s: %v", slot, to, err)
+	}
+}
+
+func (c *RedisCluster) moveSlot(ctx context.Context, slot int, to string, pause time.Duration) error {
 	src, masters, err := c.masterOf(ctx, slot)
 	if err != nil {
 		return err
@@ -416,6 +429,7 @@ func (c *RedisCluster) moveSlot(ctx context.Context, slot int, to string) error 
 	if err != nil {
 		return err
 	}
+	time.Sleep(pause)
 	for {
 		keys, err := srcC.ClusterGetKeysInSlot(ctx, slot, migrateBatch).Result()
 		if err != nil {
@@ -432,6 +446,7 @@ func (c *RedisCluster) moveSlot(ctx context.Context, slot int, to string) error 
 			return fmt.Errorf("%s: MIGRATE %d keys: %w", src.addr, len(keys), err)
 		}
 	}
+	time.Sleep(pause)
 	// Target, then source, then the others: once the source gives the slot
 	// up it redirects with MOVED, and the target must already serve it.
 	order := []clusterNode{dst, src}

@@ -53,7 +53,21 @@ func TestRedisCluster(t *testing.T) {
 			t.Fatalf("after MoveSlot GET %s:%d = %d, %v", tag, i, got, err)
 		}
 	}
-	rc.MoveSlot(t, slot, from)
+	// Halfway through a paused move, the keys are on the target and the
+	// client reaches them there through ASK.
+	during := make(chan error, 1)
+	go func() {
+		time.Sleep(400 * time.Millisecond)
+		got, err := c.Get(ctx, tag+":0").Int()
+		if err == nil && got != 0 {
+			err = fmt.Errorf("got %d, want 0", got)
+		}
+		during <- err
+	}()
+	rc.MoveSlotPaused(t, slot, from, 300*time.Millisecond)
+	if err := <-during; err != nil {
+		t.Errorf("GET %s:0 during the paused move: %v", tag, err)
+	}
 	rc.MoveSlot(t, slot, from) // a slot already there stays
 	if got := rc.MasterOf(t, slot); got != from {
 		t.Fatalf("after moving back MasterOf(%d) = %s, want %s", slot, got, from)
