@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -405,23 +404,8 @@ func TestRunOnRedisCluster(t *testing.T) {
 		return resp.StatusCode, string(raw)
 	}
 
-	ctx := context.Background()
-	cc := rc.Client(t)
-	onMaster := map[string]string{} // master -> a SKU whose keys it holds
-	for i := 0; len(onMaster) < len(rc.Masters()); i++ {
-		if i == 100 {
-			t.Fatalf("100 SKUs landed on %d masters only", len(onMaster))
-		}
-		sku := "sku-" + strconv.Itoa(i)
-		slot, err := cc.ClusterKeySlot(ctx, "{"+sku+"}").Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if m := rc.MasterOf(t, int(slot)); onMaster[m] == "" {
-			onMaster[m] = sku
-		}
-	}
-	for _, sku := range onMaster {
+	skus := rc.OnEachMaster(t, "sku")
+	for _, sku := range skus {
 		if status, body := call("PUT", "/admin/v1/items/"+sku, `{"stock":2}`); status != http.StatusCreated {
 			t.Fatalf("seed %s: %d %s", sku, status, body)
 		}
@@ -436,7 +420,7 @@ func TestRunOnRedisCluster(t *testing.T) {
 			}
 		}
 	}
-	for _, sku := range onMaster {
+	for _, sku := range skus {
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 			status, body := call("GET", "/admin/v1/items/"+sku+"/audit", "")
 			if status == http.StatusOK && strings.Contains(body, `"in_sync":true`) {
@@ -451,7 +435,7 @@ func TestRunOnRedisCluster(t *testing.T) {
 
 	// `flashsale sync` accepts a cluster too.
 	logs := &syncBuffer{}
-	syncCtx, stopSync := context.WithCancel(ctx)
+	syncCtx, stopSync := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- runSync(syncCtx, env(map[string]string{

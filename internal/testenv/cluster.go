@@ -462,3 +462,37 @@ func (c *RedisCluster) moveSlot(ctx context.Context, slot int, to string, pause 
 	}
 	return nil
 }
+
+// OnEachMaster returns one name per master, in the order of Masters: base
+// followed by "-" and a number, chosen so that the hash tag "{name}" falls
+// in a slot of that master. Tests use them as SKUs to spread items over
+// the whole cluster.
+func (c *RedisCluster) OnEachMaster(t testing.TB, base string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	masters, err := c.masters(ctx, true)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	names := make([]string, len(masters))
+	left := len(masters)
+	cli := c.admin[masters[0].addr]
+	for i := 0; left > 0; i++ {
+		if i == 10_000 {
+			t.Fatalf("testenv: no %s-N of the first 10000 hashes to each of %d masters", base, len(masters))
+		}
+		name := base + "-" + strconv.Itoa(i)
+		slot, err := cli.ClusterKeySlot(ctx, "{"+name+"}").Result()
+		if err != nil {
+			t.Fatalf("testenv: CLUSTER KEYSLOT: %v", err)
+		}
+		for j, m := range masters {
+			if names[j] == "" && overlap(m.slots, [][2]int{{int(slot), int(slot)}}) {
+				names[j] = name
+				left--
+			}
+		}
+	}
+	return names
+}

@@ -22,6 +22,15 @@ func TestRedisCluster(t *testing.T) {
 		t.Fatalf("Masters() = %v, want 3", masters)
 	}
 	c := rc.Client(t)
+	for i, name := range rc.OnEachMaster(t, "item") {
+		slot, err := c.ClusterKeySlot(ctx, "{"+name+"}").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rc.MasterOf(t, int(slot)); got != masters[i] {
+			t.Errorf("OnEachMaster[%d] = %s is on %s, want %s", i, name, got, masters[i])
+		}
+	}
 
 	// Keys of one hash tag live together; pick a tag and fill its slot with
 	// more keys than one MIGRATE batch takes.
