@@ -5,7 +5,7 @@ PKGS    := ./...
 # Integration tests use the Redis at this address (a unique key prefix per run).
 export FLASHSALE_TEST_REDIS_ADDR ?= 127.0.0.1:6379
 
-.PHONY: build run test lint fuzz bench clean
+.PHONY: build run test lint fuzz bench bench-cluster clean
 
 build:
 	$(GO) build -o $(BIN) ./app
@@ -46,6 +46,13 @@ fuzz:
 bench: build
 	$(GO) build -o bin/flashsale-bench ./loadtest/cmd/flashsale-bench
 	./bin/flashsale-bench -flashsale $(BIN) $(BENCHFLAGS)
+
+## bench-cluster: the flash crowd on one item with 1 and 3 stock buckets on a
+## local 3-master Redis Cluster, then the reserve script's rate per shard with
+## shards pinned to cores (loadtest/cluster/bench.sh; about a minute).
+bench-cluster: build
+	$(GO) build -o bin/flashsale-bench ./loadtest/cmd/flashsale-bench
+	loadtest/cluster/bench.sh
 
 clean:
 	rm -rf bin

@@ -58,6 +58,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		stock       = fs.Int64("stock", 0, "units to seed (default: the scenario's)")
 		users       = fs.Int64("users", 0, "distinct users; request i is user i mod users (default: the scenario's; 0 in the scenario means every request a new user)")
 		hold        = fs.Int("hold", 0, "hold seconds of the seeded item (default 600)")
+		buckets     = fs.Int("buckets", 0, "split the seeded item's stock over this many buckets, 1..64 (default: the service's, 1)")
 		confirmPct  = fs.Int("confirm-percent", 0, "share of granted holds confirmed at once (default: the scenario's)")
 		cancelPct   = fs.Int("cancel-percent", 0, "share of granted holds cancelled at once (default: the scenario's)")
 		sku         = fs.String("sku", "", "item to sell (default: a fresh, uniquely named one; a given one must have no reservations)")
@@ -93,7 +94,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if set["cancel-percent"] {
 		sc.CancelPercent = *cancelPct
 	}
-	sc.HoldSeconds, sc.SKU, sc.SyncTimeout, sc.NoSyncCheck = *hold, *sku, *syncTimeout, *noSync
+	sc.HoldSeconds, sc.Buckets, sc.SKU, sc.SyncTimeout, sc.NoSyncCheck = *hold, *buckets, *sku, *syncTimeout, *noSync
 
 	client, err := NewClient(*baseURL, *adminToken, *clients)
 	if err != nil {

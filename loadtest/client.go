@@ -303,12 +303,14 @@ type Audit = httpapi.AuditDocument
 
 // Seed creates or replaces sku with stock units, a per-user limit and a
 // hold time (0 for the service's defaults) through the admin API.
-func (c *Client) Seed(ctx context.Context, sku string, stock int64, perUserLimit int, holdSeconds int) error {
+// buckets 0 leaves the service's default (one bucket).
+func (c *Client) Seed(ctx context.Context, sku string, stock int64, perUserLimit, holdSeconds, buckets int) error {
 	spec := struct {
 		Stock        int64 `json:"stock"`
 		PerUserLimit int   `json:"per_user_limit,omitempty"`
 		HoldSeconds  int   `json:"hold_seconds,omitempty"`
-	}{stock, perUserLimit, holdSeconds}
+		Buckets      int   `json:"buckets,omitempty"`
+	}{stock, perUserLimit, holdSeconds, buckets}
 	body, err := json.Marshal(spec)
 	if err != nil {
 		return err

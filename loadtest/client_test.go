@@ -35,7 +35,7 @@ func TestNewClientRefusesBadURLs(t *testing.T) {
 func TestClient(t *testing.T) {
 	c := newClient(t, startService(t, serviceOpts{}), 4)
 	ctx := testCtx(t)
-	if err := c.Seed(ctx, "tee", 2, 1, 600); err != nil {
+	if err := c.Seed(ctx, "tee", 2, 1, 600, 0); err != nil {
 		t.Fatalf("Seed: %v", err)
 	}
 
@@ -114,7 +114,7 @@ func TestClientAdminToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.CloseIdleConnections()
-	wantStatus(t, c.Seed(testCtx(t), "tee", 1, 0, 0), 401)
+	wantStatus(t, c.Seed(testCtx(t), "tee", 1, 0, 0, 0), 401)
 }
 
 func TestClientTransportError(t *testing.T) {

@@ -30,6 +30,7 @@ type Scenario struct {
 	Stock        int64
 	PerUserLimit int   // 0: 1
 	HoldSeconds  int   // 0: DefaultHoldSeconds
+	Buckets      int   // buckets the item's stock is split over; 0: the service's default (1)
 	Quantity     int   // units per reservation; 0: 1
 	Users        int64 // iteration i is user i mod Users; 0: every iteration a new user
 	// ConfirmPercent and CancelPercent are the shares of granted holds that
@@ -102,6 +103,9 @@ func (sc Scenario) validate() error {
 	}
 	if sc.Users < 0 {
 		errs = append(errs, fmt.Errorf("users must not be negative, got %d", sc.Users))
+	}
+	if sc.Buckets < 0 || sc.Buckets > reservation.MaxBuckets {
+		errs = append(errs, fmt.Errorf("buckets must be 1..%d, got %d", reservation.MaxBuckets, sc.Buckets))
 	}
 	if sc.Quantity < 1 || sc.Quantity > sc.PerUserLimit {
 		errs = append(errs, fmt.Errorf("quantity must be 1..per-user limit (%d), got %d", sc.PerUserLimit, sc.Quantity))
@@ -200,7 +204,7 @@ func RunScenario(ctx context.Context, c *Client, sc Scenario, cfg Config) (Repor
 	if sku == "" {
 		sku = "lt-" + sc.Name + "-" + randomHex(6)
 	}
-	if err := c.Seed(ctx, sku, sc.Stock, sc.PerUserLimit, sc.HoldSeconds); err != nil {
+	if err := c.Seed(ctx, sku, sc.Stock, sc.PerUserLimit, sc.HoldSeconds, sc.Buckets); err != nil {
 		return Report{}, err
 	}
 	// The ledger checks assume the item started untouched.

@@ -176,7 +176,7 @@ func TestVerificationWithoutRecord(t *testing.T) {
 func TestRunScenarioRefusesUsedItem(t *testing.T) {
 	c := newClient(t, startService(t, serviceOpts{}), 2)
 	ctx := testCtx(t)
-	if err := c.Seed(ctx, "used", 10, 1, 0); err != nil {
+	if err := c.Seed(ctx, "used", 10, 1, 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := c.Reserve(ctx, "used", "someone", 1); err != nil {
