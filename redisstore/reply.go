@@ -96,19 +96,22 @@ var tryAgainBackoff = []time.Duration{
 	80 * time.Millisecond, 160 * time.Millisecond, 200 * time.Millisecond, 200 * time.Millisecond, 200 * time.Millisecond,
 }
 
-// retryTryAgain resends the calls of out that met TRYAGAIN, after a pause,
-// until none does or tryAgainBackoff runs out. On a Redis Cluster a script
-// whose slot is migrating answers TRYAGAIN while its keys are split between
-// the two nodes or some of them do not exist (an item without idempotency
-// keys yet), that is until the migration of the slot ends, milliseconds
-// later. go-redis retries it for a lone command but not in a pipeline,
-// where it would reach the buyer as a 503. Nothing ran: resending is safe.
-// resend sends EVAL, as the other node may not have the script cached.
+// retryTryAgain resends the calls of out that met TRYAGAIN (or ASK), after
+// a pause, until none does or tryAgainBackoff runs out. On a Redis Cluster
+// a script whose slot is migrating answers TRYAGAIN while its keys are
+// split between the two nodes or some of them do not exist (an item without
+// idempotency keys yet), that is until the migration of the slot ends,
+// milliseconds later. go-redis retries it for a lone command but not in a
+// pipeline, where it would reach the buyer as a 503; and when a TRYAGAIN
+// leads its node's batch, go-redis sends the batch back to the slot's old
+// owner, whose ASK is what is left once its redirects run out. Neither ran
+// the script: resending is safe. resend sends EVAL, as the other node may
+// not have the script cached.
 func retryTryAgain(ctx context.Context, out []result, resend func(again []int)) {
 	for _, pause := range tryAgainBackoff {
 		var again []int
 		for i, r := range out {
-			if goredis.HasErrorPrefix(r.err, "TRYAGAIN") {
+			if goredis.HasErrorPrefix(r.err, "TRYAGAIN") || goredis.HasErrorPrefix(r.err, "ASK") {
 				again = append(again, i)
 			}
 		}
@@ -262,7 +265,9 @@ func translate(err error) error {
 		errors.Is(err, goredis.ErrClosed), errors.Is(err, goredis.ErrPoolTimeout):
 		return fmt.Errorf("%w: %w", reservation.ErrUnavailable, err)
 	}
-	for _, prefix := range []string{"LOADING", "BUSY", "OOM", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY", "NOREPLICAS"} {
+	// ASK and MOVED: redirects left over when go-redis ran out of them, a
+	// cluster whose slots are still moving.
+	for _, prefix := range []string{"LOADING", "BUSY", "OOM", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY", "NOREPLICAS", "ASK", "MOVED"} {
 		if goredis.HasErrorPrefix(err, prefix) {
 			return fmt.Errorf("%w: %w", reservation.ErrUnavailable, err)
 		}
