@@ -357,6 +357,11 @@ func (s *Store) Reserve(ctx context.Context, req reservation.ReserveRequest) (re
 		// The length prefix keeps (user "a:b", key "c") apart from (user "a", key "b:c").
 		idem = strconv.Itoa(len(req.UserID)) + ":" + req.UserID + ":" + req.IdempotencyKey
 	}
+	// A layout to learn, then pulls: units pulled into the bucket may go to
+	// another buyer of it before this one's retry, but each round that
+	// pulls anything moves real units, which are finite; the bound only
+	// stops a pathological chase.
+	const attempts = 16
 	l := s.layouts.of(req.SKU)
 	nextDue := int64(-1)
 	for attempt := 0; ; attempt++ {
@@ -367,7 +372,6 @@ func (s *Store) Reserve(ctx context.Context, req reservation.ReserveRequest) (re
 		if err != nil {
 			return reservation.Reservation{}, false, fmt.Errorf("redisstore: reserve %s: %w", req.SKU, err)
 		}
-		const attempts = 4 // a layout to learn, then pulls that others may race
 		switch {
 		case rep.code() == "layout" && attempt < attempts:
 			l = s.layouts.set(req.SKU, int(rep.int(1)))
