@@ -496,3 +496,52 @@ func (c *RedisCluster) OnEachMaster(t testing.TB, base string) []string {
 	}
 	return names
 }
+
+// Failover promotes a replica of the master at addr with CLUSTER FAILOVER,
+// a manual failover (the master stops writes until the replica has all of
+// them, so nothing acknowledged is lost), waits until the masters agree on
+// the new one and returns its address. It needs Replicas: 1.
+func (c *RedisCluster) Failover(t testing.TB, master string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	m, err := c.self(ctx, master)
+	if err != nil {
+		t.Fatalf("testenv: failover: %v", err)
+	}
+	replica := ""
+	for _, r := range c.nodes {
+		if n, err := c.self(ctx, r.addr); err == nil && n.of == m.id {
+			replica = r.addr
+			break
+		}
+	}
+	if replica == "" {
+		t.Fatalf("testenv: failover: master %s has no replica", master)
+	}
+	begin := time.Now()
+	if err := c.admin[replica].Do(ctx, "CLUSTER", "FAILOVER").Err(); err != nil {
+		t.Fatalf("testenv: CLUSTER FAILOVER on %s: %v", replica, err)
+	}
+	for {
+		masters := c.Masters()
+		if slices.Contains(masters, replica) && !slices.Contains(masters, master) {
+			t.Logf("testenv: %s took over from %s in %v", replica, master, time.Since(begin).Round(time.Millisecond))
+			return replica
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("testenv: %s did not take over from %s within %v; masters %v\n%s", replica, master, startTimeout, masters, logTail(c.logOf(replica)))
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+func (c *RedisCluster) logOf(addr string) string {
+	for _, r := range c.nodes {
+		if r.addr == addr {
+			return r.p.logPath
+		}
+	}
+	return ""
+}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/internal/testenv"
-	goredis "github.com/redis/go-redis/v9"
 )
 
 func TestRedisCluster(t *testing.T) {
@@ -101,31 +100,20 @@ func TestRedisClusterWithReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The start waited for every replica to be in sync, so a manual
-	// failover can be asked of any of them at once.
-	var replica string
-	for _, a := range rc.Addrs() {
-		if !slices.Contains(masters, a) {
-			replica = a
-			break
-		}
+	// failover can be asked of any of them at once. The old master goes on
+	// calling itself one until it hears of the failover; Masters leaves it
+	// out already, its slots having a newer owner.
+	slot, err := c.ClusterKeySlot(ctx, "k").Result()
+	if err != nil {
+		t.Fatal(err)
 	}
-	rcli := goredis.NewClient(&goredis.Options{Addr: replica})
-	defer rcli.Close()
-	if err := rcli.Do(ctx, "CLUSTER", "FAILOVER").Err(); err != nil {
-		t.Fatalf("CLUSTER FAILOVER on %s: %v", replica, err)
+	old := rc.MasterOf(t, int(slot))
+	promoted := rc.Failover(t, old)
+	if got := rc.MasterOf(t, int(slot)); got != promoted {
+		t.Fatalf("after the failover slot %d is on %s, want %s", slot, got, promoted)
 	}
-	// The old master goes on calling itself one until it hears of the
-	// failover; Masters leaves it out already, its slots having a newer
-	// owner.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		m := rc.Masters()
-		if slices.Contains(m, replica) && len(m) == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			out, _ := rcli.ClusterNodes(ctx).Result()
-			t.Fatalf("10s after CLUSTER FAILOVER on %s: masters %v\n%s", replica, m, out)
-		}
+	if m := rc.Masters(); len(m) != 3 || slices.Contains(m, old) {
+		t.Fatalf("after the failover masters %v, want 3 without %s", m, old)
 	}
 	if got, err := c.Get(ctx, "k").Result(); err != nil || got != "v" {
 		t.Fatalf("after failover GET k = %q, %v", got, err)
