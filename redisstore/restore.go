@@ -130,26 +130,65 @@ func (s *Store) held(ctx context.Context, bucket string) (int64, error) {
 	return stock, nil
 }
 
-// Missing returns the skus whose item Redis does not hold.
+// Missing returns the skus whose item Redis does not hold whole: the head
+// is gone, or one of the other buckets is (on a cluster a master can lose
+// its data while the others keep theirs).
 func (s *Store) Missing(ctx context.Context, skus []string) ([]string, error) {
 	var missing []string
 	for lo := 0; lo < len(skus); lo += restoreChunk {
 		part := skus[lo:min(lo+restoreChunk, len(skus))]
 		pipe := s.client.Pipeline()
-		cmds := make([]*goredis.IntCmd, len(part))
+		cmds := make([]*goredis.StringCmd, len(part))
 		for i, sku := range part {
-			cmds[i] = pipe.Exists(ctx, s.key(sku, "item"))
+			cmds[i] = pipe.HGet(ctx, s.key(sku, "item"), "buckets")
 		}
-		if _, err := pipe.Exec(ctx); err != nil {
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
 			return nil, fmt.Errorf("redisstore: exists: %w", translate(err))
 		}
+		var split []*layout
 		for i, sku := range part {
-			if cmds[i].Val() == 0 {
+			switch n, err := cmds[i].Int(); {
+			case errors.Is(err, goredis.Nil):
 				missing = append(missing, sku)
+			case err == nil && n > 1:
+				split = append(split, newLayout(sku, min(n, reservation.MaxBuckets)))
+			}
+		}
+		lost, err := s.lostBuckets(ctx, split)
+		if err != nil {
+			return nil, err
+		}
+		missing = append(missing, lost...)
+	}
+	return missing, nil
+}
+
+// lostBuckets returns the SKUs of the items one of whose buckets other than
+// the head is gone.
+func (s *Store) lostBuckets(ctx context.Context, items []*layout) ([]string, error) {
+	if len(items) == 0 {
+		return nil, nil
+	}
+	pipe := s.client.Pipeline()
+	cmds := make([][]*goredis.IntCmd, len(items))
+	for i, l := range items {
+		for _, name := range l.names[1:] {
+			cmds[i] = append(cmds[i], pipe.Exists(ctx, s.key(name, "item")))
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("redisstore: exists: %w", translate(err))
+	}
+	var lost []string
+	for i, l := range items {
+		for _, c := range cmds[i] {
+			if c.Val() == 0 {
+				lost = append(lost, l.names[0])
+				break
 			}
 		}
 	}
-	return missing, nil
+	return lost, nil
 }
 
 // epochKey marks a Redis that holds the service's data. It is written once;
