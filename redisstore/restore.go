@@ -43,15 +43,18 @@ func (s *Store) Restore(ctx context.Context, snap reservation.Snapshot) (bool, e
 		return false, fmt.Errorf("redisstore: restore %s: %w", sku, translate(err))
 	}
 	var others int64
+	restored := false
 	for _, name := range l.names[1:] {
 		held, err := s.restoreBucket(ctx, name, snap.Item, byBucket[name], -1, "")
+		if errors.Is(err, errRestored) {
+			restored, err = true, nil
+		}
 		if err != nil {
 			return false, err
 		}
 		others += held
 	}
 	it := snap.Item
-	restored := false
 	_, err := s.restoreBucket(ctx, sku, it, byBucket[sku], it.Stock-others, strconv.FormatInt(it.Stock, 10))
 	if errors.Is(err, errRestored) {
 		restored, err = true, nil
