@@ -524,19 +524,36 @@ func (r loadResult) String() string {
 // ---------------------------------------------------------------------------
 // End checks
 
-// outboxKeys lists the keys matching <prefix>:{*}:<suffix>.
-func scanKeys(ctx context.Context, rdb *goredis.Client, prefix, suffix string) ([]string, error) {
-	var keys []string
-	iter := rdb.Scan(ctx, 0, prefix+":{*}:"+suffix, 1000).Iterator()
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
+// scanKeys lists the keys matching <prefix>:{*}:<suffix>, on every master
+// of a cluster.
+func scanKeys(ctx context.Context, rdb goredis.UniversalClient, prefix, suffix string) ([]string, error) {
+	scan := func(ctx context.Context, c goredis.Cmdable) ([]string, error) {
+		var keys []string
+		iter := c.Scan(ctx, 0, prefix+":{*}:"+suffix, 1000).Iterator()
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		return keys, iter.Err()
 	}
-	return keys, iter.Err()
+	cc, ok := rdb.(*goredis.ClusterClient)
+	if !ok {
+		return scan(ctx, rdb)
+	}
+	var mu sync.Mutex
+	var keys []string
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
+		k, err := scan(ctx, c)
+		mu.Lock()
+		keys = append(keys, k...)
+		mu.Unlock()
+		return err
+	})
+	return keys, err
 }
 
 // backlog returns the unsynced entries and the entries delivered but not
 // acknowledged over every outbox of prefix, and the dead-lettered entries.
-func backlog(ctx context.Context, rdb *goredis.Client, prefix string) (entries, pending, dead int64, err error) {
+func backlog(ctx context.Context, rdb goredis.UniversalClient, prefix string) (entries, pending, dead int64, err error) {
 	keys, err := scanKeys(ctx, rdb, prefix, "outbox")
 	if err != nil {
 		return 0, 0, 0, err
@@ -574,7 +591,7 @@ func backlog(ctx context.Context, rdb *goredis.Client, prefix string) (entries, 
 // pending, for at most timeout, and returns how long that took. It fails the
 // test with the backlog if it does not drain, and if any entry was parked in
 // a dead-letter stream (that change never reached the record).
-func waitDrained(t testing.TB, rdb *goredis.Client, prefix string, timeout time.Duration) time.Duration {
+func waitDrained(t testing.TB, rdb goredis.UniversalClient, prefix string, timeout time.Duration) time.Duration {
 	t.Helper()
 	begin := time.Now()
 	deadline := begin.Add(timeout)
@@ -611,7 +628,7 @@ type checkOptions struct {
 
 // checkConsistent is the end check of every fault test; see
 // checkConsistentWith.
-func checkConsistent(t testing.TB, rdb *goredis.Client, prefix, sku, mysqlDSN string, acked map[string]string) {
+func checkConsistent(t testing.TB, rdb goredis.UniversalClient, prefix, sku, mysqlDSN string, acked map[string]string) {
 	t.Helper()
 	checkConsistentWith(t, rdb, prefix, sku, mysqlDSN, acked, checkOptions{})
 }
@@ -635,7 +652,7 @@ type redisRec struct {
 //   - the Redis counters equal the record's sums and add up to the stock,
 //     none negative, and the record's item has the same stock;
 //   - nothing is oversold.
-func checkConsistentWith(t testing.TB, rdb *goredis.Client, prefix, sku, mysqlDSN string, acked map[string]string, opt checkOptions) {
+func checkConsistentWith(t testing.TB, rdb goredis.UniversalClient, prefix, sku, mysqlDSN string, acked map[string]string, opt checkOptions) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -64,7 +64,7 @@ func syncEnv(redisAddr, mysqlDSN, prefix string) map[string]string {
 
 // pendingByConsumer returns XINFO CONSUMERS of the sync group on stream:
 // consumer name -> entries delivered to it and not acknowledged.
-func pendingByConsumer(ctx context.Context, rdb *goredis.Client, stream string) (map[string]int64, error) {
+func pendingByConsumer(ctx context.Context, rdb goredis.UniversalClient, stream string) (map[string]int64, error) {
 	cs, err := rdb.XInfoConsumers(ctx, stream, syncGroup).Result()
 	if err != nil {
 		return nil, err
