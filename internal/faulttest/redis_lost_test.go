@@ -14,7 +14,7 @@ import (
 
 // itemCounters reads an item's available, reserved and sold units straight
 // from Redis; ok is false while the item does not exist (or Redis is down).
-func itemCounters(ctx context.Context, rdb *goredis.Client, prefix, sku string) (available, reserved, sold int64, ok bool) {
+func itemCounters(ctx context.Context, rdb goredis.UniversalClient, prefix, sku string) (available, reserved, sold int64, ok bool) {
 	vals, err := rdb.HMGet(ctx, itemKeyOf(prefix, sku), "available", "reserved", "sold").Result()
 	if err != nil || len(vals) != 3 {
 		return 0, 0, 0, false
