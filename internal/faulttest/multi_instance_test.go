@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"sort"
 	"strconv"
@@ -24,17 +25,20 @@ type multiItem struct {
 	workers int
 }
 
-// multiItems: one item whose stock the buyers exceed within the first
-// second, so its sold-out state is reached and left (through cancels) on
-// every instance, and two that never sell out.
-var multiItems = []multiItem{
-	{sku: "mi-scarce", stock: 150, workers: 4},
-	{sku: "mi-medium", stock: 20_000, workers: 4},
-	{sku: "mi-deep", stock: 1_000_000, workers: 4},
+// multiItems gives the SKUs, in order, one item whose stock the buyers
+// exceed within the first second, so its sold-out state is reached and
+// left (through cancels) on every instance, and two that never sell out.
+func multiItems(skus []string) []multiItem {
+	return []multiItem{
+		{sku: skus[0], stock: 150, workers: 4},
+		{sku: skus[1], stock: 20_000, workers: 4},
+		{sku: skus[2], stock: 1_000_000, workers: 4},
+	}
 }
 
 // TestMultiInstance runs three `flashsale serve` processes against one
-// Redis and one MySQL, buyers spread round-robin over them. One instance is
+// Redis (a single server, or a cluster of three masters with an item on
+// each) and one MySQL, buyers spread round-robin over them. One instance is
 // stopped with SIGTERM under load and started again, then another is
 // SIGKILLed while its syncer holds outbox entries it cannot commit. Exactly
 // the stock of the scarce item must be sold, every acknowledged reservation
@@ -42,44 +46,54 @@ var multiItems = []multiItem{
 // one held, and more than one instance's syncer must have done the work.
 func TestMultiInstance(t *testing.T) {
 	cases := []struct {
-		name  string
-		redis func(t *testing.T) (*goredis.Client, string)
+		name string
+		// redis starts the Redis the instances share and returns a client,
+		// the environment that points flashsale at it and three SKUs.
+		redis func(t *testing.T) (goredis.UniversalClient, map[string]string, []string)
 	}{
-		{name: "single", redis: func(t *testing.T) (*goredis.Client, string) {
+		{name: "single", redis: func(t *testing.T) (goredis.UniversalClient, map[string]string, []string) {
 			r := testenv.StartRedis(t, testenv.RedisOptions{})
-			return r.Client(t), r.Addr()
+			return r.Client(t), map[string]string{"FLASHSALE_REDIS_ADDR": r.Addr()},
+				[]string{"mi-scarce", "mi-medium", "mi-deep"}
+		}},
+		{name: "cluster", redis: func(t *testing.T) (goredis.UniversalClient, map[string]string, []string) {
+			rc := testenv.StartRedisCluster(t, testenv.ClusterOptions{})
+			return rc.Client(t), clusterEnv(rc, nil), rc.OnEachMaster(t, "mi")
 		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rdb, redisAddr := tc.redis(t)
-			runMultiInstance(t, rdb, redisAddr)
+			rdb, env, skus := tc.redis(t)
+			runMultiInstance(t, rdb, env, multiItems(skus))
 		})
 	}
 }
 
-func runMultiInstance(t *testing.T, rdb *goredis.Client, redisAddr string) {
+// runMultiInstance runs the scenario of TestMultiInstance; redisEnv points
+// a flashsale process at rdb's Redis.
+func runMultiInstance(t *testing.T, rdb goredis.UniversalClient, redisEnv map[string]string, items []multiItem) {
 	begin := time.Now()
 	dsn := testenv.SharedMySQL(t)
 	prefix := "ft-" + randomHex(t, 6)
-	shared := map[string]string{"FLASHSALE_KEY_PREFIX": prefix}
-	skus := make([]string, len(multiItems))
-	for i, it := range multiItems {
+	shared := maps.Clone(redisEnv)
+	shared["FLASHSALE_KEY_PREFIX"] = prefix
+	skus := make([]string, len(items))
+	for i, it := range items {
 		skus[i] = it.sku
 	}
 
-	a := startFlashsale(t, redisAddr, dsn, shared)
+	a := startFlashsale(t, "", dsn, shared)
 	// b reaches MySQL through a proxy, so that its syncer can be made to
 	// hold entries it cannot commit when it is killed.
 	proxy, proxied := proxiedDSN(t, dsn)
-	b := startFlashsale(t, redisAddr, proxied, shared)
-	c := startFlashsale(t, redisAddr, dsn, shared)
-	for _, it := range multiItems {
+	b := startFlashsale(t, "", proxied, shared)
+	c := startFlashsale(t, "", dsn, shared)
+	for _, it := range items {
 		seed(t, a.URL(), it.sku, it.stock, 1)
 	}
-	t.Logf("three instances up and %d items seeded in %v", len(multiItems), time.Since(begin).Round(time.Millisecond))
+	t.Logf("three instances up and items %+v seeded in %v", items, time.Since(begin).Round(time.Millisecond))
 
-	loads := make([]*load, len(multiItems))
+	loads := make([]*load, len(items))
 	spread := func(insts ...*instance) {
 		urls := make([]string, len(insts))
 		for i, in := range insts {
@@ -89,7 +103,7 @@ func runMultiInstance(t *testing.T, rdb *goredis.Client, redisAddr string) {
 			l.SetBases(urls...)
 		}
 	}
-	for i, it := range multiItems {
+	for i, it := range items {
 		loads[i] = startLoad(t, a.URL(), it.sku, it.workers)
 	}
 	spread(a, b, c)
@@ -178,7 +192,7 @@ func runMultiInstance(t *testing.T, rdb *goredis.Client, redisAddr string) {
 	// now; once a sold-out memory has lapsed, demand past the stock sells
 	// exactly what the cancels gave back.
 	time.Sleep(100 * time.Millisecond) // FLASHSALE_SOLD_OUT_MEMORY is 50ms
-	scarce := multiItems[0]
+	scarce := items[0]
 	bought := buyOut(t, []string{a.URL(), c.URL()}, scarce.sku)
 
 	took := waitDrained(t, rdb, prefix, 30*time.Second)
@@ -198,7 +212,7 @@ func runMultiInstance(t *testing.T, rdb *goredis.Client, redisAddr string) {
 
 	var requests, acked int
 	errs := map[string]int{}
-	for i, it := range multiItems {
+	for i, it := range items {
 		res := results[i]
 		t.Logf("load %s (stock %d, %d workers): %v", it.sku, it.stock, it.workers, res)
 		requests += res.Requests
@@ -286,7 +300,7 @@ func formatCounts(m map[string]int64) string {
 
 // consumersPending returns every consumer of the sync group on the outboxes
 // of skus with the entries delivered to it and not acknowledged, summed.
-func consumersPending(ctx context.Context, rdb *goredis.Client, prefix string, skus []string) (map[string]int64, error) {
+func consumersPending(ctx context.Context, rdb goredis.UniversalClient, prefix string, skus []string) (map[string]int64, error) {
 	out := map[string]int64{}
 	for _, sku := range skus {
 		pend, err := pendingByConsumer(ctx, rdb, outboxKeyOf(prefix, sku))
@@ -303,7 +317,7 @@ func consumersPending(ctx context.Context, rdb *goredis.Client, prefix string, s
 // pendingOf sums what consumersPending reports for the syncer of the
 // process pid: app names each syncer's consumer <host>-<pid>-<random>, so
 // that a restarted process never inherits a dead one's entries by name.
-func pendingOf(ctx context.Context, rdb *goredis.Client, prefix string, skus []string, pid int) (int64, error) {
+func pendingOf(ctx context.Context, rdb goredis.UniversalClient, prefix string, skus []string, pid int) (int64, error) {
 	pend, err := consumersPending(ctx, rdb, prefix, skus)
 	if err != nil {
 		return 0, err
@@ -320,7 +334,7 @@ func pendingOf(ctx context.Context, rdb *goredis.Client, prefix string, skus []s
 
 // waitPendingFor waits until the syncer of the process pid holds entries
 // delivered to it and not acknowledged, and returns how many.
-func waitPendingFor(t *testing.T, rdb *goredis.Client, prefix string, skus []string, pid int, timeout time.Duration) int64 {
+func waitPendingFor(t *testing.T, rdb goredis.UniversalClient, prefix string, skus []string, pid int, timeout time.Duration) int64 {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
