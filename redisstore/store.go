@@ -364,6 +364,7 @@ func (s *Store) Reserve(ctx context.Context, req reservation.ReserveRequest) (re
 	const attempts = 16
 	l := s.layouts.of(req.SKU)
 	nextDue := int64(-1)
+	relearned := false
 	for attempt := 0; ; attempt++ {
 		bucket := l.home(req.UserID)
 		res := s.runSettled(ctx, s.reserve, []call{{keys: s.keys(bucket),
@@ -375,6 +376,14 @@ func (s *Store) Reserve(ctx context.Context, req reservation.ReserveRequest) (re
 		switch {
 		case rep.code() == "layout" && attempt < attempts:
 			l = s.layouts.set(req.SKU, int(rep.int(1)))
+			continue
+		case rep.code() == "item_not_found" && l.n() > 1 && !relearned:
+			// The cached count may name buckets of an item that Redis lost
+			// and that was created again with another count: the head
+			// knows (it answers "layout", or item_not_found for good).
+			// Once: a bucket that is really gone stays item_not_found.
+			relearned = true
+			l = s.layouts.set(req.SKU, 1)
 			continue
 		case rep.code() == "sold_out" && l.n() > 1 && attempt < attempts:
 			got, due, err := s.gather(ctx, l, bucket, int64(req.Quantity)-rep.int(1), true)
