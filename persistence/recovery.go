@@ -16,9 +16,11 @@ type Restorer interface {
 	Restore(ctx context.Context, snap reservation.Snapshot) (bool, error)
 	// Missing returns the skus whose item the store does not hold.
 	Missing(ctx context.Context, skus []string) ([]string, error)
-	// MarkEpoch writes the store's epoch marker and reports whether it was
-	// missing: the store is new or has lost its data.
-	MarkEpoch(ctx context.Context, epoch int64) (bool, error)
+	// MarkEpoch writes the store's epoch marker unless it is there and
+	// returns the marker and whether it was missing: the store is new or has
+	// lost its data. A marker that differs from one seen before means the
+	// same.
+	MarkEpoch(ctx context.Context, epoch int64) (current int64, fresh bool, err error)
 	// Unsynced returns the item's outbox changes not yet in the record.
 	Unsynced(ctx context.Context, sku string, buckets int) ([]reservation.Change, error)
 }
@@ -39,6 +41,7 @@ type Recoverer struct {
 
 	mu         sync.Mutex
 	known      map[string]bool // items the record held at the last refresh
+	knownEpoch int64           // the store's epoch marker when known was listed
 	rebuilding map[string]bool
 	scanOwed   bool            // the epoch marker was missing and the scan has not run yet
 	ctx        context.Context // Run's; rebuilds live as long as it
@@ -73,6 +76,18 @@ func (r *Recoverer) Run(ctx context.Context) error {
 // Check refreshes the list of recorded items and, when the store lost its
 // epoch marker, starts rebuilding every recorded item it lacks.
 func (r *Recoverer) Check(ctx context.Context) error {
+	epoch, fresh, err := r.Store.MarkEpoch(ctx, time.Now().UnixMilli())
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	// The marker is written now; if the scan below fails, only this flag
+	// remembers that it is owed.
+	scan := fresh || r.scanOwed
+	r.scanOwed = scan
+	r.mu.Unlock()
+	// The record is listed after the marker was found missing, so the scan
+	// sees every item recorded before the loss, however recently seeded.
 	skus, err := r.DB.SKUs(ctx)
 	if err != nil {
 		return err
@@ -82,17 +97,7 @@ func (r *Recoverer) Check(ctx context.Context) error {
 		known[sku] = true
 	}
 	r.mu.Lock()
-	r.known = known
-	r.mu.Unlock()
-	fresh, err := r.Store.MarkEpoch(ctx, time.Now().UnixMilli())
-	if err != nil {
-		return err
-	}
-	r.mu.Lock()
-	// The marker is written now; if the scan below fails, only this flag
-	// remembers that it is owed.
-	scan := fresh || r.scanOwed
-	r.scanOwed = scan
+	r.known, r.knownEpoch = known, epoch
 	r.mu.Unlock()
 	if !scan {
 		return nil
@@ -144,6 +149,9 @@ func (r *Recoverer) Lost(ctx context.Context, sku string) bool {
 	if busy {
 		return true
 	}
+	if loaded && !known {
+		known = r.knownSince(ctx, sku)
+	}
 	if !loaded {
 		// Before the first check has listed the record (just started):
 		// ask the record about this one item.
@@ -159,6 +167,26 @@ func (r *Recoverer) Lost(ctx context.Context, sku string) bool {
 	}
 	r.start(sku)
 	return true
+}
+
+// knownSince answers for an item missing from the last listing of the
+// record. The listing stands when the store's epoch marker is the one it was
+// listed under; when the marker is new (or cannot be read), Redis lost its
+// data since, the item may be recorded after all, and the record is asked.
+// In steady state an unknown item therefore costs no query to the record.
+func (r *Recoverer) knownSince(ctx context.Context, sku string) bool {
+	epoch, fresh, err := r.Store.MarkEpoch(ctx, time.Now().UnixMilli())
+	r.mu.Lock()
+	if fresh {
+		r.scanOwed = true
+	}
+	known, stale := r.known[sku], err != nil || epoch != r.knownEpoch
+	r.mu.Unlock()
+	if known || !stale {
+		return known
+	}
+	found, err := r.DB.Recorded(ctx, []string{sku})
+	return err == nil && found[sku]
 }
 
 // Restored is how many items this Recoverer has rebuilt.

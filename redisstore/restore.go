@@ -198,15 +198,24 @@ func (s *Store) lostBuckets(ctx context.Context, items []*layout) ([]string, err
 // a Redis without it has lost everything (or never had anything).
 func (s *Store) epochKey() string { return s.prefix + ":epoch" }
 
-// MarkEpoch writes the epoch marker unless it is there, and reports whether
-// it had to: true means this Redis is new or has lost its data, and every
-// item the durable record holds must be checked.
-func (s *Store) MarkEpoch(ctx context.Context, epoch int64) (bool, error) {
-	set, err := s.client.SetNX(ctx, s.epochKey(), strconv.FormatInt(epoch, 10), 0).Result()
-	if err != nil {
-		return false, fmt.Errorf("redisstore: epoch: %w", translate(err))
+// MarkEpoch writes the epoch marker unless it is there, and returns the
+// marker as it now stands and whether it had to write it: fresh means this
+// Redis is new or has lost its data, and every item the durable record holds
+// must be checked. The marker only ever changes by being lost and written
+// anew, so a caller that sees another value than before knows Redis lost
+// its data in between.
+func (s *Store) MarkEpoch(ctx context.Context, epoch int64) (current int64, fresh bool, err error) {
+	pipe := s.client.Pipeline()
+	set := pipe.SetNX(ctx, s.epochKey(), strconv.FormatInt(epoch, 10), 0)
+	get := pipe.Get(ctx, s.epochKey())
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, false, fmt.Errorf("redisstore: epoch: %w", translate(err))
 	}
-	return set, nil
+	current, err = get.Int64()
+	if err != nil {
+		return 0, false, fmt.Errorf("redisstore: epoch: %w", err)
+	}
+	return current, set.Val(), nil
 }
 
 // Unsynced returns the changes in the outboxes of the item's buckets that

@@ -442,9 +442,9 @@ func TestMarkEpoch(t *testing.T) {
 		if st.before != nil {
 			st.before()
 		}
-		got, err := s.MarkEpoch(ctx, st.epoch)
-		if err != nil || got != st.want {
-			t.Fatalf("%s: MarkEpoch = %v, %v; want %v", st.name, got, err, st.want)
+		current, got, err := s.MarkEpoch(ctx, st.epoch)
+		if err != nil || got != st.want || strconv.FormatInt(current, 10) != st.stored {
+			t.Fatalf("%s: MarkEpoch = %d, %v, %v; want %s, %v", st.name, current, got, err, st.stored, st.want)
 		}
 		if v := s.rdb.Get(ctx, key).Val(); v != st.stored {
 			t.Fatalf("%s: marker = %q, want %q", st.name, v, st.stored)
