@@ -365,6 +365,7 @@ func (s *Store) Reserve(ctx context.Context, req reservation.ReserveRequest) (re
 	l := s.layouts.of(req.SKU)
 	nextDue := int64(-1)
 	relearned := false
+	foundNone := false // the last pull found no units in the other buckets
 	for attempt := 0; ; attempt++ {
 		bucket := l.home(req.UserID)
 		res := s.runSettled(ctx, s.reserve, []call{{keys: s.keys(bucket),
@@ -385,17 +386,19 @@ func (s *Store) Reserve(ctx context.Context, req reservation.ReserveRequest) (re
 			relearned = true
 			l = s.layouts.set(req.SKU, 1)
 			continue
-		case rep.code() == "sold_out" && l.n() > 1 && attempt < attempts:
+		case rep.code() == "sold_out" && l.n() > 1 && attempt < attempts && !foundNone:
 			got, due, err := s.gather(ctx, l, bucket, int64(req.Quantity)-rep.int(1), true)
 			if err != nil {
 				return reservation.Reservation{}, false, err
 			}
 			nextDue = minDue(nextDue, due)
-			if got > 0 {
-				continue
-			}
-			nextDue = minDue(nextDue, rep.int(2))
-			rep[2] = nextDue
+			// Even when the others had nothing, another buyer of this
+			// bucket may have pulled units into it meanwhile (more than it
+			// needed): a refusal rests on asking this bucket once more.
+			foundNone = got == 0
+			continue
+		case rep.code() == "sold_out":
+			rep[2] = minDue(nextDue, rep.int(2))
 		}
 		return s.reserveReply(req.SKU, rep)
 	}
