@@ -1,0 +1,473 @@
+package redisstore_test
+
+// A randomized, model-based test of items split over buckets. Each run
+// seeds one item over 1..8 buckets and drives it through reservation.Service
+// with random reserves (with and without idempotency keys), replays,
+// confirms, cancels, clock jumps, restocks up and down, sweeps, and
+// transfers whose mover dies after take.lua (and sometimes after give.lua).
+// It reuses property_test.go's model (propModel) and its confirm, cancel,
+// advance and sweep actions; what is new is the bucket bookkeeping. After
+// every step:
+//
+//   - each bucket's available+reserved+sold == stock, none negative, and the
+//     buckets' stocks plus the units in transit equal the head's total
+//     (readBuckets), the units in transit being exactly the dead movers' ones;
+//   - nothing is oversold: reserved+sold over all buckets <= total;
+//   - every user's units (the users hashes summed over the buckets) live in
+//     the user's home bucket and stay within the limit, and equal the model's;
+//   - every record is in the bucket its id names, as the model has it;
+//   - Item and Counters report the model's counters, units in transit
+//     counted as available;
+//   - no false sold_out: a reserve refused as sold out had fewer free units
+//     (total - committed - in transit) than it asked for, and one that had
+//     enough got its hold.
+//
+// The store picks donors at random, so a replayed seed makes the same
+// requests but may move units differently; the checks hold either way.
+// Reproduce a failure with -rapid.seed or -rapid.failfile as printed;
+// -rapid.checks=N runs more sequences (default 100 of 5..12 steps, ~5s with
+// -race; -short: 3..6 steps); -v prints how often each outcome was met.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+
+	"github.com/flashsale/flashsale/internal/redistest"
+	"github.com/flashsale/flashsale/redisstore"
+	"github.com/flashsale/flashsale/reservation"
+)
+
+// bucketUsers are more than propUsers, so that most buckets have buyers.
+var bucketUsers = []string{"u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9"}
+
+// bucketProp is one run: property_test.go's harness (model, service, clock
+// and the actions that need nothing bucket-specific) plus the item's
+// buckets and the transfers whose mover died.
+type bucketProp struct {
+	*propTest
+	s       *testStore
+	it      *propItem
+	names   []string
+	transit []stuckUnits // taken and never given: only the sweeper delivers them
+}
+
+type stuckUnits struct {
+	units int64
+	at    time.Time
+}
+
+func TestPropertyBuckets(t *testing.T) {
+	mr, rdb := redistest.Miniredis(t)
+	ctx := context.Background()
+	// One store for every run: its cache of bucket counts outlives FLUSHALL,
+	// but each run begins with the seed, which sets it.
+	s := newTestStore(t, rdb, mr, "pb")
+	svc := reservation.NewService(s.Store, nil)
+	stats := map[string]int{}
+	defer func() {
+		if t.Failed() {
+			return
+		}
+		var b strings.Builder
+		for _, k := range slices.Sorted(maps.Keys(stats)) {
+			fmt.Fprintf(&b, "\n  %-40s %d", k, stats[k])
+		}
+		t.Logf("outcomes met:%s", b.String())
+	}()
+	rapid.Check(t, func(rt *rapid.T) {
+		mr.FlushAll()
+		mr.SetTime(propStart)
+		p := &bucketProp{s: s, propTest: &propTest{
+			ctx: ctx, mr: mr, store: s.Store, svc: svc, stats: stats,
+			touched: map[string]bool{}, touchedItems: map[string]bool{},
+			m: &propModel{now: propStart, res: map[string]*propRes{}, idem: map[propIdemKey]string{},
+				prevUnits: map[[2]string]int64{}},
+		}}
+		n := rapid.IntRange(1, 8).Draw(rt, "buckets")
+		const sku = "pb"
+		spec := reservation.ItemSpec{
+			SKU: sku, Name: "Split", Buckets: n,
+			Stock:        int64(rapid.IntRange(0, 50).Draw(rt, "stock")),
+			PerUserLimit: rapid.IntRange(1, 5).Draw(rt, "limit"),
+			Hold:         p.drawHold(rt),
+		}
+		p.it = &propItem{sku: sku}
+		p.m.items = []*propItem{p.it}
+		p.names = redisstore.Buckets(sku, n)
+		res, err := svc.Seed(ctx, spec)
+		if err != nil || !res.Created || res.Item.Buckets != n {
+			rt.Fatalf("seed %+v: %+v, %v", spec, res, err)
+		}
+		p.it.seeded, p.it.spec, p.it.created, p.it.updated = true, spec, propStart, propStart
+		p.checkBuckets(rt, false)
+
+		actions := []struct {
+			name   string
+			weight int
+			run    func(*rapid.T)
+		}{
+			{"reserve", 8, p.reserve},
+			{"reserveAgain", 2, p.reserveAgain},
+			{"confirm", 3, p.confirm},
+			{"cancel", 3, p.cancel},
+			{"restock", 2, p.restock},
+			{"advance", 2, p.advance},
+			{"sweep", 3, p.sweepTransfers},
+			{"crash", 3, p.crash},
+		}
+		var pick []int
+		for i, a := range actions {
+			for range a.weight {
+				pick = append(pick, i)
+			}
+		}
+		lo, hi := 5, 12
+		if testing.Short() {
+			lo, hi = 3, 6
+		}
+		steps := rapid.IntRange(lo, hi).Draw(rt, "steps")
+		for step := range steps {
+			a := actions[rapid.SampledFrom(pick).Draw(rt, "action")]
+			rt.Logf("step %d: %s (now %s)", step, a.name, p.m.now.Format("15:04:05.000"))
+			a.run(rt)
+			p.checkBuckets(rt, step == steps-1)
+		}
+	})
+}
+
+// inTransit is the units the dead movers took and nobody has delivered.
+func (p *bucketProp) inTransit() int64 {
+	var n int64
+	for _, x := range p.transit {
+		n += x.units
+	}
+	return n
+}
+
+func (p *bucketProp) reserve(t *rapid.T) {
+	p.maybeAdvance(t)
+	p.doReserve(t, rapid.SampledFrom(bucketUsers).Draw(t, "user"), rapid.IntRange(1, 3).Draw(t, "qty"),
+		rapid.SampledFrom(propKeys).Draw(t, "key"))
+}
+
+// reserveAgain resends a recorded (user, key), with the first quantity (a
+// replay) or maybe another (a reused key).
+func (p *bucketProp) reserveAgain(t *rapid.T) {
+	if len(p.m.idem) == 0 {
+		p.reserve(t)
+		return
+	}
+	p.maybeAdvance(t)
+	keys := slices.SortedFunc(maps.Keys(p.m.idem), func(a, b propIdemKey) int {
+		return strings.Compare(a.user+"\x00"+a.key, b.user+"\x00"+b.key)
+	})
+	k := rapid.SampledFrom(keys).Draw(t, "idem")
+	qty := p.m.res[p.m.idem[k]].qty
+	if rapid.Bool().Draw(t, "otherQty") {
+		qty = rapid.IntRange(1, 3).Draw(t, "qty")
+	}
+	p.doReserve(t, k.user, qty, k.key)
+}
+
+// doReserve reserves through the service and checks the answer against the
+// model: replay, limit, then availability, where the units in transit are
+// the only ones not free.
+func (p *bucketProp) doReserve(t *rapid.T, user string, qty int, key string) {
+	m, it := p.m, p.it
+	p.touchedItems[it.sku] = true
+	got, replayed, err := p.svc.Reserve(p.ctx, reservation.ReserveRequest{SKU: it.sku, UserID: user, Quantity: qty, IdempotencyKey: key})
+	t.Logf("  reserve user=%s qty=%d key=%q -> %s replayed=%v err=%v", user, qty, key, got.ID, replayed, err)
+	if key != "" {
+		if id, ok := m.idem[propIdemKey{it.sku, user, key}]; ok {
+			orig := m.res[id]
+			p.touched[id] = true
+			switch {
+			case orig.qty != qty && !errors.Is(err, reservation.ErrIdempotencyKeyReused):
+				t.Fatalf("key %q reused with qty %d (first %d): err %v, want key reused", key, qty, orig.qty, err)
+			case orig.qty == qty && (err != nil || !replayed):
+				t.Fatalf("replay of key %q: replayed=%v err=%v", key, replayed, err)
+			}
+			if !propSameRes(got, m.view(orig)) {
+				t.Fatalf("replay of key %q returned %+v, want %+v", key, got, m.view(orig))
+			}
+			p.stats["reserve: replayed or key reused"]++
+			return
+		}
+	}
+	reserved, sold, users := m.counters(it.sku, false)
+	free := it.spec.Stock - reserved - sold - p.inTransit()
+	var want error
+	switch {
+	case users[user]+int64(qty) > int64(it.spec.PerUserLimit):
+		want = reservation.ErrLimitExceeded
+	case free < int64(qty):
+		want = reservation.ErrSoldOut
+	}
+	if errors.Is(err, reservation.ErrSoldOut) && want == nil {
+		t.Fatalf("false sold out: %d asked, %d free (stock %d, reserved %d, sold %d, in transit %d)",
+			qty, free, it.spec.Stock, reserved, sold, p.inTransit())
+	}
+	if want != nil {
+		if !errors.Is(err, want) || replayed || got != (reservation.Reservation{}) {
+			t.Fatalf("reserve %d for %s (%d free, %d held): %+v replayed=%v err=%v, want %v",
+				qty, user, free, users[user], got, replayed, err, want)
+		}
+		if want == reservation.ErrSoldOut && p.inTransit() > 0 && free+p.inTransit() >= int64(qty) {
+			p.stats["reserve: sold out, units in transit"]++
+		}
+		p.stats["reserve: "+want.Error()]++
+		return
+	}
+	if err != nil || replayed {
+		t.Fatalf("reserve %d for %s with %d free: replayed=%v err=%v, want a new hold", qty, user, free, replayed, err)
+	}
+	home := homeOf(p.names, user)
+	if bucketOf(got.ID) != home {
+		t.Fatalf("hold %s of %s is not in its home bucket %s", got.ID, user, home)
+	}
+	if _, dup := m.res[got.ID]; dup {
+		t.Fatalf("reserve returned id %q twice", got.ID)
+	}
+	p.stats["reserve: created"]++
+	if home != it.sku {
+		p.stats["reserve: created in another bucket than the head"]++
+	}
+	r := &propRes{id: got.ID, sku: it.sku, user: user, qty: qty, status: reservation.StatusPending,
+		created: m.now, expires: m.now.Add(it.spec.Hold), updated: m.now}
+	m.res[r.id] = r
+	m.ids = append(m.ids, r.id)
+	p.touched[r.id] = true
+	if key != "" {
+		m.idem[propIdemKey{it.sku, user, key}] = r.id
+	}
+	if !propSameRes(got, m.view(r)) {
+		t.Fatalf("reserve returned %+v, want %+v", got, m.view(r))
+	}
+}
+
+// restock changes the total: up, down, to the committed units or one
+// below. Down gathers the other buckets' units into the head; units in
+// transit cannot be gathered, so the total may not go below committed +
+// in transit until the sweeper delivers them.
+func (p *bucketProp) restock(t *rapid.T) {
+	p.maybeAdvance(t)
+	m, it := p.m, p.it
+	p.touchedItems[it.sku] = true
+	spec := it.spec
+	reserved, sold, _ := m.counters(it.sku, false)
+	committed := reserved + sold
+	switch rapid.IntRange(0, 4).Draw(t, "restockKind") {
+	case 0:
+		spec.Stock = max(0, committed-1)
+	case 1:
+		spec.Stock = committed
+	case 2:
+		spec.Stock += int64(rapid.IntRange(1, 10).Draw(t, "up"))
+	case 3:
+		spec.Stock = max(0, spec.Stock-int64(rapid.IntRange(1, 10).Draw(t, "down")))
+	case 4:
+		spec.Stock = int64(rapid.IntRange(0, 50).Draw(t, "stock"))
+	}
+	if rapid.Bool().Draw(t, "bucketsUnset") {
+		spec.Buckets = 0 // unchanged
+	}
+	got, err := p.svc.Seed(p.ctx, spec)
+	t.Logf("  restock %d -> %d (committed %d, in transit %d): err=%v", it.spec.Stock, spec.Stock, committed, p.inTransit(), err)
+	if spec.Stock < committed+p.inTransit() {
+		if !errors.Is(err, reservation.ErrStockBelowCommitted) {
+			t.Fatalf("restock to %d with %d committed and %d in transit: %+v, %v; want stock below committed",
+				spec.Stock, committed, p.inTransit(), got, err)
+		}
+		if spec.Stock >= committed {
+			p.stats["restock: refused, units in transit"]++
+		}
+		p.stats["restock: below committed"]++
+		return
+	}
+	if err != nil || got.Created || got.Item.Buckets != len(p.names) {
+		t.Fatalf("restock to %d: %+v, %v", spec.Stock, got, err)
+	}
+	if spec.Stock < it.spec.Stock {
+		p.stats["restock: down"]++
+	} else {
+		p.stats["restock: up or same"]++
+	}
+	spec.Buckets = len(p.names)
+	it.spec, it.updated = spec, m.now
+	m.settle(it.sku)
+	if want := m.expectedItem(it); !propSameItem(got.Item, want) {
+		t.Fatalf("restock returned %+v, want %+v", got.Item, want)
+	}
+}
+
+// crash is a mover that dies after take.lua, or after give.lua but before
+// forgetting the record.
+func (p *bucketProp) crash(t *rapid.T) {
+	n := len(p.names)
+	if n == 1 {
+		return
+	}
+	p.maybeAdvance(t)
+	// Mostly from a bucket that has units to take.
+	var givers []int
+	for b, name := range p.names {
+		if p.mr.HGet(p.s.key(name, "item"), "available") != "0" {
+			givers = append(givers, b)
+		}
+	}
+	from := rapid.IntRange(0, n-1).Draw(t, "from")
+	if len(givers) > 0 && rapid.IntRange(0, 3).Draw(t, "fromGiver") > 0 {
+		from = rapid.SampledFrom(givers).Draw(t, "giver")
+	}
+	to := (from + rapid.IntRange(1, n-1).Draw(t, "toOffset")) % n
+	give := rapid.IntRange(0, 2).Draw(t, "giveToo") == 0
+	_, units := stuckTransfer(t, p.s, n, p.names[from], p.names[to], int64(rapid.IntRange(1, 3).Draw(t, "want")), give)
+	t.Logf("  crash %s -> %s: %d units, given=%v", p.names[from], p.names[to], units, give)
+	switch {
+	case units == 0:
+		p.stats["crash: giver empty"]++
+	case give:
+		p.stats["crash: after give"]++
+	default:
+		p.stats["crash: after take"]++
+		p.transit = append(p.transit, stuckUnits{units: units, at: p.m.now})
+	}
+}
+
+// sweepTransfers is property_test.go's sweep (due holds, counted), after
+// which the transfers recorded 2 s or more ago have arrived.
+func (p *bucketProp) sweepTransfers(t *rapid.T) {
+	if len(p.transit) > 0 && rapid.Bool().Draw(t, "toStale") {
+		// Onto the first stuck transfer's staleness, or 1 ms before it.
+		at := p.transit[0].at.Add(2 * time.Second)
+		if rapid.Bool().Draw(t, "justBefore") {
+			at = at.Add(-time.Millisecond)
+		}
+		p.setNow(t, at)
+	}
+	p.sweep(t)
+	var left []stuckUnits
+	for _, x := range p.transit {
+		if p.m.now.Sub(x.at) < 2*time.Second {
+			left = append(left, x)
+		}
+	}
+	if len(left) < len(p.transit) {
+		p.stats["sweep: delivered stuck transfers"]++
+	}
+	p.transit = left
+}
+
+// checkBuckets checks the invariants on the stored buckets, reads the item
+// (which settles every due hold) and compares it, the records, the users'
+// units and Counters with the model; then the reservations the step
+// answered for (all of them after the last step).
+func (p *bucketProp) checkBuckets(t *rapid.T, all bool) {
+	m, it := p.m, p.it
+	limit := int64(it.spec.PerUserLimit)
+	// Before anything settles: the invariants, with due holds still counted.
+	sum := readBuckets(t, p.s, it.sku, len(p.names))
+	if sum.total != it.spec.Stock || sum.transit != p.inTransit() {
+		t.Fatalf("buckets %+v: want total %d, %d in transit", sum, it.spec.Stock, p.inTransit())
+	}
+	if sum.reserved+sum.sold > sum.total {
+		t.Fatalf("oversold: %+v", sum)
+	}
+	for user, units := range heldByUser(t, p.s, p.names) {
+		if units > limit {
+			t.Fatalf("user %s holds %d units, limit %d", user, units, limit)
+		}
+	}
+
+	// Without due holds the stored state is the model's as it is. With
+	// them, which bucket settled which hold depends on the donors a pull
+	// happened to ask: Item settles them all first (and is read after the
+	// last step and now and then anyway, to check the aggregate).
+	due := false
+	for _, r := range m.res {
+		due = due || (r.status == reservation.StatusPending && !m.now.Before(r.expires))
+	}
+	if due || all || rapid.IntRange(0, 3).Draw(t, "readItem") == 0 {
+		got, err := p.svc.Item(p.ctx, it.sku)
+		want := m.expectedItem(it)
+		m.settle(it.sku)
+		if err != nil || !propSameItem(got, want) || got.Buckets != len(p.names) {
+			t.Fatalf("Item = %+v, %v\nwant %+v over %d buckets", got, err, want, len(p.names))
+		}
+	}
+	reserved, sold, users := m.counters(it.sku, true)
+	counters, _, err := p.store.Counters(p.ctx, 0)
+	wantCounters := []reservation.Item{{SKU: it.sku, Stock: it.spec.Stock,
+		Available: it.spec.Stock - reserved - sold, Reserved: reserved, Sold: sold}}
+	if err != nil || !slices.Equal(counters, wantCounters) {
+		t.Fatalf("Counters = %+v, %v; want %+v", counters, err, wantCounters)
+	}
+
+	// The stored records, holds and users of each bucket are the model's.
+	maps.DeleteFunc(users, func(_ string, n int64) bool { return n == 0 })
+	if got := heldByUser(t, p.s, p.names); !maps.Equal(got, users) {
+		t.Fatalf("users' units %v, model %v", got, users)
+	}
+	wantRecs := map[string]map[string]string{}
+	wantHolds := map[string]map[string]float64{}
+	for _, name := range p.names {
+		wantRecs[name], wantHolds[name] = map[string]string{}, map[string]float64{}
+	}
+	for _, id := range m.ids {
+		r := m.res[id]
+		b := bucketOf(id)
+		wantRecs[b][id] = fmt.Sprintf("%s|%d|%d|%d|%d|%s", r.status, r.qty,
+			r.created.UnixMilli(), r.expires.UnixMilli(), r.updated.UnixMilli(), r.user)
+		if r.status == reservation.StatusPending {
+			wantHolds[b][id] = float64(r.expires.UnixMilli())
+		}
+	}
+	for _, name := range p.names {
+		gotRecs := map[string]string{}
+		for _, f := range propHashFields(p.mr, p.s.key(name, "res")) {
+			gotRecs[f] = p.mr.HGet(p.s.key(name, "res"), f)
+		}
+		if !maps.Equal(gotRecs, wantRecs[name]) {
+			t.Fatalf("bucket %s records %v\nwant %v", name, gotRecs, wantRecs[name])
+		}
+		gotHolds, err := p.mr.SortedSet(p.s.key(name, "holds"))
+		if err != nil {
+			gotHolds = map[string]float64{}
+		}
+		if !maps.Equal(gotHolds, wantHolds[name]) {
+			t.Fatalf("bucket %s holds %v, want %v", name, gotHolds, wantHolds[name])
+		}
+		var reserved, sold int64
+		for id := range wantRecs[name] {
+			switch r := m.res[id]; r.status {
+			case reservation.StatusPending:
+				reserved += int64(r.qty)
+			case reservation.StatusConfirmed:
+				sold += int64(r.qty)
+			}
+		}
+		f := func(k string) int64 { return propInt(t, p.mr.HGet(p.s.key(name, "item"), k)) }
+		if f("reserved") != reserved || f("sold") != sold {
+			t.Fatalf("bucket %s counts reserved %d sold %d, its records %d and %d", name, f("reserved"), f("sold"), reserved, sold)
+		}
+	}
+
+	read := p.touched
+	p.touched, p.touchedItems, p.touchedAll = map[string]bool{}, map[string]bool{}, false
+	for _, id := range m.ids {
+		if all || read[id] {
+			got, err := p.svc.Reservation(p.ctx, id)
+			if want := m.view(m.res[id]); err != nil || !propSameRes(got, want) {
+				t.Fatalf("Reservation(%s) = %+v, %v\nwant %+v", id, got, err, want)
+			}
+		}
+	}
+}
