@@ -14,6 +14,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale/internal/testenv"
+	"github.com/flashsale/flashsale/reservation"
 )
 
 // clusterEnv points a flashsale process at rc instead of a single Redis,
@@ -24,12 +25,12 @@ func clusterEnv(rc *testenv.RedisCluster, extra map[string]string) map[string]st
 	return env
 }
 
-// ackedOf keeps the reservations of sku: a reservation id starts with its
-// SKU and a dot.
+// ackedOf keeps the reservations of sku (their ids parse to it, whichever
+// bucket they are in).
 func ackedOf(acked map[string]string, sku string) map[string]string {
 	out := map[string]string{}
 	for id, st := range acked {
-		if strings.HasPrefix(id, sku+".") {
+		if got, ok := reservation.ParseID(id); ok && got == sku {
 			out[id] = st
 		}
 	}
@@ -78,7 +79,8 @@ func errorExamples(loads []*load) map[string]string {
 }
 
 // TestClusterFlashCrowd: a flash crowd through `flashsale serve` on a
-// Redis Cluster of three masters, one scarce item on each. 500 buyers per
+// Redis Cluster of three masters, one scarce item on each and one split over
+// three buckets (one on each master). 500 buyers per
 // item, 64 requests in flight, race for 100 units each with a limit of one:
 // exactly 100 win on every item, every other buyer is told sold_out, a
 // quarter of the winners confirm, and the end check passes on each item
@@ -93,6 +95,10 @@ func TestClusterFlashCrowd(t *testing.T) {
 	for _, sku := range skus {
 		seed(t, fs.URL(), sku, stock, 1)
 	}
+	// And one hot item split over three buckets, one on each master.
+	const split = "crowd-split"
+	seedBuckets(t, fs.URL(), split, stock, 1, 3)
+	skus = append(skus, split)
 
 	l := startLoad(t, fs.URL(), "", 0) // no workers: its client and ledger only
 	type job struct {

@@ -23,6 +23,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale/internal/testenv"
+	"github.com/flashsale/flashsale/redisstore"
 )
 
 // adminToken is the admin bearer token every instance started here uses.
@@ -110,7 +111,13 @@ func proxiedDSN(t testing.TB, dsn string) (*testenv.Proxy, string) {
 // seed creates or updates sku with a 600 s hold, failing unless 200/201.
 func seed(t testing.TB, baseURL, sku string, stock int64, perUserLimit int) {
 	t.Helper()
-	body := fmt.Sprintf(`{"stock":%d,"per_user_limit":%d,"hold_seconds":%d}`, stock, perUserLimit, holdSeconds)
+	seedBuckets(t, baseURL, sku, stock, perUserLimit, 1)
+}
+
+// seedBuckets is seed with the stock split over buckets.
+func seedBuckets(t testing.TB, baseURL, sku string, stock int64, perUserLimit, buckets int) {
+	t.Helper()
+	body := fmt.Sprintf(`{"stock":%d,"per_user_limit":%d,"hold_seconds":%d,"buckets":%d}`, stock, perUserLimit, holdSeconds, buckets)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, baseURL+"/admin/v1/items/"+sku, strings.NewReader(body))
@@ -626,6 +633,71 @@ type checkOptions struct {
 	AllowLost bool
 }
 
+// redisBuckets reads the item's buckets: the item's total stock, the
+// buckets' counters added up (units in transit between buckets count as
+// available), and every reservation record. Each bucket must keep
+// available + reserved + sold == its stock, none negative.
+func redisBuckets(ctx context.Context, t testing.TB, rdb goredis.UniversalClient, prefix, sku string,
+	problem func(string, ...any)) (stock, available, reserved, sold int64, recs map[string]string) {
+	t.Helper()
+	head, err := rdb.HGetAll(ctx, prefix+":{"+sku+"}:item").Result()
+	if err != nil {
+		t.Fatalf("checkConsistent: HGETALL item of %s: %v", sku, err)
+	}
+	if len(head) == 0 {
+		t.Fatalf("checkConsistent: Redis holds no item %s under prefix %s", sku, prefix)
+	}
+	n, _ := strconv.Atoi(head["buckets"])
+	recs = map[string]string{}
+	var shares, transit int64
+	for _, bucket := range redisstore.Buckets(sku, max(n, 1)) {
+		base := prefix + ":{" + bucket + "}:"
+		item, err := rdb.HGetAll(ctx, base+"item").Result()
+		if err != nil {
+			t.Fatalf("checkConsistent: HGETALL %sitem: %v", base, err)
+		}
+		counter := func(name string) int64 {
+			v, err := strconv.ParseInt(item[name], 10, 64)
+			if err != nil || v < 0 {
+				problem("Redis %sitem field %s = %q is not a count", base, name, item[name])
+			}
+			return v
+		}
+		s, a, r, d := counter("stock"), counter("available"), counter("reserved"), counter("sold")
+		if a+r+d != s {
+			problem("bucket %s: available %d + reserved %d + sold %d != stock %d", bucket, a, r, d, s)
+		}
+		shares, available, reserved, sold = shares+s, available+a, reserved+r, sold+d
+		out, err := rdb.HVals(ctx, base+"xout").Result()
+		if err != nil {
+			t.Fatalf("checkConsistent: HVALS %sxout: %v", base, err)
+		}
+		for _, rec := range out {
+			parts := strings.Split(rec, "|")
+			units, err := strconv.ParseInt(parts[min(1, len(parts)-1)], 10, 64)
+			if len(parts) != 3 || err != nil {
+				problem("bucket %s: transfer record %q", bucket, rec)
+			}
+			transit += units
+		}
+		res, err := rdb.HGetAll(ctx, base+"res").Result()
+		if err != nil {
+			t.Fatalf("checkConsistent: HGETALL %sres: %v", base, err)
+		}
+		for id, rec := range res {
+			recs[id] = rec
+		}
+	}
+	stock = shares
+	if total, err := strconv.ParseInt(head["total"], 10, 64); err == nil {
+		stock = total
+	}
+	if shares+transit != stock {
+		problem("buckets hold %d units and %d are in transit, but the item's stock is %d", shares, transit, stock)
+	}
+	return stock, available + transit, reserved, sold, recs
+}
+
 // checkConsistent is the end check of every fault test; see
 // checkConsistentWith.
 func checkConsistent(t testing.TB, rdb goredis.UniversalClient, prefix, sku, mysqlDSN string, acked map[string]string) {
@@ -659,27 +731,8 @@ func checkConsistentWith(t testing.TB, rdb goredis.UniversalClient, prefix, sku,
 	var problems []string
 	problem := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 
-	// Redis.
-	base := prefix + ":{" + sku + "}:"
-	item, err := rdb.HGetAll(ctx, base+"item").Result()
-	if err != nil {
-		t.Fatalf("checkConsistent: HGETALL %sitem: %v", base, err)
-	}
-	if len(item) == 0 {
-		t.Fatalf("checkConsistent: Redis holds no item %s under prefix %s", sku, prefix)
-	}
-	counter := func(name string) int64 {
-		v, err := strconv.ParseInt(item[name], 10, 64)
-		if err != nil {
-			problem("Redis item field %s = %q is not an integer", name, item[name])
-		}
-		return v
-	}
-	stock, available, reserved, sold := counter("stock"), counter("available"), counter("reserved"), counter("sold")
-	rawRecs, err := rdb.HGetAll(ctx, base+"res").Result()
-	if err != nil {
-		t.Fatalf("checkConsistent: HGETALL %sres: %v", base, err)
-	}
+	// Redis: every bucket of the item (one unless it was seeded with more).
+	stock, available, reserved, sold, rawRecs := redisBuckets(ctx, t, rdb, prefix, sku, problem)
 	recs := make(map[string]redisRec, len(rawRecs))
 	for id, s := range rawRecs {
 		parts := strings.SplitN(s, "|", 6)

@@ -21,6 +21,7 @@ import (
 type multiItem struct {
 	sku     string
 	stock   int64
+	buckets int
 	workers int
 }
 
@@ -29,7 +30,9 @@ type multiItem struct {
 // left (through cancels) on every instance, and two that never sell out.
 func multiItems(skus []string) []multiItem {
 	return []multiItem{
-		{sku: skus[0], stock: 150, workers: 4},
+		// The scarce one is split over three buckets: buyers on different
+		// instances pull units between them as it sells out.
+		{sku: skus[0], stock: 150, buckets: 3, workers: 4},
 		{sku: skus[1], stock: 20_000, workers: 4},
 		{sku: skus[2], stock: 1_000_000, workers: 4},
 	}
@@ -88,7 +91,7 @@ func runMultiInstance(t *testing.T, rdb goredis.UniversalClient, redisEnv map[st
 	b := startFlashsale(t, "", proxied, shared)
 	c := startFlashsale(t, "", dsn, shared)
 	for _, it := range items {
-		seed(t, a.URL(), it.sku, it.stock, 1)
+		seedBuckets(t, a.URL(), it.sku, it.stock, 1, max(it.buckets, 1))
 	}
 	t.Logf("three instances up and items %+v seeded in %v", items, time.Since(begin).Round(time.Millisecond))
 

@@ -3,6 +3,7 @@ package faulttest
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"strconv"
 	"testing"
 	"time"
@@ -10,27 +11,35 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale/internal/testenv"
+	"github.com/flashsale/flashsale/redisstore"
 )
 
 // itemCounters reads an item's available, reserved and sold units straight
-// from Redis; ok is false while the item does not exist (or Redis is down).
+// from Redis, added up over its buckets; ok is false while the item does not
+// exist (or Redis is down).
 func itemCounters(ctx context.Context, rdb goredis.UniversalClient, prefix, sku string) (available, reserved, sold int64, ok bool) {
-	vals, err := rdb.HMGet(ctx, itemKeyOf(prefix, sku), "available", "reserved", "sold").Result()
-	if err != nil || len(vals) != 3 {
+	n, err := rdb.HGet(ctx, itemKeyOf(prefix, sku), "buckets").Int()
+	if err != nil && !errors.Is(err, goredis.Nil) {
 		return 0, 0, 0, false
 	}
-	var n [3]int64
-	for i, v := range vals {
-		s, isStr := v.(string)
-		if !isStr {
+	for _, bucket := range redisstore.Buckets(sku, max(n, 1)) {
+		vals, err := rdb.HMGet(ctx, itemKeyOf(prefix, bucket), "available", "reserved", "sold").Result()
+		if err != nil || len(vals) != 3 {
 			return 0, 0, 0, false
 		}
-		n[i], err = strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return 0, 0, 0, false
+		var c [3]int64
+		for i, v := range vals {
+			s, isStr := v.(string)
+			if !isStr {
+				return 0, 0, 0, false
+			}
+			if c[i], err = strconv.ParseInt(s, 10, 64); err != nil {
+				return 0, 0, 0, false
+			}
 		}
+		available, reserved, sold = available+c[0], reserved+c[1], sold+c[2]
 	}
-	return n[0], n[1], n[2], true
+	return available, reserved, sold, true
 }
 
 // waitCommitted polls until at least units of sku are held or sold, failing
