@@ -1,0 +1,234 @@
+package persistence_test
+
+import (
+	"context"
+	"reflect"
+	"strconv"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/flashsale/flashsale/internal/testenv"
+	"github.com/flashsale/flashsale/persistence"
+	"github.com/flashsale/flashsale/redisstore"
+	"github.com/flashsale/flashsale/reservation"
+)
+
+// splitSpec is an item whose stock is split over three buckets.
+func splitSpec(sku string) reservation.ItemSpec {
+	return reservation.ItemSpec{SKU: sku, Name: "Split", Stock: 12, PerUserLimit: 2, Hold: time.Hour, Buckets: 3}
+}
+
+// splitWorkload seeds a bucketed item and makes holds of eight users (so
+// in every bucket), one with an idempotency key; it confirms two and
+// cancels two. It returns the reservation ids and the idempotency field of
+// each that has one.
+func splitWorkload(t *testing.T, env *syncEnv, sku string) ([]string, map[string]string) {
+	t.Helper()
+	ctx := testCtx(t)
+	if _, err := env.store.Seed(ctx, splitSpec(sku)); err != nil {
+		t.Fatalf("seed: %v", err)
+	}
+	var ids []string
+	idem := map[string]string{}
+	for u := range 8 {
+		id, err := reservation.NewID(sku)
+		if err != nil {
+			t.Fatal(err)
+		}
+		user, key := "user-"+strconv.Itoa(u), ""
+		if u == 5 {
+			key = "k5"
+		}
+		r, _, err := env.store.Reserve(ctx, reservation.ReserveRequest{ID: id, SKU: sku, UserID: user, Quantity: 1 + u%2, IdempotencyKey: key})
+		if err != nil {
+			t.Fatalf("reserve for %s: %v", user, err)
+		}
+		ids = append(ids, r.ID)
+		if key != "" {
+			idem[r.ID] = idemField(user, key)
+		}
+	}
+	for _, i := range []int{0, 3} {
+		if _, err := env.store.Confirm(ctx, ids[i]); err != nil {
+			t.Fatalf("confirm: %v", err)
+		}
+	}
+	for _, i := range []int{1, 4} {
+		if _, err := env.store.Cancel(ctx, ids[i]); err != nil {
+			t.Fatalf("cancel: %v", err)
+		}
+	}
+	return ids, idem
+}
+
+// wantSplitRecord fails unless the record holds every reservation as Redis
+// reports it, the item's offer with its bucket count, and counts that match
+// the item's counters.
+func wantSplitRecord(t *testing.T, env *syncEnv, sku string, ids []string, idem map[string]string) {
+	t.Helper()
+	ctx := testCtx(t)
+	var counts reservation.Counts
+	for _, id := range ids {
+		want, err := env.store.Reservation(ctx, id)
+		if err != nil {
+			t.Fatalf("Redis reservation %s: %v", id, err)
+		}
+		if got, err := env.db.Reservation(ctx, id); err != nil || got != want {
+			t.Errorf("reservation %s:\n recorded %+v, %v\n in Redis %+v", id, got, err, want)
+		}
+		count(&counts, want)
+	}
+	item, err := env.store.Item(ctx, sku)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := env.db.Counts(ctx, sku); err != nil || got != counts || got.Pending != item.Reserved || got.Confirmed != item.Sold {
+		t.Errorf("Counts = %+v, %v; Redis's reservations sum to %+v, its item %+v", got, err, counts, item)
+	}
+	spec := splitSpec(sku)
+	want := reservation.ItemRecord{ItemSpec: spec, Rev: 1, CreatedAt: item.CreatedAt, UpdatedAt: item.UpdatedAt}
+	if got, err := env.db.Item(ctx, sku); err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("recorded item:\n got  %+v, %v\n want %+v", got, err, want)
+	}
+	snap, err := env.db.Snapshot(ctx, sku)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range snap.Reservations {
+		if r.IdempotencyField != idem[r.ID] {
+			t.Errorf("reservation %s: idempotency field %q, want %q", r.ID, r.IdempotencyField, idem[r.ID])
+		}
+	}
+}
+
+// TestSyncerBuckets: the syncer reads the outbox of every bucket of an
+// item and copies each entry to the record once; the item's row has the
+// bucket count.
+func TestSyncerBuckets(t *testing.T) {
+	forEachSyncEnv(t, func(t *testing.T, env *syncEnv) {
+		ctx := testCtx(t)
+		ids, idem := splitWorkload(t, env, "bsync")
+		// One entry for the seed, one per hold, one per confirm or cancel.
+		entries, err := env.store.ItemBacklog(ctx, "bsync")
+		if err != nil || entries != 1+8+4 {
+			t.Fatalf("ItemBacklog = %d, %v; want 13", entries, err)
+		}
+		streams := 0
+		for _, name := range redisstore.Buckets("bsync", 3) {
+			if env.rdb.XLen(ctx, env.key(name, "outbox")).Val() > 0 {
+				streams++
+			}
+		}
+		if streams != 3 {
+			t.Fatalf("entries in %d of the 3 buckets' outboxes, want all", streams)
+		}
+
+		s := env.startSyncer(t, "c1", time.Minute)
+		env.waitSynced(t, 0, s)
+		if got := s.Stats().Synced.Load(); got != entries {
+			t.Errorf("Stats().Synced = %d, want %d: every entry once", got, entries)
+		}
+		wantSplitRecord(t, env, "bsync", ids, idem)
+
+		// Later changes, in a bucket other than the head, follow.
+		if _, err := env.store.Confirm(ctx, ids[2]); err != nil {
+			t.Fatal(err)
+		}
+		env.waitSynced(t, 0, s)
+		if got := s.Stats().Synced.Load(); got != entries+1 {
+			t.Errorf("Stats().Synced = %d, want %d", got, entries+1)
+		}
+		wantSplitRecord(t, env, "bsync", ids, idem)
+	})
+}
+
+// TestRecovererRebuildsBuckets: a private Redis loses everything
+// (FLUSHALL); the Recoverer rebuilds the bucketed item from the record:
+// every bucket, every reservation under its id, the counters, the users'
+// allowances, and exactly the units that were available are sold after.
+func TestRecovererRebuildsBuckets(t *testing.T) {
+	private := redisBackend{name: "private", open: func(t testing.TB) (*goredis.Client, string) {
+		return testenv.StartRedis(t, testenv.RedisOptions{}).Client(t), "fs"
+	}}
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			env := newSyncEnv(t, private, b)
+			ctx := testCtx(t)
+			ids, idem := splitWorkload(t, env, "blost")
+			env.waitSynced(t, 0, env.startSyncer(t, "c1", time.Minute))
+			before, err := env.store.Item(ctx, "blost")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var recs []reservation.Reservation
+			for _, id := range ids {
+				r, err := env.store.Reservation(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				recs = append(recs, r)
+			}
+			rec := &persistence.Recoverer{Store: env.store, DB: env.db, Interval: 20 * time.Millisecond,
+				Grace: 50 * time.Millisecond, Log: env.log}
+			runCtx, stop := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- rec.Run(runCtx) }()
+			defer func() { stop(); <-done }()
+
+			if err := env.rdb.FlushAll(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			svc := reservation.NewService(env.store, rec)
+			var it reservation.Item
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				it, err = svc.Item(ctx, "blost")
+				if err == nil {
+					break
+				}
+				if !isAny(err, reservation.ErrRecovering) {
+					t.Fatalf("Item while rebuilding: %v, want ErrRecovering", err)
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("not rebuilt after 10 s: %v", err)
+				}
+			}
+			if it.Buckets != 3 || it.Stock != before.Stock || it.Available != before.Available ||
+				it.Reserved != before.Reserved || it.Sold != before.Sold {
+				t.Fatalf("rebuilt %+v, want the counters of %+v over 3 buckets", it, before)
+			}
+			if missing, err := env.store.Missing(ctx, []string{"blost"}); err != nil || len(missing) != 0 {
+				t.Fatalf("Missing after the rebuild = %v, %v", missing, err)
+			}
+			for _, want := range recs {
+				if got, err := svc.Reservation(ctx, want.ID); err != nil || got != want {
+					t.Fatalf("restored %s = %+v, %v\nwant %+v", want.ID, got, err, want)
+				}
+			}
+			wantSplitRecord(t, env, "blost", ids, idem)
+
+			// The restored holds and allowances live on.
+			if r, err := svc.Confirm(ctx, ids[2]); err != nil || r.Status != reservation.StatusConfirmed {
+				t.Fatalf("confirm a restored hold: %+v, %v", r, err)
+			}
+			if _, replayed, err := svc.Reserve(ctx, reservation.ReserveRequest{SKU: "blost", UserID: "user-5", Quantity: 2, IdempotencyKey: "k5"}); err != nil || !replayed {
+				t.Fatalf("replay of a restored key: replayed=%v, %v", replayed, err)
+			}
+			if _, _, err := svc.Reserve(ctx, reservation.ReserveRequest{SKU: "blost", UserID: "user-3", Quantity: 1}); !isAny(err, reservation.ErrLimitExceeded) {
+				t.Fatalf("user-3 bought 2 of 2 before the loss: %v, want ErrLimitExceeded", err)
+			}
+			for i := range before.Available {
+				if _, _, err := svc.Reserve(ctx, reservation.ReserveRequest{SKU: "blost", UserID: "after-" + strconv.FormatInt(i, 10), Quantity: 1}); err != nil {
+					t.Fatalf("reserve unit %d of the %d available: %v", i+1, before.Available, err)
+				}
+			}
+			if _, _, err := svc.Reserve(ctx, reservation.ReserveRequest{SKU: "blost", UserID: "one-more", Quantity: 1}); !isAny(err, reservation.ErrSoldOut) {
+				t.Fatalf("reserve past the stock: %v, want ErrSoldOut", err)
+			}
+			if rec.Restored() != 1 {
+				t.Fatalf("Restored = %d, want 1", rec.Restored())
+			}
+		})
+	}
+}
