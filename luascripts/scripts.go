@@ -39,6 +39,12 @@ var take string
 //go:embed give.lua
 var give string
 
+//go:embed freeze.lua
+var freeze string
+
+//go:embed credit.lua
+var credit string
+
 //go:embed ack.lua
 var ack string
 
@@ -61,6 +67,8 @@ func Restore() Source     { return join(restore) }
 func Bucket() Source      { return join(bucket) }
 func Take() Source        { return join(take) }
 func Give() Source        { return join(give) }
+func Freeze() Source      { return join(freeze) }
+func Credit() Source      { return join(credit) }
 
 // Ack works on the outbox keys only, so it stands alone without lib.lua.
 func Ack() Source { return Source(ack) }

@@ -18,17 +18,20 @@
 --   {"empty", next_due_in_ms}  nothing available; next_due_in_ms as in reserve.lua
 --   {"more_due"}  as in reserve.lua: call again
 --   {"layout", buckets}  as in reserve.lua
+--   {"frozen"}  an exact count of the item's units is under way (freeze.lua);
+--       nothing was taken
 --   {"item_not_found"}
 local id, to, want, half = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1'
 local settle_limit = tonumber(ARGV[5])
 local now = now_ms()
 
-local f = redis.call('HMGET', K_ITEM, 'available', 'buckets')
+local f = redis.call('HMGET', K_ITEM, 'available', 'buckets', 'frozen_until')
 if not f[1] then return { 'item_not_found' } end
 local buckets = tonumber(f[2]) or 1
 if buckets ~= tonumber(ARGV[6]) then return { 'layout', buckets } end
 local prev = redis.call('HGET', K_XOUT, id)
 if prev then return { 'taken', tonumber(string.match(prev, '^[^|]*|(%d+)|')) } end
+if now < (tonumber(f[3]) or 0) then return { 'frozen' } end
 
 local due, freed = due_holds(now, settle_limit)
 local available = tonumber(f[1]) + freed

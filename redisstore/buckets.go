@@ -183,8 +183,10 @@ func (s *Store) transfer(ctx context.Context, l *layout, from, to string, want i
 		moved = rep.int(1)
 	case "empty":
 		return 0, rep.int(1), nil
-	case "item_not_found", "layout":
-		return 0, -1, nil // a bucket that is gone or stale has nothing to give
+	case "item_not_found", "layout", "frozen":
+		// A bucket that is gone, stale or frozen for a count has nothing to
+		// give now.
+		return 0, -1, nil
 	default:
 		return 0, -1, rep.unexpected("take")
 	}
@@ -239,9 +241,10 @@ func (s *Store) gather(ctx context.Context, l *layout, to string, want int64, ha
 	return got, nextDue, nil
 }
 
-// finishTransfers delivers the transfers of bucket that were recorded more
-// than transferStale ago (their mover died between take and give).
-func (s *Store) finishTransfers(ctx context.Context, bucket string, nowMs int64) error {
+// finishTransfers delivers the transfers of bucket recorded at or before
+// cutoff (ms, Redis time): the sweeper passes transferStale ago (their mover
+// died between take and give), a count of the item's units every one.
+func (s *Store) finishTransfers(ctx context.Context, bucket string, cutoff int64) error {
 	recs, err := s.client.HGetAll(ctx, s.key(bucket, "xout")).Result()
 	if err != nil {
 		return fmt.Errorf("redisstore: transfers of %s: %w", bucket, translate(err))
@@ -253,7 +256,7 @@ func (s *Store) finishTransfers(ctx context.Context, bucket string, nowMs int64)
 		}
 		units, err1 := strconv.ParseInt(parts[1], 10, 64)
 		at, err2 := strconv.ParseInt(parts[2], 10, 64)
-		if err1 != nil || err2 != nil || nowMs-at < transferStale {
+		if err1 != nil || err2 != nil || at > cutoff {
 			continue
 		}
 		if err := s.deliver(ctx, bucket, id, parts[0], units); err != nil {

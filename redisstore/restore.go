@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
-	"strings"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -21,17 +21,22 @@ const restoreChunk = 500
 // restored it first, or it was never lost): live state is never overwritten.
 //
 // An item with buckets is rebuilt bucket by bucket, each from the
-// reservations whose ids name it, the head last (buyers find the item
-// through the head). A rebuilt bucket holds only its committed units; the
-// head gets the rest of the total, less what buckets that survived hold or
-// have in transit, so no unit is counted twice.
+// reservations whose ids name it and holding just their units, the head
+// last (buyers find the item through the head); buckets that survived are
+// kept. Then an exact count (reconcile) gives the head what the buckets do
+// not account for: the available units of every lost bucket.
 func (s *Store) Restore(ctx context.Context, snap reservation.Snapshot) (bool, error) {
-	sku := snap.Item.SKU
-	l := newLayout(sku, max(snap.Item.Buckets, 1))
+	it := snap.Item
+	sku := it.SKU
+	l := newLayout(sku, max(it.Buckets, 1))
 	byBucket := map[string][]reservation.RecordedReservation{}
+	var committed int64
 	for _, r := range snap.Reservations {
 		b := idBucket(r.ID)
 		byBucket[b] = append(byBucket[b], r)
+		if r.Status == reservation.StatusPending || r.Status == reservation.StatusConfirmed {
+			committed += int64(r.Quantity)
+		}
 	}
 	// The catalogue first, as in seeding: the sweeper and the syncer find
 	// buckets through it.
@@ -42,35 +47,36 @@ func (s *Store) Restore(ctx context.Context, snap reservation.Snapshot) (bool, e
 	if err := s.client.SAdd(ctx, s.catalogKey(), members...).Err(); err != nil {
 		return false, fmt.Errorf("redisstore: restore %s: %w", sku, translate(err))
 	}
-	var others int64
+	if l.n() == 1 {
+		return s.restoreBucket(ctx, sku, it, byBucket[sku], it.Stock, it.Stock)
+	}
 	restored := false
-	for _, name := range l.names[1:] {
-		held, err := s.restoreBucket(ctx, name, snap.Item, byBucket[name], -1, "")
-		if errors.Is(err, errRestored) {
-			restored, err = true, nil
+	for _, name := range append(slices.Clone(l.names[1:]), sku) {
+		// A restock that Redis took but the record never saw can leave the
+		// recorded stock below what is committed; the committed units win.
+		total := int64(-1)
+		if name == sku {
+			total = max(it.Stock, committed)
 		}
+		r, err := s.restoreBucket(ctx, name, it, byBucket[name], -1, total)
 		if err != nil {
 			return false, err
 		}
-		others += held
+		restored = restored || r
 	}
-	it := snap.Item
-	_, err := s.restoreBucket(ctx, sku, it, byBucket[sku], it.Stock-others, strconv.FormatInt(it.Stock, 10))
-	if errors.Is(err, errRestored) {
-		restored, err = true, nil
+	// Always, not only when this call rebuilt something: a count that
+	// failed before is owed until it succeeds.
+	if _, err := s.reconcile(ctx, l); err != nil {
+		return restored, err
 	}
-	return restored, err
+	return restored, nil
 }
 
-// errRestored marks restoreBucket having rebuilt the bucket.
-var errRestored = errors.New("restored")
-
-// restoreBucket rebuilds one bucket unless it exists, and returns the units
-// it holds: its stock and what it has in transit when it survived, its
-// committed units when rebuilt. share < 0 gives a rebuilt bucket exactly its
-// committed units; total is the head's total, "" for the other buckets.
+// restoreBucket rebuilds one bucket unless it exists, and reports whether
+// it did. share < 0 gives the bucket exactly its committed units; total is
+// the item's total on the head, < 0 on the other buckets.
 func (s *Store) restoreBucket(ctx context.Context, bucket string, it reservation.ItemRecord,
-	recs []reservation.RecordedReservation, share int64, total string) (int64, error) {
+	recs []reservation.RecordedReservation, share, total int64) (bool, error) {
 	keys := s.keys(bucket)
 	var reserved, sold int64
 	for lo := 0; lo < len(recs) || lo == 0; lo += restoreChunk {
@@ -82,55 +88,39 @@ func (s *Store) restoreBucket(ctx context.Context, bucket string, it reservation
 		}
 		rep, err := reply(s.restore.Run(ctx, s.client, keys, args...).Result())
 		if err != nil {
-			return 0, fmt.Errorf("redisstore: restore %s: %w", bucket, err)
+			return false, fmt.Errorf("redisstore: restore %s: %w", bucket, err)
 		}
 		switch rep.code() {
 		case "exists":
-			return s.held(ctx, bucket)
+			return false, nil
 		case "ok":
 			reserved += rep.int(2)
 			sold += rep.int(3)
 		default:
-			return 0, rep.unexpected("restore")
+			return false, rep.unexpected("restore")
 		}
 	}
 	if share < 0 {
 		share = reserved + sold
 	}
+	totalArg := ""
+	if total >= 0 {
+		totalArg = strconv.FormatInt(total, 10)
+	}
 	rep, err := reply(s.restore.Run(ctx, s.client, keys, "item",
 		share, it.PerUserLimit, it.Hold.Milliseconds(), optionalMillis(it.StartsAt), optionalMillis(it.EndsAt),
 		it.Name, it.CreatedAt.UnixMilli(), it.UpdatedAt.UnixMilli(), it.Rev, reserved, sold,
-		total, max(it.Buckets, 1)).Result())
+		totalArg, max(it.Buckets, 1)).Result())
 	if err != nil {
-		return 0, fmt.Errorf("redisstore: restore %s: %w", bucket, err)
+		return false, fmt.Errorf("redisstore: restore %s: %w", bucket, err)
 	}
 	switch rep.code() {
 	case "restored":
-		return max(share, reserved+sold), errRestored
+		return true, nil
 	case "exists":
-		return s.held(ctx, bucket)
+		return false, nil
 	}
-	return 0, rep.unexpected("restore")
-}
-
-// held is the units a live bucket accounts for: its stock and its
-// transfers out that may not have arrived yet.
-func (s *Store) held(ctx context.Context, bucket string) (int64, error) {
-	stock, err := s.client.HGet(ctx, s.key(bucket, "item"), "stock").Int64()
-	if err != nil && !errors.Is(err, goredis.Nil) {
-		return 0, fmt.Errorf("redisstore: restore %s: %w", bucket, translate(err))
-	}
-	out, err := s.client.HVals(ctx, s.key(bucket, "xout")).Result()
-	if err != nil {
-		return 0, fmt.Errorf("redisstore: restore %s: %w", bucket, translate(err))
-	}
-	for _, rec := range out {
-		if parts := strings.Split(rec, "|"); len(parts) == 3 {
-			n, _ := strconv.ParseInt(parts[1], 10, 64)
-			stock += n
-		}
-	}
-	return stock, nil
+	return false, rep.unexpected("restore")
 }
 
 // Missing returns the skus whose item Redis does not hold whole: the head

@@ -40,6 +40,8 @@ type Store struct {
 	bucket  *goredis.Script
 	take    *goredis.Script
 	give    *goredis.Script
+	freeze  *goredis.Script
+	credit  *goredis.Script
 	co      *coalescer // nil: every call on its own connection
 	layouts layouts
 }
@@ -65,6 +67,8 @@ func New(ctx context.Context, client goredis.UniversalClient, prefix string, opt
 		bucket:  goredis.NewScript(string(luascripts.Bucket())),
 		take:    goredis.NewScript(string(luascripts.Take())),
 		give:    goredis.NewScript(string(luascripts.Give())),
+		freeze:  goredis.NewScript(string(luascripts.Freeze())),
+		credit:  goredis.NewScript(string(luascripts.Credit())),
 	}
 	s.co = newCoalescer(client, DefaultPipelines, DefaultPipelineBatch)
 	for _, opt := range opts {
@@ -102,7 +106,7 @@ func WithPipelines(n, batch int) Option {
 // EVALSHA to EVAL.
 func (s *Store) LoadScripts(ctx context.Context) error {
 	load := func(ctx context.Context, c goredis.Scripter) error {
-		for _, sc := range []*goredis.Script{s.reserve, s.confirm, s.cancel, s.expire, s.seed, s.get, s.restore, s.bucket, s.take, s.give, ackScript, pruneScript} {
+		for _, sc := range []*goredis.Script{s.reserve, s.confirm, s.cancel, s.expire, s.seed, s.get, s.restore, s.bucket, s.take, s.give, s.freeze, s.credit, ackScript, pruneScript} {
 			if err := sc.Load(ctx, c).Err(); err != nil {
 				return fmt.Errorf("redisstore: load script: %w", translate(err))
 			}
@@ -518,7 +522,7 @@ func (s *Store) SweepDue(ctx context.Context, batch int) (int, error) {
 					again = append(again, skus[i])
 				}
 				if rep.int(17) > 0 {
-					if err := s.finishTransfers(ctx, skus[i], rep.int(12)); err != nil {
+					if err := s.finishTransfers(ctx, skus[i], rep.int(12)-transferStale); err != nil {
 						return expired, err
 					}
 				}

@@ -1,0 +1,111 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/flashsale/flashsale/reservation"
+)
+
+// A bucket that Redis lost (a cluster master lost its data while the others
+// kept theirs) is rebuilt from the record with its reservations, but the
+// units it had available are gone with it: nothing else knows how many they
+// were. reconcile finds them by counting: the item's total less what its
+// buckets hold is what is missing, and it goes back to the head.
+//
+// The count must not miss a unit in transit: one taken from a bucket read
+// later and given to a bucket read earlier would be counted nowhere, and
+// crediting it would sell it twice. So every bucket is frozen first (take.lua
+// refuses while frozen; buyers, cancels and expiries go on, as they never
+// move units between buckets), the transfers in flight are finished, and only
+// then are the buckets read, each while still frozen and with nothing in
+// flight. A freeze that ran out before its bucket was read only lets units
+// move after that bucket was counted, which can count them twice (too little
+// credit) but never not at all. The credit is applied only if the head is
+// still as read (credit.lua), so a concurrent restock or a second instance
+// reconciling at the same time cannot add the same units again.
+
+// freezeFor bounds how long a count keeps units from moving between buckets
+// (buyers of an empty bucket may be refused meanwhile).
+const freezeFor = 3000 // ms
+
+var errRecount = errors.New("the item changed during the count")
+
+// reconcile credits the head with the units the item's buckets do not
+// account for, and reports how many.
+func (s *Store) reconcile(ctx context.Context, l *layout) (int64, error) {
+	for attempt := 0; ; attempt++ {
+		n, err := s.reconcileOnce(ctx, l)
+		if !errors.Is(err, errRecount) || attempt == 5 {
+			return n, err
+		}
+	}
+}
+
+func (s *Store) reconcileOnce(ctx context.Context, l *layout) (int64, error) {
+	defer s.freezeAll(context.WithoutCancel(ctx), l, -1) // unfreeze even when the count fails
+	if _, err := s.freezeAll(ctx, l, freezeFor); err != nil {
+		return 0, err
+	}
+	for _, name := range l.names {
+		if err := s.finishTransfers(ctx, name, math.MaxInt64); err != nil {
+			return 0, err
+		}
+	}
+	counts, err := s.freezeAll(ctx, l, 0)
+	if err != nil {
+		return 0, err
+	}
+	var held int64
+	for i, c := range counts {
+		if c.transfersOut > 0 || c.frozenFor <= 0 {
+			return 0, fmt.Errorf("%w: bucket %s has %d transfers out, frozen for %d ms",
+				errRecount, l.names[i], c.transfersOut, c.frozenFor)
+		}
+		held += c.stock
+	}
+	head := counts[0]
+	missing := head.total - held
+	if missing <= 0 {
+		return 0, nil
+	}
+	rep, err := reply(s.run(ctx, call{sc: s.credit, keys: s.keys(l.names[0]),
+		args: []any{head.stock, head.total, missing}}).Result())
+	if err != nil {
+		return 0, fmt.Errorf("redisstore: credit %s: %w", l.names[0], err)
+	}
+	switch rep.code() {
+	case "credited":
+		return missing, nil
+	case "changed":
+		return 0, errRecount
+	}
+	return 0, rep.unexpected("credit")
+}
+
+// bucketCount is freeze.lua's report on one bucket.
+type bucketCount struct {
+	stock, transfersOut, frozenFor, total int64
+}
+
+// freezeAll runs freeze.lua on every bucket of l with ARGV ms (see the script).
+func (s *Store) freezeAll(ctx context.Context, l *layout, ms int64) ([]bucketCount, error) {
+	calls := make([]call, l.n())
+	for i, name := range l.names {
+		calls[i] = call{keys: s.keys(name), args: []any{ms}}
+	}
+	out := make([]bucketCount, l.n())
+	for i, res := range s.runMany(ctx, s.freeze, calls) {
+		rep, err := reply(res.val, res.err)
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: freeze %s: %w", l.names[i], err)
+		}
+		if rep.code() != "ok" {
+			return nil, fmt.Errorf("redisstore: freeze %s: %w", l.names[i], reservation.ErrRecovering)
+		}
+		out[i] = bucketCount{stock: rep.int(1), transfersOut: rep.int(2), frozenFor: rep.int(3), total: rep.int(4)}
+	}
+	return out, nil
+}
