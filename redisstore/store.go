@@ -496,6 +496,7 @@ func (s *Store) byID(ctx context.Context, sc *goredis.Script, op, id string) (re
 // expire script per item.
 func (s *Store) SweepDue(ctx context.Context, batch int) (int, error) {
 	expired := 0
+	var failed error // the first stale transfer that could not be finished
 	var cursor uint64
 	for {
 		skus, next, err := s.client.SScan(ctx, s.catalogKey(), cursor, "", 500).Result()
@@ -522,8 +523,11 @@ func (s *Store) SweepDue(ctx context.Context, batch int) (int, error) {
 					again = append(again, skus[i])
 				}
 				if rep.int(17) > 0 {
-					if err := s.finishTransfers(ctx, skus[i], rep.int(12)-transferStale); err != nil {
-						return expired, err
+					// A transfer that cannot arrive (its bucket is lost
+					// until recovery rebuilds it) is reported, but must not
+					// stop the sweep of every other item.
+					if err := s.finishTransfers(ctx, skus[i], rep.int(12)-transferStale); err != nil && failed == nil {
+						failed = err
 					}
 				}
 			}
@@ -531,7 +535,7 @@ func (s *Store) SweepDue(ctx context.Context, batch int) (int, error) {
 		}
 		cursor = next
 		if cursor == 0 {
-			return expired, nil
+			return expired, failed
 		}
 	}
 }
