@@ -998,18 +998,21 @@ func TestBucketsOutbox(t *testing.T) {
 }
 
 // TestBucketsRestore: a bucketed item rebuilt from its record, after Redis
-// lost all of it or all but one bucket. Reservations go back to the buckets
-// their ids name; the head gets the rest of the total, less what surviving
-// buckets hold or have in transit; nothing is counted twice, and exactly
-// the available units can be sold afterwards.
+// lost all of it or some of its buckets (the head among them or not).
+// Reservations go back to the buckets their ids name, a rebuilt bucket
+// other than the head holds just their units, a surviving one keeps its
+// own; the head ends up with the rest of the total, so nothing is counted
+// twice or lost, and exactly the available units can be sold afterwards.
 func TestBucketsRestore(t *testing.T) {
 	cases := []struct {
-		name     string
-		survivor int // index of the bucket that survives, -1: none
+		name string
+		lost []int // the buckets Redis lost, by index (0: the head)
 	}{
-		{"every bucket lost", -1},
-		{"the head and one bucket lost", 1},
-		{"every bucket but the head's neighbour lost", 2},
+		{"every bucket lost", []int{0, 1, 2}},
+		{"the head and bucket 2 lost", []int{0, 2}},
+		{"the head and bucket 1 lost", []int{0, 1}},
+		{"bucket 2 lost, the head kept", []int{2}},
+		{"buckets 1 and 2 lost, the head kept", []int{1, 2}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1041,9 +1044,15 @@ func TestBucketsRestore(t *testing.T) {
 			keyed := hold(1, 1, "k")
 			mustCancel(t, s, hold(2, 2, ""))
 			lastHold := hold(2, 1, "")
-			if tc.survivor > 0 {
-				// The survivor's mover died mid-transfer, to the head.
-				if _, n := stuckTransfer(t, s, 3, names[tc.survivor], names[0], 1, false); n != 1 {
+			survivor := -1 // a bucket other than the head that Redis kept
+			for b := 1; b < 3 && survivor < 0; b++ {
+				if !slices.Contains(tc.lost, b) {
+					survivor = b
+				}
+			}
+			if survivor > 0 {
+				// Its mover died mid-transfer, to the head.
+				if _, n := stuckTransfer(t, s, 3, names[survivor], names[0], 1, false); n != 1 {
 					t.Fatalf("take moved %d", n)
 				}
 			}
@@ -1060,13 +1069,12 @@ func TestBucketsRestore(t *testing.T) {
 				}
 				snap.Reservations = append(snap.Reservations, reservation.RecordedReservation{Reservation: r, IdempotencyField: m.idem})
 			}
-			var survivorHeld int64
-			for b, name := range names {
-				if b == tc.survivor {
-					c := rawCounters(t, s, name)
-					survivorHeld = c.Stock + 1 // and the unit in transit
-					continue
-				}
+			var survivorStock int64
+			if survivor > 0 {
+				survivorStock = rawCounters(t, s, names[survivor]).Stock
+			}
+			for _, b := range tc.lost {
+				name := names[b]
 				keys := s.rdb.Keys(ctx, s.prefix+":{"+name+"}:*").Val()
 				if len(keys) == 0 {
 					t.Fatalf("no keys of %s", name)
@@ -1086,19 +1094,19 @@ func TestBucketsRestore(t *testing.T) {
 					t.Fatalf("reservation %s not back in %s", r.ID, bucketOf(r.ID))
 				}
 			}
-			// Rebuilt buckets other than the head hold their committed units.
-			committed := map[int]int64{1: 3, 2: 1}
-			others := int64(0)
+			// Rebuilt buckets other than the head hold their committed units,
+			// a survivor what it held; the head the rest of the total
+			// (checkBuckets: the stocks and the units in transit add up to it).
+			committed := map[int]counters{1: {Stock: 3, Reserved: 1, Sold: 2}, 2: {Stock: 1, Reserved: 1}}
 			for b := 1; b < 3; b++ {
-				if b == tc.survivor {
-					others += survivorHeld
-					continue
+				switch {
+				case b == survivor:
+					if got := rawCounters(t, s, names[b]).Stock; got != survivorStock {
+						t.Fatalf("the surviving bucket holds %d, held %d", got, survivorStock)
+					}
+				case slices.Contains(tc.lost, b):
+					wantCounters(t, s, names[b], committed[b])
 				}
-				wantCounters(t, s, names[b], counters{Stock: committed[b], Reserved: committed[b] - map[int]int64{1: 2}[b], Sold: map[int]int64{1: 2}[b]})
-				others += committed[b]
-			}
-			if got := rawCounters(t, s, "rst").Stock; got != 12-others {
-				t.Fatalf("head stock %d, want 12 - %d", got, others)
 			}
 			if it := mustItem(t, s, "rst"); itemCounters(it) != itemCounters(before) || it.Buckets != 3 {
 				t.Fatalf("restored item %+v, want the counters of %+v", it, before)
@@ -1299,4 +1307,37 @@ func TestBucketsRefusalAsksHomeAgain(t *testing.T) {
 		t.Fatalf("reserve with the unit pulled home by another buyer: %+v, %v; want a hold in %s", r, err, names[1])
 	}
 	checkBuckets(t, s, "home", names)
+}
+
+// TestBucketsSweepPastAnUndeliverableTransfer: a stale transfer whose
+// receiving bucket is gone (Redis lost it, recovery has not rebuilt it)
+// stays recorded and is reported, but the sweep goes on: the other items'
+// stale transfers are delivered and their due holds settled.
+func TestBucketsSweepPastAnUndeliverableTransfer(t *testing.T) {
+	s := newMiniStore(t)
+	ctx := context.Background()
+	lost := seedSplit(t, s, "a", 4, 1, 2)
+	fine := seedSplit(t, s, "b", 4, 1, 2)
+	lostID, _ := stuckTransfer(t, s, 2, lost[0], lost[1], 1, false)
+	fineID, _ := stuckTransfer(t, s, 2, fine[0], fine[1], 1, false)
+	mustReserve(t, s, "b", userIn(t, fine, 0, "due"), 1)
+	s.rdb.Del(ctx, s.rdb.Keys(ctx, s.prefix+":{"+lost[1]+"}:*").Val()...)
+	s.advance(t, 10*time.Minute)
+
+	n, err := s.SweepDue(ctx, 64)
+	if err == nil || !strings.Contains(err.Error(), lost[1]) {
+		t.Fatalf("SweepDue error %v, want one naming the lost bucket %s", err, lost[1])
+	}
+	if n != 1 {
+		t.Fatalf("SweepDue expired %d holds, want 1", n)
+	}
+	if !s.rdb.HExists(ctx, s.key(lost[0], "xout"), lostID).Val() {
+		t.Fatalf("the undeliverable transfer's record is gone")
+	}
+	if s.rdb.HExists(ctx, s.key(fine[0], "xout"), fineID).Val() {
+		t.Fatalf("the other item's stale transfer was not delivered")
+	}
+	if sum := checkBuckets(t, s, "b", fine); sum.transit != 0 || sum.available != 4 {
+		t.Fatalf("item b after the sweep: %+v", sum)
+	}
 }
