@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
+	"strconv"
+	"strings"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale/reservation"
 )
@@ -19,7 +22,8 @@ import (
 // later and given to a bucket read earlier would be counted nowhere, and
 // crediting it would sell it twice. So every bucket is frozen first (take.lua
 // refuses while frozen; buyers, cancels and expiries go on, as they never
-// move units between buckets), the transfers in flight are finished, and only
+// move units between buckets), the transfers in flight are ended (their
+// units, unless they arrived, go to the head; see voidTransfers), and only
 // then are the buckets read, each while still frozen and with nothing in
 // flight. A freeze that ran out before its bucket was read only lets units
 // move after that bucket was counted, which can count them twice (too little
@@ -50,7 +54,7 @@ func (s *Store) reconcileOnce(ctx context.Context, l *layout) (int64, error) {
 		return 0, err
 	}
 	for _, name := range l.names {
-		if err := s.finishTransfers(ctx, name, math.MaxInt64); err != nil {
+		if err := s.voidTransfers(ctx, name); err != nil {
 			return 0, err
 		}
 	}
@@ -83,6 +87,34 @@ func (s *Store) reconcileOnce(ctx context.Context, l *layout) (int64, error) {
 		return 0, errRecount
 	}
 	return 0, rep.unexpected("credit")
+}
+
+// voidTransfers ends every transfer recorded in bucket without delivering
+// it: the receiver is marked as having received it (so a give that comes
+// later, from a mover still alive, adds nothing) and the record goes. Units
+// that arrived are in the receiver; units that did not, or that arrived in
+// a bucket Redis lost since (its receipt lost with it), are in no bucket,
+// and the count gives them to the head. Delivering them instead would add
+// units a second time to a receiver rebuilt after they had arrived.
+func (s *Store) voidTransfers(ctx context.Context, bucket string) error {
+	recs, err := s.client.HGetAll(ctx, s.key(bucket, "xout")).Result()
+	if err != nil {
+		return fmt.Errorf("redisstore: transfers of %s: %w", bucket, translate(err))
+	}
+	for id, rec := range recs {
+		parts := strings.Split(rec, "|") // "to_bucket|units|created_ms"
+		at, err := strconv.ParseInt(parts[len(parts)-1], 10, 64)
+		if len(parts) != 3 || err != nil {
+			continue // not a record take.lua wrote; the count stays owed
+		}
+		if err := s.client.ZAddNX(ctx, s.key(parts[0], "xin"), goredis.Z{Score: float64(at), Member: id}).Err(); err != nil {
+			return fmt.Errorf("redisstore: void transfer %s: %w", id, translate(err))
+		}
+		if err := s.client.HDel(ctx, s.key(bucket, "xout"), id).Err(); err != nil {
+			return fmt.Errorf("redisstore: void transfer %s: %w", id, translate(err))
+		}
+	}
+	return nil
 }
 
 // bucketCount is freeze.lua's report on one bucket.
