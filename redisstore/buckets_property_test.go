@@ -3,8 +3,9 @@ package redisstore_test
 // A randomized, model-based test of items split over buckets. Each run
 // seeds one item over 1..8 buckets and drives it through reservation.Service
 // with random reserves (with and without idempotency keys), replays,
-// confirms, cancels, clock jumps, restocks up and down, sweeps, and
-// transfers whose mover dies after take.lua (and sometimes after give.lua).
+// confirms, cancels, clock jumps, restocks up and down, sweeps, transfers
+// whose mover dies after take.lua (and sometimes after give.lua), and Redis
+// losing some or all buckets, rebuilt by Restore from what the model holds.
 // It reuses property_test.go's model (propModel) and its confirm, cancel,
 // advance and sweep actions; what is new is the bucket bookkeeping. After
 // every step:
@@ -34,6 +35,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -122,6 +124,7 @@ func TestPropertyBuckets(t *testing.T) {
 			{"advance", 2, p.advance},
 			{"sweep", 3, p.sweepTransfers},
 			{"crash", 3, p.crash},
+			{"lose", 1, p.lose},
 		}
 		var pick []int
 		for i, a := range actions {
@@ -340,6 +343,64 @@ func (p *bucketProp) crash(t *rapid.T) {
 		p.stats["crash: after take"]++
 		p.transit = append(p.transit, stuckUnits{units: units, at: p.m.now})
 	}
+}
+
+// lose is Redis losing some or all of the item's buckets (a cluster
+// master's data, or everything) and recovery rebuilding them from a record
+// that holds what the model holds. The rebuilt buckets hold their
+// reservations; the exact count gives the head every unit no bucket
+// accounts for, including those that were in transit.
+func (p *bucketProp) lose(t *rapid.T) {
+	m, it := p.m, p.it
+	var lost []string
+	for b, name := range p.names {
+		if rapid.IntRange(0, 2).Draw(t, "lose"+strconv.Itoa(b)) == 0 {
+			lost = append(lost, name)
+		}
+	}
+	if len(lost) == 0 {
+		lost = append(lost, rapid.SampledFrom(p.names).Draw(t, "loseOne"))
+	}
+	// The check after the last step settled every due hold: the model's
+	// stored statuses are Redis's, and the record's.
+	idem := map[string]string{}
+	for k, id := range m.idem {
+		idem[id] = strconv.Itoa(len(k.user)) + ":" + k.user + ":" + k.key
+	}
+	snap := reservation.Snapshot{Item: reservation.ItemRecord{ItemSpec: it.spec, Rev: 1,
+		CreatedAt: it.created, UpdatedAt: it.updated}}
+	for _, id := range m.ids {
+		r := m.res[id]
+		snap.Reservations = append(snap.Reservations, reservation.RecordedReservation{
+			Reservation: reservation.Reservation{ID: r.id, SKU: r.sku, UserID: r.user, Quantity: r.qty, Status: r.status,
+				CreatedAt: r.created, ExpiresAt: r.expires, UpdatedAt: r.updated},
+			IdempotencyField: idem[id],
+		})
+	}
+	for _, key := range p.mr.Keys() {
+		for _, name := range lost {
+			if strings.HasPrefix(key, p.s.key(name, "")) {
+				p.mr.Del(key)
+			}
+		}
+	}
+	restored, err := p.store.Restore(p.ctx, snap)
+	t.Logf("  lose %v (in transit %d) -> restored=%v err=%v", lost, p.inTransit(), restored, err)
+	if err != nil || !restored {
+		t.Fatalf("Restore after losing %v: %v, %v", lost, restored, err)
+	}
+	if len(lost) == len(p.names) {
+		p.stats["lose: every bucket"]++
+	} else if slices.Contains(lost, it.sku) {
+		p.stats["lose: the head and some"]++
+	} else {
+		p.stats["lose: some, the head kept"]++
+	}
+	if p.inTransit() > 0 {
+		p.stats["lose: with units in transit"]++
+	}
+	p.transit = nil // finished by the count, or lost and counted back
+	p.touchedAll = true
 }
 
 // sweepTransfers is property_test.go's sweep (due holds, counted), after

@@ -1341,3 +1341,44 @@ func TestBucketsSweepPastAnUndeliverableTransfer(t *testing.T) {
 		t.Fatalf("item b after the sweep: %+v", sum)
 	}
 }
+
+// TestBucketsRestoreAfterAGivenTransfer: a mover died after give.lua but
+// before forgetting its record; then Redis lost the receiving bucket, and
+// its receipt with it. The units arrived (and were sold there) before the
+// loss: the rebuild must not add them to the rebuilt bucket again.
+func TestBucketsRestoreAfterAGivenTransfer(t *testing.T) {
+	s := newMiniStore(t)
+	ctx := context.Background()
+	spec := itemSpec("given", 6, 3)
+	spec.Buckets = 3
+	names := seedSplit(t, s, "given", 6, 3, 3) // 2 in each bucket
+	id, _ := stuckTransfer(t, s, 3, names[2], names[1], 1, true)
+	held := mustReserve(t, s, "given", userIn(t, names, 1, "r"), 3) // bucket 1's three units
+	before := mustItem(t, s, "given")
+	rec, err := s.Reservation(ctx, held.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.rdb.Del(ctx, s.rdb.Keys(ctx, s.prefix+":{"+names[1]+"}:*").Val()...)
+
+	snap := reservation.Snapshot{
+		Item:         reservation.ItemRecord{ItemSpec: spec, Rev: 1, CreatedAt: before.CreatedAt, UpdatedAt: before.UpdatedAt},
+		Reservations: []reservation.RecordedReservation{{Reservation: rec}},
+	}
+	if restored, err := s.Restore(ctx, snap); err != nil || !restored {
+		t.Fatalf("Restore = %v, %v", restored, err)
+	}
+	if s.rdb.HExists(ctx, s.key(names[2], "xout"), id).Val() {
+		t.Fatalf("the transfer is still recorded after the rebuild")
+	}
+	if it := mustItem(t, s, "given"); itemCounters(it) != itemCounters(before) {
+		t.Fatalf("after the rebuild %+v, before %+v", it, before)
+	}
+	checkBuckets(t, s, "given", names)
+	for i := range before.Available {
+		mustReserve(t, s, "given", fmt.Sprintf("rest-%d", i), 1)
+	}
+	if _, _, err := s.Reserve(ctx, request(t, "given", "one-more", 1, "")); !errors.Is(err, reservation.ErrSoldOut) {
+		t.Fatalf("reserve past the total: %v, want sold out", err)
+	}
+}
