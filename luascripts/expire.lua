@@ -6,10 +6,12 @@
 -- ARGV[1] the most due holds to settle in this call (bounds the script's run time)
 --
 -- Returns one of:
---   {"ok", <item fields as lib.lua's item_reply>, expired_count, more_due, transfers_out}
+--   {"ok", <item fields as lib.lua's item_reply>, expired_count, more_due, transfers_out, recount}
 --       more_due is 1 when due holds remain beyond the limit, else 0;
 --       transfers_out counts this bucket's transfers not yet known to have
---       arrived (the sweeper finishes the ones that stay too long)
+--       arrived (the sweeper finishes the ones that stay too long);
+--       recount is 1 when the bucket was rebuilt and the count of the item's
+--       units is still owed (the sweeper runs it), else 0
 --   {"item_not_found"}
 local limit = tonumber(ARGV[1])
 local now = now_ms()
@@ -25,4 +27,5 @@ local out = item_reply('ok', now)
 out[#out + 1] = #due
 out[#out + 1] = more
 out[#out + 1] = redis.call('HLEN', K_XOUT)
+out[#out + 1] = redis.call('HEXISTS', K_ITEM, 'recount')
 return out

@@ -7,7 +7,8 @@
 --
 -- KEYS: the bucket's eight keys (see lib.lua).
 -- ARGV[1] freeze for this many ms from now; 0 only reports (and unfreezes
---         nothing), -1 unfreezes
+--         nothing), -1 unfreezes, -2 unfreezes and ends the count that a
+--         rebuilt bucket owes (restore.lua's "recount", which give.lua obeys)
 --
 -- Returns one of:
 --   {"ok", stock, transfers_out, frozen_for_ms, total}
@@ -28,5 +29,6 @@ if d > 0 then
 elseif d < 0 then
   until_ms = 0
   redis.call('HDEL', K_ITEM, 'frozen_until')
+  if d == -2 then redis.call('HDEL', K_ITEM, 'recount') end
 end
 return { 'ok', tonumber(f[1]), redis.call('HLEN', K_XOUT), math.max(0, until_ms - now), f[3] or '' }

@@ -10,13 +10,19 @@
 --   {"duplicate"}  this transfer arrived before; nothing changed
 --   {"item_not_found"}  the bucket is gone (Redis lost it); nothing changed, the
 --       giving bucket keeps its record
+--   {"recount"}  the bucket was rebuilt and the count of the item's units is
+--       owed (restore.lua): a transfer that arrived before the loss would
+--       arrive twice, its receipt lost with the bucket; nothing changed, the
+--       count voids the transfer (redisstore/reconcile.go)
 local id, n = ARGV[1], tonumber(ARGV[2])
 -- A delivery is repeated only while the giver's record exists, which is
 -- seconds; an hour of receipts is far more than any repeat can need.
 local keep_ms = 3600 * 1000
 local now = now_ms()
 
-if redis.call('EXISTS', K_ITEM) == 0 then return { 'item_not_found' } end
+local f = redis.call('HMGET', K_ITEM, 'stock', 'recount')
+if not f[1] then return { 'item_not_found' } end
+if f[2] then return { 'recount' } end
 if redis.call('ZSCORE', K_XIN, id) then return { 'duplicate' } end
 
 -- Writes only from here on.

@@ -58,6 +58,9 @@ if stock < reserved + sold then
   stock = reserved + sold
 end
 if total then redis.call('HSET', K_ITEM, 'total', total) end
+-- A bucket of a split item comes back owing a count of the item's units:
+-- until it is done, nothing may be given to it (see give.lua).
+if tonumber(ARGV[14]) > 1 then redis.call('HSET', K_ITEM, 'recount', 1) end
 redis.call('HSET', K_ITEM, 'stock', stock, 'buckets', ARGV[14], 'available', stock - reserved - sold,
            'reserved', reserved, 'sold', sold, 'per_user_limit', ARGV[3], 'hold_ms', ARGV[4],
            'name', ARGV[7], 'created_ms', ARGV[8], 'updated_ms', ARGV[9], 'rev', ARGV[10])

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	mathrand "math/rand/v2"
@@ -190,11 +191,17 @@ func (s *Store) transfer(ctx context.Context, l *layout, from, to string, want i
 	default:
 		return 0, -1, rep.unexpected("take")
 	}
-	if err := s.deliver(ctx, from, id, to, moved); err != nil {
+	if err := s.deliver(ctx, from, id, to, moved); errors.Is(err, errRecountOwed) {
+		return 0, -1, nil // the units stay in transit until the count voids the transfer
+	} else if err != nil {
 		return moved, -1, err
 	}
 	return moved, -1, nil
 }
+
+// errRecountOwed: the receiving bucket was rebuilt and waits for the count of
+// its item's units; the transfer stays recorded, for the count to void.
+var errRecountOwed = errors.New("the bucket awaits a count")
 
 // deliver adds a taken transfer to its bucket and then forgets it in the
 // giving one. Both steps may run twice (the sweeper racing a slow mover):
@@ -204,8 +211,12 @@ func (s *Store) deliver(ctx context.Context, from, id, to string, units int64) e
 	if err != nil {
 		return fmt.Errorf("redisstore: give to %s: %w", to, err)
 	}
-	if c := rep.code(); c != "given" && c != "duplicate" {
-		return fmt.Errorf("redisstore: give to %s: %s", to, c)
+	switch rep.code() {
+	case "given", "duplicate":
+	case "recount":
+		return errRecountOwed
+	default:
+		return fmt.Errorf("redisstore: give to %s: %s", to, rep.code())
 	}
 	if err := s.client.HDel(ctx, s.key(from, "xout"), id).Err(); err != nil {
 		return fmt.Errorf("redisstore: finish transfer %s: %w", id, translate(err))
@@ -259,7 +270,7 @@ func (s *Store) finishTransfers(ctx context.Context, bucket string, cutoff int64
 		if err1 != nil || err2 != nil || at > cutoff {
 			continue
 		}
-		if err := s.deliver(ctx, bucket, id, parts[0], units); err != nil {
+		if err := s.deliver(ctx, bucket, id, parts[0], units); err != nil && !errors.Is(err, errRecountOwed) {
 			return err
 		}
 	}

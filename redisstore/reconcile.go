@@ -71,23 +71,30 @@ func (s *Store) reconcileOnce(ctx context.Context, l *layout) (int64, error) {
 		held += c.stock
 	}
 	head := counts[0]
-	missing := head.total - held
-	if missing <= 0 {
-		return 0, nil
+	missing := max(head.total-held, 0)
+	if missing > 0 {
+		rep, err := reply(s.run(ctx, call{sc: s.credit, keys: s.keys(l.names[0]),
+			args: []any{head.stock, head.total, missing}}).Result())
+		if err != nil {
+			return 0, fmt.Errorf("redisstore: credit %s: %w", l.names[0], err)
+		}
+		switch rep.code() {
+		case "credited":
+		case "changed":
+			return 0, errRecount
+		default:
+			return 0, rep.unexpected("credit")
+		}
 	}
-	rep, err := reply(s.run(ctx, call{sc: s.credit, keys: s.keys(l.names[0]),
-		args: []any{head.stock, head.total, missing}}).Result())
-	if err != nil {
-		return 0, fmt.Errorf("redisstore: credit %s: %w", l.names[0], err)
+	// The count is done: rebuilt buckets take transfers again.
+	if _, err := s.freezeAll(ctx, l, countDone); err != nil {
+		return missing, err
 	}
-	switch rep.code() {
-	case "credited":
-		return missing, nil
-	case "changed":
-		return 0, errRecount
-	}
-	return 0, rep.unexpected("credit")
+	return missing, nil
 }
+
+// countDone is freeze.lua's ARGV for "the count is done" (see the script).
+const countDone = -2
 
 // voidTransfers ends every transfer recorded in bucket without delivering
 // it: the receiver is marked as having received it (so a give that comes

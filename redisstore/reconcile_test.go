@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -185,4 +186,44 @@ func TestFrozenBucketGivesNothing(t *testing.T) {
 		t.Fatalf("take after the unfreeze moved %d, want 1", n)
 	}
 	checkBuckets(t, s, "fz", names)
+}
+
+// TestRebuiltBucketRefusesTransfersUntilCounted: a transfer whose units
+// arrived before the receiving bucket was lost (its mover died before
+// forgetting it) must not arrive a second time in the rebuilt bucket, whose
+// receipt was lost with it. A rebuilt bucket refuses every transfer until
+// the count is done; the sweeper, finding the count owed, runs it, and the
+// count voids the transfer instead of delivering it.
+func TestRebuiltBucketRefusesTransfersUntilCounted(t *testing.T) {
+	s := newMiniStore(t)
+	ctx := context.Background()
+	names := seedSplit(t, s, "rb", 4, 1, 2)
+	id, n := stuckTransfer(t, s, 2, names[0], names[1], 2, true) // arrived, not forgotten
+	if n != 2 {
+		t.Fatalf("take moved %d", n)
+	}
+	// As restore.lua leaves a rebuilt bucket (its receipt of id lost with it).
+	s.rdb.ZRem(ctx, s.key(names[1], "xin"), id)
+	s.rdb.HSet(ctx, s.key(names[1], "item"), "recount", 1)
+	rep, err := goredis.NewScript(string(luascripts.Give())).Run(ctx, s.rdb, s.ScriptKeys(names[1]), id, n).Slice()
+	if err != nil || len(rep) != 1 || rep[0] != "recount" {
+		t.Fatalf("give to a bucket owing a count = %v, %v; want recount", rep, err)
+	}
+
+	s.advance(t, time.Minute) // the transfer is stale: the sweeper would deliver it
+	if _, err := s.SweepDue(ctx, 64); err != nil {
+		t.Fatalf("SweepDue: %v", err)
+	}
+	sum := checkBuckets(t, s, "rb", names)
+	if sum.stock != 4 || sum.transit != 0 {
+		t.Fatalf("after the sweep the buckets hold %+v, want the 4 units once", sum)
+	}
+	for _, name := range names {
+		if s.rdb.HExists(ctx, s.key(name, "item"), "recount").Val() {
+			t.Fatalf("%s still owes a count after the sweep ran it", name)
+		}
+	}
+	if got := buyAll(t, s, "rb", "buyer"); got != 4 {
+		t.Fatalf("%d units sold, want exactly 4", got)
+	}
 }

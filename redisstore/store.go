@@ -530,6 +530,13 @@ func (s *Store) SweepDue(ctx context.Context, batch int) (int, error) {
 						failed = err
 					}
 				}
+				if rep.int(18) == 1 {
+					// A rebuilt bucket whose count failed after the rebuild.
+					l := newLayout(bucketSKU(skus[i]), min(max(int(rep.int(13)), 1), reservation.MaxBuckets))
+					if _, err := s.reconcile(ctx, l); err != nil && failed == nil {
+						failed = err
+					}
+				}
 			}
 			skus = again
 		}
