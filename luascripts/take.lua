@@ -8,8 +8,9 @@
 -- ARGV[1] transfer id, unique (a retry with the same id takes nothing more)
 -- ARGV[2] the receiving bucket's name
 -- ARGV[3] want: units wanted, >= 1
--- ARGV[4] "1": take at least half of what is available (a bucket that ran
---         dry pulls enough not to come back at once), "0": at most want
+-- ARGV[4] "1": take at least half of what is available while that is more
+--         than two units per bucket (a bucket that ran dry pulls enough not
+--         to come back at once), "0": at most want
 -- ARGV[5] how many due holds to settle first
 -- ARGV[6] the item's bucket count as the caller knows it
 --
@@ -36,7 +37,10 @@ if now < (tonumber(f[3]) or 0) then return { 'frozen' } end
 local due, freed = due_holds(now, settle_limit)
 local available = tonumber(f[1]) + freed
 local n = want
-if half then n = math.max(n, math.ceil(available / 2)) end
+-- Half only while there is plenty: near the end it would scatter the last
+-- units over the buckets of buyers who need fewer, where the next buyer's
+-- pull may miss them in transit.
+if half and available > 2 * buckets then n = math.max(n, math.ceil(available / 2)) end
 n = math.min(n, available)
 if n < want and more_due(due, settle_limit, now) then
   expire_holds(due, freed, now)
