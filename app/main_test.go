@@ -336,6 +336,25 @@ func startRun(t *testing.T, vars map[string]string) *running {
 	}
 }
 
+// call sends one request with the admin token and returns the status and
+// body; 0 and the error when the request could not be sent.
+func (r *running) call(t *testing.T, token, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, r.base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw)
+}
+
 // shutdown stops the service as SIGTERM would: run must return nil after
 // finishing. Later calls do nothing.
 func (r *running) shutdown(t *testing.T) {
@@ -387,22 +406,7 @@ func TestRunOnRedisCluster(t *testing.T) {
 	if !strings.Contains(svc.logs.String(), seeds) {
 		t.Errorf("the start did not name the cluster %s; logs:\n%s", seeds, svc.logs)
 	}
-	call := func(method, path, body string) (int, string) {
-		t.Helper()
-		req, err := http.NewRequest(method, svc.base+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(raw)
-	}
+	call := func(method, path, body string) (int, string) { return svc.call(t, token, method, path, body) }
 
 	skus := rc.OnEachMaster(t, "sku")
 	for _, sku := range skus {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -32,22 +31,7 @@ func TestRunMetrics(t *testing.T) {
 			svc := startRun(t, map[string]string{
 				"FLASHSALE_ADMIN_TOKEN": token, "FLASHSALE_METRICS": tc.metrics, "FLASHSALE_AUDIT_INTERVAL": "0",
 			})
-			base := svc.base
-			call := func(method, path, body string) (int, string) {
-				req, err := http.NewRequest(method, base+path, strings.NewReader(body))
-				if err != nil {
-					t.Fatal(err)
-				}
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Authorization", "Bearer "+token)
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					return 0, err.Error()
-				}
-				defer resp.Body.Close()
-				raw, _ := io.ReadAll(resp.Body)
-				return resp.StatusCode, string(raw)
-			}
+			call := func(method, path, body string) (int, string) { return svc.call(t, token, method, path, body) }
 			deadline := time.Now().Add(10 * time.Second)
 			if status, body := call("PUT", "/admin/v1/items/tee", `{"stock":3}`); status != http.StatusCreated {
 				t.Fatalf("seed: %d %s", status, body)

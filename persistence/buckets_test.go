@@ -1,7 +1,6 @@
 package persistence_test
 
 import (
-	"context"
 	"reflect"
 	"strconv"
 	"testing"
@@ -10,7 +9,6 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale/internal/testenv"
-	"github.com/flashsale/flashsale/persistence"
 	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/reservation"
 )
@@ -170,30 +168,13 @@ func TestRecovererRebuildsBuckets(t *testing.T) {
 				}
 				recs = append(recs, r)
 			}
-			rec := &persistence.Recoverer{Store: env.store, DB: env.db, Interval: 20 * time.Millisecond,
-				Grace: 50 * time.Millisecond, Log: env.log}
-			runCtx, stop := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- rec.Run(runCtx) }()
-			defer func() { stop(); <-done }()
+			rec := startRecoverer(t, env)
 
 			if err := env.rdb.FlushAll(ctx).Err(); err != nil {
 				t.Fatal(err)
 			}
 			svc := reservation.NewService(env.store, rec)
-			var it reservation.Item
-			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-				it, err = svc.Item(ctx, "blost")
-				if err == nil {
-					break
-				}
-				if !isAny(err, reservation.ErrRecovering) {
-					t.Fatalf("Item while rebuilding: %v, want ErrRecovering", err)
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("not rebuilt after 10 s: %v", err)
-				}
-			}
+			it := waitRebuilt(t, svc, "blost")
 			if it.Buckets != 3 || it.Stock != before.Stock || it.Available != before.Available ||
 				it.Reserved != before.Reserved || it.Sold != before.Sold {
 				t.Fatalf("rebuilt %+v, want the counters of %+v over 3 buckets", it, before)

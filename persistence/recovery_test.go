@@ -78,12 +78,7 @@ func TestRecovererRebuildsLostItems(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rec := &persistence.Recoverer{Store: env.store, DB: env.db, Interval: 20 * time.Millisecond,
-			Grace: 50 * time.Millisecond, Log: env.log}
-		runCtx, stop := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- rec.Run(runCtx) }()
-		defer func() { stop(); <-done }()
+		rec := startRecoverer(t, env)
 
 		// Redis loses everything under the prefix, the epoch key with it.
 		keys, err := env.rdb.Keys(ctx, env.prefix+":*").Result()
@@ -96,19 +91,7 @@ func TestRecovererRebuildsLostItems(t *testing.T) {
 		if _, err := svc.Item(ctx, "unknown"); err == nil || !isAny(err, reservation.ErrItemNotFound) {
 			t.Fatalf("unknown item: %v, want ErrItemNotFound", err)
 		}
-		var it reservation.Item
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			it, err = svc.Item(ctx, "lost")
-			if err == nil {
-				break
-			}
-			if !isAny(err, reservation.ErrRecovering) {
-				t.Fatalf("Item while rebuilding: %v, want ErrRecovering", err)
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("not rebuilt after 10 s: %v", err)
-			}
-		}
+		it := waitRebuilt(t, svc, "lost")
 		if it.Stock != before.Stock || it.Available != before.Available || it.Reserved != before.Reserved || it.Sold != before.Sold {
 			t.Fatalf("rebuilt %+v, want the counters of %+v", it, before)
 		}
@@ -128,4 +111,35 @@ func TestRecovererRebuildsLostItems(t *testing.T) {
 			t.Fatalf("Restored = %d, want 1", rec.Restored())
 		}
 	})
+}
+
+// waitRebuilt reads sku through svc until the rebuild is done, failing on
+// any answer but ErrRecovering meanwhile, and returns the item.
+func waitRebuilt(t *testing.T, svc *reservation.Service, sku string) reservation.Item {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		it, err := svc.Item(context.Background(), sku)
+		if err == nil {
+			return it
+		}
+		if !isAny(err, reservation.ErrRecovering) {
+			t.Fatalf("Item(%s) while rebuilding: %v, want ErrRecovering", sku, err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not rebuilt after 10 s: %v", sku, err)
+		}
+	}
+}
+
+// startRecoverer runs a Recoverer on env with short intervals until the
+// test ends.
+func startRecoverer(t *testing.T, env *syncEnv) *persistence.Recoverer {
+	t.Helper()
+	rec := &persistence.Recoverer{Store: env.store, DB: env.db, Interval: 20 * time.Millisecond,
+		Grace: 50 * time.Millisecond, Log: env.log}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rec.Run(ctx) }()
+	t.Cleanup(func() { stop(); <-done })
+	return rec
 }

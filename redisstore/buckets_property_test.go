@@ -74,16 +74,7 @@ func TestPropertyBuckets(t *testing.T) {
 	s := newTestStore(t, rdb, mr, "pb")
 	svc := reservation.NewService(s.Store, nil)
 	stats := map[string]int{}
-	defer func() {
-		if t.Failed() {
-			return
-		}
-		var b strings.Builder
-		for _, k := range slices.Sorted(maps.Keys(stats)) {
-			fmt.Fprintf(&b, "\n  %-40s %d", k, stats[k])
-		}
-		t.Logf("outcomes met:%s", b.String())
-	}()
+	defer logOutcomes(t, stats)
 	rapid.Check(t, func(rt *rapid.T) {
 		mr.FlushAll()
 		mr.SetTime(propStart)
@@ -267,18 +258,7 @@ func (p *bucketProp) restock(t *rapid.T) {
 	spec := it.spec
 	reserved, sold, _ := m.counters(it.sku, false)
 	committed := reserved + sold
-	switch rapid.IntRange(0, 4).Draw(t, "restockKind") {
-	case 0:
-		spec.Stock = max(0, committed-1)
-	case 1:
-		spec.Stock = committed
-	case 2:
-		spec.Stock += int64(rapid.IntRange(1, 10).Draw(t, "up"))
-	case 3:
-		spec.Stock = max(0, spec.Stock-int64(rapid.IntRange(1, 10).Draw(t, "down")))
-	case 4:
-		spec.Stock = int64(rapid.IntRange(0, 50).Draw(t, "stock"))
-	}
+	spec.Stock = drawStock(t, spec.Stock, committed, 50)
 	if rapid.Bool().Draw(t, "bucketsUnset") {
 		spec.Buckets = 0 // unchanged
 	}

@@ -192,16 +192,7 @@ func TestPropertyReservations(t *testing.T) {
 	svc := reservation.NewService(store, nil)
 
 	stats := map[string]int{}
-	defer func() {
-		if t.Failed() {
-			return
-		}
-		var b strings.Builder
-		for _, k := range slices.Sorted(maps.Keys(stats)) {
-			fmt.Fprintf(&b, "\n  %-34s %d", k, stats[k])
-		}
-		t.Logf("outcomes met:%s", b.String())
-	}()
+	defer logOutcomes(t, stats)
 	rapid.Check(t, func(rt *rapid.T) {
 		mr.FlushAll()
 		mr.SetTime(propStart)
@@ -620,20 +611,26 @@ func (p *propTest) restock(t *rapid.T) {
 	it := p.drawItem(t)
 	spec := p.currentSpec(t, it)
 	reserved, sold, _ := p.m.counters(it.sku, false)
-	committed := reserved + sold
+	spec.Stock = drawStock(t, spec.Stock, reserved+sold, 20)
+	p.doSeed(t, it, spec, rapid.Bool().Draw(t, "viaStore"))
+}
+
+// drawStock draws a restock of an item with stock units of which committed
+// are reserved or sold: to exactly the committed units or one below, up or
+// down by a few, or anywhere in 0..most.
+func drawStock(t *rapid.T, stock, committed int64, most int) int64 {
 	switch rapid.IntRange(0, 4).Draw(t, "restockKind") {
 	case 0:
-		spec.Stock = max(0, committed-1)
+		return max(0, committed-1)
 	case 1:
-		spec.Stock = committed
+		return committed
 	case 2:
-		spec.Stock += int64(rapid.IntRange(1, 10).Draw(t, "up"))
+		return stock + int64(rapid.IntRange(1, 10).Draw(t, "up"))
 	case 3:
-		spec.Stock = max(0, spec.Stock-int64(rapid.IntRange(1, 10).Draw(t, "down")))
-	case 4:
-		spec.Stock = int64(rapid.IntRange(0, 20).Draw(t, "stock"))
+		return max(0, stock-int64(rapid.IntRange(1, 10).Draw(t, "down")))
+	default:
+		return int64(rapid.IntRange(0, most).Draw(t, "stock"))
 	}
-	p.doSeed(t, it, spec, rapid.Bool().Draw(t, "viaStore"))
 }
 
 func (p *propTest) setLimit(t *rapid.T) {
@@ -937,4 +934,17 @@ func propSameItem(a, b reservation.Item) bool {
 		a.Reserved == b.Reserved && a.Sold == b.Sold && a.PerUserLimit == b.PerUserLimit &&
 		a.Hold == b.Hold && a.StartsAt.Equal(b.StartsAt) && a.EndsAt.Equal(b.EndsAt) &&
 		a.CreatedAt.Equal(b.CreatedAt) && a.UpdatedAt.Equal(b.UpdatedAt)
+}
+
+// logOutcomes lists how often each outcome was met over a property test's
+// runs, so a reader can see the test reached the cases it is meant to.
+func logOutcomes(t *testing.T, stats map[string]int) {
+	if t.Failed() {
+		return
+	}
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(stats)) {
+		fmt.Fprintf(&b, "\n  %-40s %d", k, stats[k])
+	}
+	t.Logf("outcomes met:%s", b.String())
 }
