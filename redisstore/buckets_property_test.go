@@ -102,11 +102,7 @@ func TestPropertyBuckets(t *testing.T) {
 		p.it.seeded, p.it.spec, p.it.created, p.it.updated = true, spec, propStart, propStart
 		p.checkBuckets(rt, false)
 
-		actions := []struct {
-			name   string
-			weight int
-			run    func(*rapid.T)
-		}{
+		actions := []propAction{
 			{"reserve", 8, p.reserve},
 			{"reserveAgain", 2, p.reserveAgain},
 			{"confirm", 3, p.confirm},
@@ -117,23 +113,11 @@ func TestPropertyBuckets(t *testing.T) {
 			{"crash", 3, p.crash},
 			{"lose", 1, p.lose},
 		}
-		var pick []int
-		for i, a := range actions {
-			for range a.weight {
-				pick = append(pick, i)
-			}
-		}
 		lo, hi := 5, 12
 		if testing.Short() {
 			lo, hi = 3, 6
 		}
-		steps := rapid.IntRange(lo, hi).Draw(rt, "steps")
-		for step := range steps {
-			a := actions[rapid.SampledFrom(pick).Draw(rt, "action")]
-			rt.Logf("step %d: %s (now %s)", step, a.name, p.m.now.Format("15:04:05.000"))
-			a.run(rt)
-			p.checkBuckets(rt, step == steps-1)
-		}
+		runActions(rt, actions, rapid.IntRange(lo, hi).Draw(rt, "steps"), p.m, p.checkBuckets)
 	})
 }
 

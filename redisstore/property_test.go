@@ -211,11 +211,7 @@ func TestPropertyReservations(t *testing.T) {
 			p.m.items = append(p.m.items, &propItem{sku: fmt.Sprintf("sku-%d", i+1)})
 		}
 		// Weighted: reserves, confirms and cancels dominate.
-		actions := []struct {
-			name   string
-			weight int
-			run    func(*rapid.T)
-		}{
+		actions := []propAction{
 			{"reserve", 8, p.reserve},
 			{"reserveAgain", 2, p.reserveAgain},
 			{"confirm", 3, p.confirm},
@@ -227,12 +223,6 @@ func TestPropertyReservations(t *testing.T) {
 			{"setWindow", 1, p.setWindow},
 			{"advance", 3, p.advance},
 			{"sweep", 2, p.sweep},
-		}
-		var pick []int
-		for i, a := range actions {
-			for range a.weight {
-				pick = append(pick, i)
-			}
 		}
 		// Seed every item first so most steps act on live items; the
 		// seed action still creates an unseeded one now and then.
@@ -246,14 +236,32 @@ func TestPropertyReservations(t *testing.T) {
 		if testing.Short() {
 			lo, hi = 25, 50
 		}
-		steps := rapid.IntRange(lo, hi).Draw(rt, "steps")
-		for step := range steps {
-			a := actions[rapid.SampledFrom(pick).Draw(rt, "action")]
-			rt.Logf("step %d: %s (now %s)", step, a.name, p.m.now.Format("15:04:05.000"))
-			a.run(rt)
-			p.check(rt, step == steps-1)
-		}
+		runActions(rt, actions, rapid.IntRange(lo, hi).Draw(rt, "steps"), p.m, p.check)
 	})
+}
+
+// propAction is one kind of step of a property test, drawn with its weight.
+type propAction struct {
+	name   string
+	weight int
+	run    func(*rapid.T)
+}
+
+// runActions draws and runs steps actions by weight, calling check after
+// each (last: after the final step).
+func runActions(rt *rapid.T, actions []propAction, steps int, m *propModel, check func(rt *rapid.T, last bool)) {
+	var pick []int
+	for i, a := range actions {
+		for range a.weight {
+			pick = append(pick, i)
+		}
+	}
+	for step := range steps {
+		a := actions[rapid.SampledFrom(pick).Draw(rt, "action")]
+		rt.Logf("step %d: %s (now %s)", step, a.name, m.now.Format("15:04:05.000"))
+		a.run(rt)
+		check(rt, step == steps-1)
+	}
 }
 
 // Draws.
