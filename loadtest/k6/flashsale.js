@@ -57,6 +57,8 @@ const CONFIRM_RATIO = envRatio('CONFIRM_RATIO', 0.5);
 // Longer than any sensible run: a hold that expired mid-run would return its
 // unit to stock, and sold + reserved would no longer say how many were taken.
 const HOLD_SECONDS = envInt('HOLD_SECONDS', 600, 1);
+// A hot item's stock split over this many buckets (Redis Cluster shards).
+const BUCKETS = envInt('BUCKETS', 1, 1);
 // Idempotency keys cost the service a write per reservation; off by default,
 // on to measure that cost.
 const IDEMPOTENCY = ['1', 'true', 'yes'].includes((__ENV.IDEMPOTENCY || '').toLowerCase());
@@ -114,7 +116,7 @@ export function setup() {
   const sku = __ENV.SKU || `k6-${run}`;
   const seeded = http.put(
     `${BASE_URL}/admin/v1/items/${sku}`,
-    JSON.stringify({ stock: STOCK, per_user_limit: 1, hold_seconds: HOLD_SECONDS, name: 'k6 flash sale' }),
+    JSON.stringify({ stock: STOCK, per_user_limit: 1, hold_seconds: HOLD_SECONDS, name: 'k6 flash sale', buckets: BUCKETS }),
     { headers: { ...JSON_HEADERS, Authorization: `Bearer ${ADMIN_TOKEN}` }, tags: { name: 'seed' } },
   );
   record(seeded);

@@ -256,7 +256,7 @@ func lastIdent(expr string) string {
 // field the API does not have still goes out (as a string) and is refused,
 // which is the point.
 var sampleValues = map[string]any{
-	"stock": 100, "per_user_limit": 1, "hold_seconds": 600, "name": "k6 check",
+	"stock": 100, "per_user_limit": 1, "hold_seconds": 600, "name": "k6 check", "buckets": 1,
 	"starts_at": "2000-01-01T00:00:00Z", "ends_at": "9999-01-01T00:00:00Z",
 	"user_id": "k6-check-buyer", "quantity": 1,
 }
