@@ -125,7 +125,7 @@ func TestSyncerBuckets(t *testing.T) {
 
 		s := env.startSyncer(t, "c1", time.Minute)
 		env.waitSynced(t, 0, s)
-		if got := s.Stats().Synced.Load(); got != entries {
+		if got := syncedCount(t, entries, s); got != entries {
 			t.Errorf("Stats().Synced = %d, want %d: every entry once", got, entries)
 		}
 		wantSplitRecord(t, env, "bsync", ids, idem)
@@ -135,7 +135,7 @@ func TestSyncerBuckets(t *testing.T) {
 			t.Fatal(err)
 		}
 		env.waitSynced(t, 0, s)
-		if got := s.Stats().Synced.Load(); got != entries+1 {
+		if got := syncedCount(t, entries+1, s); got != entries+1 {
 			t.Errorf("Stats().Synced = %d, want %d", got, entries+1)
 		}
 		wantSplitRecord(t, env, "bsync", ids, idem)
