@@ -32,12 +32,14 @@ import (
 //     the item's life. The limit is checked and the hold taken in that one
 //     bucket's script, exactly as for an item of one bucket.
 //   - No false sold_out: a bucket that cannot serve a buyer pulls units from
-//     the others (take + give, at least half of what each has) before the
-//     buyer is refused, so a refusal means every bucket was asked and none
-//     had the units at that moment. The window: units in transit (a
-//     transfer takes three round trips; one whose mover died is finished by
-//     the sweeper after transferStale plus its interval), and the sold-out
-//     memory that instances already keep (at most MaxSoldOutMemory).
+//     the others (take + give; half of what a donor has while it has
+//     plenty, just the quantity near the end) and asks its own bucket once
+//     more before the buyer is refused, so a refusal means every bucket was
+//     asked and none had the units at that moment. The window: units in
+//     transit (a transfer takes three round trips; one whose mover died is
+//     finished by the sweeper after transferStale plus its interval), a
+//     count after a lost bucket (freezeFor, see reconcile.go), and the
+//     sold-out memory that instances already keep (at most MaxSoldOutMemory).
 
 // clusterSlots is the number of hash slots of a Redis Cluster.
 const clusterSlots = 16384
@@ -317,6 +319,3 @@ func (s *Store) aggregate(ctx context.Context, l *layout, head reservation.Item)
 	it.Available = it.Stock - it.Reserved - it.Sold
 	return it, nil
 }
-
-// Result returns the reply of a single script call as Cmd.Result would.
-func (r result) Result() (any, error) { return r.val, r.err }

@@ -27,6 +27,9 @@ type result struct {
 	err error
 }
 
+// Result returns the reply of a single script call as Cmd.Result would.
+func (r result) Result() (any, error) { return r.val, r.err }
+
 // runMany runs sc once per call: in one pipeline of its own when there are
 // several, through the coalescer (shared with other requests) when there is
 // one.
