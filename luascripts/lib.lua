@@ -12,7 +12,9 @@
 --   KEYS[1] item   hash   stock (this bucket's share), available, reserved, sold,
 --                         per_user_limit, hold_ms, starts_ms, ends_ms, name,
 --                         created_ms, updated_ms, rev, buckets (absent: 1),
---                         total (head only; absent: stock)
+--                         total (head only; absent: stock), frozen_until and
+--                         recount while the item's units are being counted
+--                         (freeze.lua, restore.lua)
 --   KEYS[2] holds  zset   reservation id -> expires_ms, pending holds only
 --   KEYS[3] users  hash   user id -> units held or bought (pending + confirmed)
 --   KEYS[4] res    hash   reservation id -> record (see encode)
