@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -131,20 +130,20 @@ func (s *Store) Missing(ctx context.Context, skus []string) ([]string, error) {
 	for lo := 0; lo < len(skus); lo += restoreChunk {
 		part := skus[lo:min(lo+restoreChunk, len(skus))]
 		pipe := s.client.Pipeline()
-		cmds := make([]*goredis.StringCmd, len(part))
+		cmds := make([]*goredis.SliceCmd, len(part))
 		for i, sku := range part {
-			cmds[i] = pipe.HGet(ctx, s.key(sku, "item"), "buckets")
+			cmds[i] = pipe.HMGet(ctx, s.key(sku, "item"), headFields...)
 		}
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		if _, err := pipe.Exec(ctx); err != nil {
 			return nil, fmt.Errorf("redisstore: exists: %w", translate(err))
 		}
 		var split []*layout
 		for i, sku := range part {
-			switch n, err := cmds[i].Int(); {
-			case errors.Is(err, goredis.Nil):
+			switch exists, n := headOf(cmds[i].Val()); {
+			case !exists:
 				missing = append(missing, sku)
-			case err == nil && n > 1:
-				split = append(split, newLayout(sku, min(n, reservation.MaxBuckets)))
+			case n > 1:
+				split = append(split, newLayout(sku, n))
 			}
 		}
 		lost, err := s.lostBuckets(ctx, split)

@@ -5,7 +5,6 @@ package redisstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -220,26 +219,39 @@ func (s *Store) seedArgs(spec reservation.ItemSpec) []any {
 	}
 }
 
+// headFields, read with HMGET from an item's head, tell whether the item
+// exists and over how many buckets (see headOf).
+var headFields = []string{"stock", "buckets"}
+
+// headOf reads HMGET headFields: whether the item exists and its bucket
+// count, 1 for an item seeded before there were buckets (no field).
+func headOf(vals []any) (exists bool, buckets int) {
+	if len(vals) != len(headFields) || vals[0] == nil {
+		return false, 0
+	}
+	buckets = 1
+	if str, ok := vals[1].(string); ok {
+		if n, err := strconv.Atoi(str); err == nil {
+			buckets = min(max(n, 1), reservation.MaxBuckets)
+		}
+	}
+	return true, buckets
+}
+
 // prepareBuckets creates the other buckets of an item about to be created
 // with spec.Buckets: empty, and unreachable until the head exists, since
 // buyers learn of them from the head. An existing item is left to the head's
 // script, which refuses a different count.
 func (s *Store) prepareBuckets(ctx context.Context, spec reservation.ItemSpec) error {
-	n, err := s.client.HGet(ctx, s.key(spec.SKU, "item"), "buckets").Int()
-	switch {
-	case err == nil && n != spec.Buckets:
-		return fmt.Errorf("%w: %s has %d", reservation.ErrBucketsImmutable, spec.SKU, n)
-	case err == nil:
-		return nil
-	case !errors.Is(err, goredis.Nil):
-		return fmt.Errorf("redisstore: seed %s: %w", spec.SKU, translate(err))
-	}
-	exists, err := s.client.Exists(ctx, s.key(spec.SKU, "item")).Result()
+	vals, err := s.client.HMGet(ctx, s.key(spec.SKU, "item"), headFields...).Result()
 	if err != nil {
 		return fmt.Errorf("redisstore: seed %s: %w", spec.SKU, translate(err))
 	}
-	if exists == 1 {
-		return fmt.Errorf("%w: %s has 1", reservation.ErrBucketsImmutable, spec.SKU)
+	switch exists, n := headOf(vals); {
+	case exists && n != spec.Buckets:
+		return fmt.Errorf("%w: %s has %d", reservation.ErrBucketsImmutable, spec.SKU, n)
+	case exists:
+		return nil
 	}
 	return s.copyOffer(ctx, newLayout(spec.SKU, spec.Buckets), spec)
 }
