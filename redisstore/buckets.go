@@ -244,9 +244,7 @@ func (s *Store) gather(ctx context.Context, l *layout, to string, want int64, ha
 		if err != nil {
 			return got, nextDue, err
 		}
-		if due >= 0 && (nextDue < 0 || due < nextDue) {
-			nextDue = due
-		}
+		nextDue = minDue(nextDue, due)
 		if got >= want {
 			break
 		}
@@ -254,25 +252,49 @@ func (s *Store) gather(ctx context.Context, l *layout, to string, want int64, ha
 	return got, nextDue, nil
 }
 
-// finishTransfers delivers the transfers of bucket recorded at or before
-// cutoff (ms, Redis time): the sweeper passes transferStale ago (their mover
-// died between take and give), a count of the item's units every one.
-func (s *Store) finishTransfers(ctx context.Context, bucket string, cutoff int64) error {
+// outTransfer is one record of a bucket's xout: units taken out by the
+// transfer id, on their way to bucket to since at (ms, Redis time).
+type outTransfer struct {
+	id, to    string
+	units, at int64
+}
+
+// transfersOut reads bucket's transfer records. One that take.lua did not
+// write is skipped: it is never finished, so a count stays owed and says so.
+func (s *Store) transfersOut(ctx context.Context, bucket string) ([]outTransfer, error) {
 	recs, err := s.client.HGetAll(ctx, s.key(bucket, "xout")).Result()
 	if err != nil {
-		return fmt.Errorf("redisstore: transfers of %s: %w", bucket, translate(err))
+		return nil, fmt.Errorf("redisstore: transfers of %s: %w", bucket, translate(err))
 	}
+	out := make([]outTransfer, 0, len(recs))
 	for id, rec := range recs {
-		parts := strings.Split(rec, "|")
+		parts := strings.Split(rec, "|") // "to_bucket|units|created_ms"
 		if len(parts) != 3 {
 			continue
 		}
 		units, err1 := strconv.ParseInt(parts[1], 10, 64)
 		at, err2 := strconv.ParseInt(parts[2], 10, 64)
-		if err1 != nil || err2 != nil || at > cutoff {
+		if err1 != nil || err2 != nil {
 			continue
 		}
-		if err := s.deliver(ctx, bucket, id, parts[0], units); err != nil && !errors.Is(err, errRecountOwed) {
+		out = append(out, outTransfer{id: id, to: parts[0], units: units, at: at})
+	}
+	return out, nil
+}
+
+// finishTransfers delivers the transfers of bucket recorded at or before
+// cutoff (ms, Redis time): the sweeper passes transferStale ago (their mover
+// died between take and give).
+func (s *Store) finishTransfers(ctx context.Context, bucket string, cutoff int64) error {
+	xs, err := s.transfersOut(ctx, bucket)
+	if err != nil {
+		return err
+	}
+	for _, x := range xs {
+		if x.at > cutoff {
+			continue
+		}
+		if err := s.deliver(ctx, bucket, x.id, x.to, x.units); err != nil && !errors.Is(err, errRecountOwed) {
 			return err
 		}
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -49,7 +47,7 @@ func (s *Store) reconcile(ctx context.Context, l *layout) (int64, error) {
 }
 
 func (s *Store) reconcileOnce(ctx context.Context, l *layout) (int64, error) {
-	defer s.freezeAll(context.WithoutCancel(ctx), l, -1) // unfreeze even when the count fails
+	defer s.freezeAll(context.WithoutCancel(ctx), l, unfreeze) // even when the count fails
 	if _, err := s.freezeAll(ctx, l, freezeFor); err != nil {
 		return 0, err
 	}
@@ -93,8 +91,11 @@ func (s *Store) reconcileOnce(ctx context.Context, l *layout) (int64, error) {
 	return missing, nil
 }
 
-// countDone is freeze.lua's ARGV for "the count is done" (see the script).
-const countDone = -2
+// freeze.lua's ARGV for "unfreeze" and "the count is done" (see the script).
+const (
+	unfreeze  = -1
+	countDone = -2
+)
 
 // voidTransfers ends every transfer recorded in bucket without delivering
 // it: the receiver is marked as having received it (so a give that comes
@@ -104,21 +105,16 @@ const countDone = -2
 // and the count gives them to the head. Delivering them instead would add
 // units a second time to a receiver rebuilt after they had arrived.
 func (s *Store) voidTransfers(ctx context.Context, bucket string) error {
-	recs, err := s.client.HGetAll(ctx, s.key(bucket, "xout")).Result()
+	xs, err := s.transfersOut(ctx, bucket)
 	if err != nil {
-		return fmt.Errorf("redisstore: transfers of %s: %w", bucket, translate(err))
+		return err
 	}
-	for id, rec := range recs {
-		parts := strings.Split(rec, "|") // "to_bucket|units|created_ms"
-		at, err := strconv.ParseInt(parts[len(parts)-1], 10, 64)
-		if len(parts) != 3 || err != nil {
-			continue // not a record take.lua wrote; the count stays owed
+	for _, x := range xs {
+		if err := s.client.ZAddNX(ctx, s.key(x.to, "xin"), goredis.Z{Score: float64(x.at), Member: x.id}).Err(); err != nil {
+			return fmt.Errorf("redisstore: void transfer %s: %w", x.id, translate(err))
 		}
-		if err := s.client.ZAddNX(ctx, s.key(parts[0], "xin"), goredis.Z{Score: float64(at), Member: id}).Err(); err != nil {
-			return fmt.Errorf("redisstore: void transfer %s: %w", id, translate(err))
-		}
-		if err := s.client.HDel(ctx, s.key(bucket, "xout"), id).Err(); err != nil {
-			return fmt.Errorf("redisstore: void transfer %s: %w", id, translate(err))
+		if err := s.client.HDel(ctx, s.key(bucket, "xout"), x.id).Err(); err != nil {
+			return fmt.Errorf("redisstore: void transfer %s: %w", x.id, translate(err))
 		}
 	}
 	return nil
