@@ -268,7 +268,7 @@ func (o *Outbox) Ack(ctx context.Context, entries []reservation.OutboxEntry) err
 	byBucket := map[string][]any{}
 	var order []string
 	for _, e := range entries {
-		b := entryBucket(e)
+		b := e.Bucket
 		if _, ok := byBucket[b]; !ok {
 			order = append(order, b)
 			byBucket[b] = []any{SyncGroup, "ack"}
@@ -289,20 +289,12 @@ func (o *Outbox) Ack(ctx context.Context, entries []reservation.OutboxEntry) err
 
 // Fail counts an attempt; at MaxTries the entry goes to the dead letters.
 func (o *Outbox) Fail(ctx context.Context, e reservation.OutboxEntry, reason string) (bool, error) {
-	rep, err := reply(ackScript.Run(ctx, o.store.client, o.store.outboxKeys(entryBucket(e)),
+	rep, err := reply(ackScript.Run(ctx, o.store.client, o.store.outboxKeys(e.Bucket),
 		SyncGroup, "try", e.ID, reason, o.opt.MaxTries).Result())
 	if err != nil {
 		return false, fmt.Errorf("redisstore: count try of %s: %w", e.ID, err)
 	}
 	return rep.code() == "dead", nil
-}
-
-// entryBucket is the bucket whose outbox holds e.
-func entryBucket(e reservation.OutboxEntry) string {
-	if e.Bucket != "" {
-		return e.Bucket
-	}
-	return e.SKU
 }
 
 // Backlog sums the unsynced entries of every item's outbox. Acknowledged
