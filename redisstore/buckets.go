@@ -172,9 +172,7 @@ func (ls *layouts) set(sku string, n int) *layout {
 // failure after the take leaves the transfer recorded in from; the sweeper
 // finishes it.
 func (s *Store) transfer(ctx context.Context, l *layout, from, to string, want int64, half bool) (moved int64, nextDue int64, err error) {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	id := base64.RawURLEncoding.EncodeToString(b[:])
+	id := randomToken()
 	res := s.runSettled(ctx, s.take, []call{{keys: s.keys(from),
 		args: []any{id, to, want, flag(half), settleLimit, l.n()}}})[0]
 	rep, err := reply(res.val, res.err)
@@ -199,6 +197,13 @@ func (s *Store) transfer(ctx context.Context, l *layout, from, to string, want i
 		return moved, -1, err
 	}
 	return moved, -1, nil
+}
+
+// randomToken names a transfer or a count: 96 random bits, so two never meet.
+func randomToken() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // errRecountOwed: the receiving bucket was rebuilt and waits for the count of

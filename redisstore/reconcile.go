@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -36,19 +38,27 @@ const freezeFor = 3000 // ms
 var errRecount = errors.New("the item changed during the count")
 
 // reconcile credits the head with the units the item's buckets do not
-// account for, and reports how many.
+// account for, and reports how many. A count that met another one, or a
+// change, goes again after a pause of a few ms, so that counts of the same
+// item by several instances take turns.
 func (s *Store) reconcile(ctx context.Context, l *layout) (int64, error) {
 	for attempt := 0; ; attempt++ {
 		n, err := s.reconcileOnce(ctx, l)
-		if !errors.Is(err, errRecount) || attempt == 5 {
+		if !errors.Is(err, errRecount) || attempt == 20 {
 			return n, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w: %w", err, ctx.Err())
+		case <-time.After(time.Duration(5+mathrand.IntN(20)) * time.Millisecond):
 		}
 	}
 }
 
 func (s *Store) reconcileOnce(ctx context.Context, l *layout) (int64, error) {
-	defer s.freezeAll(context.WithoutCancel(ctx), l, unfreeze) // even when the count fails
-	if _, err := s.freezeAll(ctx, l, freezeFor); err != nil {
+	token := randomToken()
+	defer s.freezeAll(context.WithoutCancel(ctx), l, unfreeze, token) // even when the count fails
+	if _, err := s.freezeAll(ctx, l, freezeFor, token); err != nil {
 		return 0, err
 	}
 	for _, name := range l.names {
@@ -56,7 +66,7 @@ func (s *Store) reconcileOnce(ctx context.Context, l *layout) (int64, error) {
 			return 0, err
 		}
 	}
-	counts, err := s.freezeAll(ctx, l, 0)
+	counts, err := s.freezeAll(ctx, l, 0, token)
 	if err != nil {
 		return 0, err
 	}
@@ -85,7 +95,7 @@ func (s *Store) reconcileOnce(ctx context.Context, l *layout) (int64, error) {
 		}
 	}
 	// The count is done: rebuilt buckets take transfers again.
-	if _, err := s.freezeAll(ctx, l, countDone); err != nil {
+	if _, err := s.freezeAll(ctx, l, countDone, token); err != nil {
 		return missing, err
 	}
 	return missing, nil
@@ -125,11 +135,12 @@ type bucketCount struct {
 	stock, transfersOut, frozenFor, total int64
 }
 
-// freezeAll runs freeze.lua on every bucket of l with ARGV ms (see the script).
-func (s *Store) freezeAll(ctx context.Context, l *layout, ms int64) ([]bucketCount, error) {
+// freezeAll runs freeze.lua on every bucket of l for the count token with
+// ARGV ms (see the script). A bucket another count holds is errRecount.
+func (s *Store) freezeAll(ctx context.Context, l *layout, ms int64, token string) ([]bucketCount, error) {
 	calls := make([]call, l.n())
 	for i, name := range l.names {
-		calls[i] = call{keys: s.keys(name), args: []any{ms}}
+		calls[i] = call{keys: s.keys(name), args: []any{ms, token}}
 	}
 	out := make([]bucketCount, l.n())
 	for i, res := range s.runMany(ctx, s.freeze, calls) {
@@ -137,7 +148,11 @@ func (s *Store) freezeAll(ctx context.Context, l *layout, ms int64) ([]bucketCou
 		if err != nil {
 			return nil, fmt.Errorf("redisstore: freeze %s: %w", l.names[i], err)
 		}
-		if rep.code() != "ok" {
+		switch rep.code() {
+		case "ok":
+		case "busy":
+			return nil, fmt.Errorf("%w: bucket %s is frozen by another count", errRecount, l.names[i])
+		default:
 			return nil, fmt.Errorf("redisstore: freeze %s: %w", l.names[i], reservation.ErrRecovering)
 		}
 		out[i] = bucketCount{stock: rep.int(1), transfersOut: rep.int(2), frozenFor: rep.int(3), total: rep.int(4)}

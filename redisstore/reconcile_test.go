@@ -160,15 +160,23 @@ func TestRestoreCountsOnce(t *testing.T) {
 }
 
 // TestFrozenBucketGivesNothing: while a count has the item frozen no units
-// leave a bucket, and a buyer is served by its own bucket as before.
+// leave a bucket, and a buyer is served by its own bucket as before. Another
+// count can neither take the freeze over nor lift it.
 func TestFrozenBucketGivesNothing(t *testing.T) {
 	s := newMiniStore(t)
 	ctx := context.Background()
 	names := seedSplit(t, s, "fz", 6, 1, 2)
 	freeze := goredis.NewScript(string(luascripts.Freeze()))
 	for _, name := range names {
-		if err := freeze.Run(ctx, s.rdb, s.ScriptKeys(name), 60_000).Err(); err != nil {
+		if err := freeze.Run(ctx, s.rdb, s.ScriptKeys(name), 60_000, "count-a").Err(); err != nil {
 			t.Fatalf("freeze %s: %v", name, err)
+		}
+		rep, err := freeze.Run(ctx, s.rdb, s.ScriptKeys(name), 60_000, "count-b").Slice()
+		if err != nil || rep[0] != "busy" {
+			t.Fatalf("a second count freezing %s = %v, %v; want busy", name, rep, err)
+		}
+		if err := freeze.Run(ctx, s.rdb, s.ScriptKeys(name), -1, "count-b").Err(); err != nil {
+			t.Fatalf("unfreeze %s by another count: %v", name, err)
 		}
 	}
 	rep, err := goredis.NewScript(string(luascripts.Take())).Run(ctx, s.rdb, s.ScriptKeys(names[1]),
@@ -178,7 +186,7 @@ func TestFrozenBucketGivesNothing(t *testing.T) {
 	}
 	mustReserve(t, s, "fz", userIn(t, names, 0, "home"), 1)
 	for _, name := range names {
-		if err := freeze.Run(ctx, s.rdb, s.ScriptKeys(name), -1).Err(); err != nil {
+		if err := freeze.Run(ctx, s.rdb, s.ScriptKeys(name), -1, "count-a").Err(); err != nil {
 			t.Fatalf("unfreeze %s: %v", name, err)
 		}
 	}
