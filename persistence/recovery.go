@@ -143,22 +143,12 @@ func (r *Recoverer) Recorded(ctx context.Context, skus []string) (map[string]boo
 // item is recorded and missing, i.e. lost; then it starts rebuilding it.
 func (r *Recoverer) Lost(ctx context.Context, sku string) bool {
 	r.mu.Lock()
-	loaded := r.known != nil
 	known, busy := r.known[sku], r.rebuilding[sku]
 	r.mu.Unlock()
 	if busy {
 		return true
 	}
-	if loaded && !known {
-		known = r.knownSince(ctx, sku)
-	}
-	if !loaded {
-		// Before the first check has listed the record (just started):
-		// ask the record about this one item.
-		found, err := r.DB.Recorded(ctx, []string{sku})
-		known = err == nil && found[sku]
-	}
-	if !known {
+	if !known && !r.knownSince(ctx, sku) {
 		return false
 	}
 	missing, err := r.Store.Missing(ctx, []string{sku})
@@ -171,16 +161,17 @@ func (r *Recoverer) Lost(ctx context.Context, sku string) bool {
 
 // knownSince answers for an item missing from the last listing of the
 // record. The listing stands when the store's epoch marker is the one it was
-// listed under; when the marker is new (or cannot be read), Redis lost its
-// data since, the item may be recorded after all, and the record is asked.
-// In steady state an unknown item therefore costs no query to the record.
+// listed under; when there is no listing yet (just started), or the marker
+// is new (or cannot be read) because Redis lost its data since, the item may
+// be recorded after all, and the record is asked. In steady state an unknown
+// item therefore costs no query to the record.
 func (r *Recoverer) knownSince(ctx context.Context, sku string) bool {
 	epoch, fresh, err := r.Store.MarkEpoch(ctx, time.Now().UnixMilli())
 	r.mu.Lock()
 	if fresh {
 		r.scanOwed = true
 	}
-	known, stale := r.known[sku], err != nil || epoch != r.knownEpoch
+	known, stale := r.known[sku], r.known == nil || err != nil || epoch != r.knownEpoch
 	r.mu.Unlock()
 	if known || !stale {
 		return known
