@@ -508,7 +508,8 @@ func (s *Store) byID(ctx context.Context, sc *goredis.Script, op, id string) (re
 // expire script per item.
 func (s *Store) SweepDue(ctx context.Context, batch int) (int, error) {
 	expired := 0
-	var failed error // the first stale transfer that could not be finished
+	var failed error // the first stale transfer or owed count that could not be finished
+	owed := map[string]int{} // SKU -> buckets, of items a rebuilt bucket of which owes a count
 	var cursor uint64
 	for {
 		skus, next, err := s.client.SScan(ctx, s.catalogKey(), cursor, "", 500).Result()
@@ -543,20 +544,24 @@ func (s *Store) SweepDue(ctx context.Context, batch int) (int, error) {
 					}
 				}
 				if rep.int(18) == 1 {
-					// A rebuilt bucket whose count failed after the rebuild.
-					l := newLayout(bucketSKU(skus[i]), min(max(int(rep.int(13)), 1), reservation.MaxBuckets))
-					if _, err := s.reconcile(ctx, l); err != nil && failed == nil {
-						failed = err
-					}
+					// A rebuilt bucket whose count failed after the rebuild;
+					// one count serves every bucket of the item.
+					owed[bucketSKU(skus[i])] = min(max(int(rep.int(13)), 1), reservation.MaxBuckets)
 				}
 			}
 			skus = again
 		}
 		cursor = next
 		if cursor == 0 {
-			return expired, failed
+			break
 		}
 	}
+	for sku, n := range owed {
+		if _, err := s.reconcile(ctx, newLayout(sku, n)); err != nil && failed == nil {
+			failed = err
+		}
+	}
+	return expired, failed
 }
 
 func flag(b bool) string {
