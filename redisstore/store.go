@@ -508,7 +508,7 @@ func (s *Store) byID(ctx context.Context, sc *goredis.Script, op, id string) (re
 // expire script per item.
 func (s *Store) SweepDue(ctx context.Context, batch int) (int, error) {
 	expired := 0
-	var failed error // the first stale transfer or owed count that could not be finished
+	var failed error         // the first stale transfer or owed count that could not be finished
 	owed := map[string]int{} // SKU -> buckets, of items a rebuilt bucket of which owes a count
 	var cursor uint64
 	for {
