@@ -3,20 +3,38 @@
 -- only as transfers (take.lua, give.lua), so the item's total never moves
 -- here. Nothing is appended to the outbox: the head's entry carries the offer.
 --
--- KEYS: the bucket's eight keys (see lib.lua).
+-- A seed creates buckets only for an item it is creating. A bucket of an
+-- existing item that is missing was lost by Redis with its holds, and
+-- creating it afresh would make them vanish and the count credit its units
+-- to the head a second time: rebuilding it is recovery's (restore.lua).
+--
+-- KEYS: the bucket's nine keys (see lib.lua).
 -- ARGV[1] per_user_limit
 -- ARGV[2] hold_ms
 -- ARGV[3] starts_ms, or "" for no start
 -- ARGV[4] ends_ms, or "" for no end
 -- ARGV[5] name
 -- ARGV[6] buckets, the item's count (>= 2)
+-- ARGV[7] "create": the item is being created (its head does not exist yet):
+--         create the bucket if missing; "update": the item exists: the
+--         bucket must too
 --
--- Returns:
+-- Returns one of:
 --   {"created" | "updated", <item fields as lib.lua's item_reply>}
 --   {"buckets_immutable", buckets}  the bucket exists with another count; nothing changed
+--   {"lost"}  "update", and the bucket is missing; nothing changed
+--   {"occupied"}  "create", and the bucket exists holding units or
+--       transfers: it belongs to an item whose head is missing (lost), or
+--       to one another seed created meanwhile; nothing changed
+local create = ARGV[7] == 'create'
 local now = now_ms()
-local cur = redis.call('HGET', K_ITEM, 'buckets')
+local f = redis.call('HMGET', K_ITEM, 'buckets', 'stock', 'reserved', 'sold')
+local cur = f[1]
 if cur and cur ~= ARGV[6] then return { 'buckets_immutable', tonumber(cur) } end
+if not cur and not create then return { 'lost' } end
+if cur and create and (f[2] ~= '0' or f[3] ~= '0' or f[4] ~= '0' or redis.call('HLEN', K_XOUT) > 0) then
+  return { 'occupied' }
+end
 
 -- Writes only from here on.
 local code = 'updated'

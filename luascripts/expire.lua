@@ -2,7 +2,7 @@
 -- report the item. The sweeper calls it periodically; reads of an item call
 -- it too, so a reader never sees units that are held by an expired hold.
 --
--- KEYS: the eight keys of one bucket (see lib.lua).
+-- KEYS: the nine keys of one bucket (see lib.lua).
 -- ARGV[1] the most due holds to settle in this call (bounds the script's run time)
 --
 -- Returns one of:

@@ -2,7 +2,7 @@
 -- script stays one self-contained EVAL while the record format and the
 -- settling of expired holds are written once.
 --
--- Every script receives the same eight keys of one bucket, all sharing its
+-- Every script receives the same nine keys of one bucket, all sharing its
 -- hash tag. An item is one bucket (tag = SKU) unless it was created with
 -- buckets > 1: then its stock is spread over that many buckets, the first
 -- (the head, tag = SKU) holding the offer and the item's total, the others
@@ -14,7 +14,8 @@
 --                         created_ms, updated_ms, rev, buckets (absent: 1),
 --                         total (head only; absent: stock), frozen_until and
 --                         recount while the item's units are being counted
---                         (freeze.lua, restore.lua)
+--                         (freeze.lua, restore.lua), seed_id and seed_code
+--                         (head only: the last seed's, see seed.lua)
 --   KEYS[2] holds  zset   reservation id -> expires_ms, pending holds only
 --   KEYS[3] users  hash   user id -> units held or bought (pending + confirmed)
 --   KEYS[4] res    hash   reservation id -> record (see encode)
@@ -25,12 +26,15 @@
 --                         out of this bucket and not yet known to have arrived
 --   KEYS[8] xin    zset   transfer id -> received_ms: transfers already received,
 --                         so a transfer delivered twice counts once
+--   KEYS[9] xtaken zset   transfer id -> taken_ms: transfers this bucket gave
+--                         units to, kept after xout forgets them, so a take
+--                         retried after its transfer was finished takes nothing
 --
 -- Scripts read and check everything first and write last: Redis never rolls
 -- a script back, so a check that fails after a write would leave half a change.
 
 local K_ITEM, K_HOLDS, K_USERS, K_RES, K_IDEM, K_OUT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local K_XOUT, K_XIN = KEYS[7], KEYS[8]
+local K_XOUT, K_XIN, K_XTAKEN = KEYS[7], KEYS[8], KEYS[9]
 
 -- Redis's clock is the only clock: every instance sees the same expiry.
 local function now_ms()

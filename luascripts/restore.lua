@@ -6,7 +6,7 @@
 -- two instances rebuilding the same item at once write the same thing.
 -- Nothing is appended to the outbox: the record already holds all of it.
 --
--- KEYS: the eight keys of one bucket (see lib.lua).
+-- KEYS: the nine keys of one bucket (see lib.lua).
 -- ARGV[1] "records": then ARGV[2..] are triples (reservation id, record as
 --         encode() writes it, idempotency field or "")
 -- ARGV[1] "item": then ARGV[2..14] stock, per_user_limit, hold_ms, starts_ms

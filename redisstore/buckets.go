@@ -167,36 +167,55 @@ func (ls *layouts) set(sku string, n int) *layout {
 	return l
 }
 
+// pull is what one transfer, or a gather of several, brought.
+type pull struct {
+	moved   int64 // units that left the donors (and arrived, unless err)
+	nextDue int64 // soonest time (ms) a pending hold of an empty donor falls due, -1 if none
+	// unsure: a donor could not be asked (lost, frozen for a count, or
+	// rebuilt and waiting for it), so "nothing found" is not final: units may
+	// be on their way back to the item.
+	unsure bool
+}
+
 // transfer moves up to want units (at least half of what from has, with
-// half) from one bucket to another and reports how many left from. A
-// failure after the take leaves the transfer recorded in from; the sweeper
-// finishes it.
-func (s *Store) transfer(ctx context.Context, l *layout, from, to string, want int64, half bool) (moved int64, nextDue int64, err error) {
+// half) from one bucket to another. A failure after the take leaves the
+// transfer recorded in from; the sweeper finishes it.
+func (s *Store) transfer(ctx context.Context, l *layout, from, to string, want int64, half bool) (pull, error) {
 	id := randomToken()
 	res := s.runSettled(ctx, s.take, []call{{keys: s.keys(from),
 		args: []any{id, to, want, flag(half), settleLimit, l.n()}}})[0]
+	p := pull{nextDue: -1}
 	rep, err := reply(res.val, res.err)
 	if err != nil {
-		return 0, -1, fmt.Errorf("redisstore: take from %s: %w", from, err)
+		return p, fmt.Errorf("redisstore: take from %s: %w", from, err)
 	}
 	switch rep.code() {
 	case "taken":
-		moved = rep.int(1)
+		p.moved = rep.int(1)
+	case "finished":
+		// A retry of this take (go-redis resends after a read timeout) whose
+		// first run was taken and then delivered by the sweeper.
+		return p, nil
 	case "empty":
-		return 0, rep.int(1), nil
-	case "item_not_found", "layout", "frozen":
-		// A bucket that is gone, stale or frozen for a count has nothing to
-		// give now.
-		return 0, -1, nil
+		p.nextDue, p.unsure = rep.int(1), rep.int(2) == 1
+		return p, nil
+	case "item_not_found", "frozen":
+		// A bucket Redis lost, or one frozen for a count, has nothing to
+		// give now, but its units may come back to the item.
+		p.unsure = true
+		return p, nil
+	case "layout":
+		return p, nil // a stale count: the buyer's own bucket says so next
 	default:
-		return 0, -1, rep.unexpected("take")
+		return p, rep.unexpected("take")
 	}
-	if err := s.deliver(ctx, from, id, to, moved); errors.Is(err, errRecountOwed) {
-		return 0, -1, nil // the units stay in transit until the count voids the transfer
+	if err := s.deliver(ctx, from, id, to, p.moved); errors.Is(err, errRecountOwed) {
+		// The units stay in transit until the count voids the transfer.
+		return pull{nextDue: -1, unsure: true}, nil
 	} else if err != nil {
-		return moved, -1, err
+		return p, err
 	}
-	return moved, -1, nil
+	return p, nil
 }
 
 // randomToken names a transfer or a count: 96 random bits, so two never meet.
@@ -232,11 +251,9 @@ func (s *Store) deliver(ctx context.Context, from, id, to string, units int64) e
 }
 
 // gather pulls units into bucket to from the others until it has received
-// want or every other bucket was asked. It returns what arrived and the
-// soonest time (ms) a pending hold of an empty bucket falls due, -1 if none.
-func (s *Store) gather(ctx context.Context, l *layout, to string, want int64, half bool) (int64, int64, error) {
-	var got int64
-	nextDue := int64(-1)
+// want or every other bucket was asked.
+func (s *Store) gather(ctx context.Context, l *layout, to string, want int64, half bool) (pull, error) {
+	all := pull{nextDue: -1}
 	// Starting at a random bucket spreads concurrent pullers over the donors.
 	start := mathrand.IntN(l.n())
 	for i := range l.n() {
@@ -244,17 +261,18 @@ func (s *Store) gather(ctx context.Context, l *layout, to string, want int64, ha
 		if from == to {
 			continue
 		}
-		n, due, err := s.transfer(ctx, l, from, to, want-got, half)
-		got += n
+		p, err := s.transfer(ctx, l, from, to, want-all.moved, half)
+		all.moved += p.moved
+		all.unsure = all.unsure || p.unsure
 		if err != nil {
-			return got, nextDue, err
+			return all, err
 		}
-		nextDue = minDue(nextDue, due)
-		if got >= want {
+		all.nextDue = minDue(all.nextDue, p.nextDue)
+		if all.moved >= want {
 			break
 		}
 	}
-	return got, nextDue, nil
+	return all, nil
 }
 
 // outTransfer is one record of a bucket's xout: units taken out by the
@@ -316,7 +334,7 @@ func (s *Store) spread(ctx context.Context, l *layout, headAvailable int64) erro
 		return nil
 	}
 	for _, to := range l.names[1:] {
-		if _, _, err := s.transfer(ctx, l, l.names[0], to, share, false); err != nil {
+		if _, err := s.transfer(ctx, l, l.names[0], to, share, false); err != nil {
 			return err
 		}
 	}

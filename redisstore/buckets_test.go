@@ -233,7 +233,7 @@ func stuckTransfer(t failer, s *testStore, n int, from, to string, want int64, g
 	id := "stuck-" + rand.Text()
 	rep, err := goredis.NewScript(string(luascripts.Take())).Run(ctx, s.rdb, s.ScriptKeys(from),
 		id, to, want, "0", 64, n).Slice()
-	if err != nil || len(rep) != 2 {
+	if err != nil || len(rep) < 2 {
 		t.Fatalf("take from %s: %v, %v", from, rep, err)
 	}
 	if rep[0] == "empty" {

@@ -5,6 +5,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -122,7 +123,7 @@ func (s *Store) LoadScripts(ctx context.Context) error {
 // luascripts/lib.lua). The bucket's name (the SKU for an item of one
 // bucket) is the hash tag, so they share one slot.
 func (s *Store) keys(bucket string) []string {
-	return s.keysOf(bucket, "item", "holds", "users", "res", "idem", "outbox", "xout", "xin")
+	return s.keysOf(bucket, "item", "holds", "users", "res", "idem", "outbox", "xout", "xin", "xtaken")
 }
 
 // ScriptKeys are the item's keys in the order every item script takes them,
@@ -165,8 +166,8 @@ func (s *Store) Seed(ctx context.Context, spec reservation.ItemSpec) (reservatio
 }
 
 // SeedMany pipelines the specs; each is one script, atomic on its own. An
-// item with buckets takes a few more steps after its head's script (see
-// seedBuckets), each safe to interrupt.
+// item with buckets takes a few more steps around its head's script (see
+// prepare and seedBuckets), each safe to interrupt.
 func (s *Store) SeedMany(ctx context.Context, specs []reservation.ItemSpec) ([]reservation.SeedResult, []error) {
 	results := make([]reservation.SeedResult, len(specs))
 	errs := make([]error, len(specs))
@@ -188,17 +189,15 @@ func (s *Store) SeedMany(ctx context.Context, specs []reservation.ItemSpec) ([]r
 			}
 			continue
 		}
+		ready := s.prepare(ctx, part, errs[lo:hi])
 		var calls []call
 		var idx []int
 		for i, spec := range part {
-			if spec.Buckets > 1 {
-				if err := s.prepareBuckets(ctx, spec); err != nil {
-					errs[lo+i] = err
-					continue
-				}
+			if !ready[i] {
+				continue
 			}
 			idx = append(idx, i)
-			calls = append(calls, call{keys: s.keys(spec.SKU), args: s.seedArgs(spec)})
+			calls = append(calls, call{keys: s.keys(spec.SKU), args: s.seedArgs(spec, randomToken())})
 		}
 		if len(calls) == 0 {
 			continue
@@ -211,11 +210,11 @@ func (s *Store) SeedMany(ctx context.Context, specs []reservation.ItemSpec) ([]r
 	return results, errs
 }
 
-func (s *Store) seedArgs(spec reservation.ItemSpec) []any {
+func (s *Store) seedArgs(spec reservation.ItemSpec, seedID string) []any {
 	return []any{
 		spec.Stock, spec.PerUserLimit, spec.Hold.Milliseconds(),
 		optionalMillis(spec.StartsAt), optionalMillis(spec.EndsAt), spec.Name, settleLimit,
-		flag(spec.Recorded), spec.Buckets,
+		flag(spec.Recorded), spec.Buckets, seedID,
 	}
 }
 
@@ -238,41 +237,119 @@ func headOf(vals []any) (exists bool, buckets int) {
 	return true, buckets
 }
 
-// prepareBuckets creates the other buckets of an item about to be created
-// with spec.Buckets: empty, and unreachable until the head exists, since
-// buyers learn of them from the head. An existing item is left to the head's
-// script, which refuses a different count.
-func (s *Store) prepareBuckets(ctx context.Context, spec reservation.ItemSpec) error {
-	vals, err := s.client.HMGet(ctx, s.key(spec.SKU, "item"), headFields...).Result()
+// prepare readies the items of specs for their head's script and reports
+// which are ready; the others get their error in errs. A seed never creates
+// a bucket of an item that exists or that the record holds, and never
+// changes an item one of whose buckets is missing: Redis lost that bucket
+// with its holds, and only recovery can rebuild it (answer ErrRecovering,
+// so the Service starts it). An item about to be created gets its other
+// buckets first (empty, and unreachable until the head exists, since buyers
+// learn of them from the head); an item the record holds but Redis lacks is
+// left to the head's script, which answers "lost".
+func (s *Store) prepare(ctx context.Context, specs []reservation.ItemSpec, errs []error) []bool {
+	ready := make([]bool, len(specs))
+	pipe := s.client.Pipeline()
+	heads := make([]*goredis.SliceCmd, len(specs))
+	for i, spec := range specs {
+		heads[i] = pipe.HMGet(ctx, s.key(spec.SKU, "item"), headFields...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		for i, spec := range specs {
+			errs[i] = fmt.Errorf("redisstore: seed %s: %w", spec.SKU, translate(err))
+		}
+		return ready
+	}
+	var split []*layout
+	at := map[string]int{}
+	for i, spec := range specs {
+		exists, n := headOf(heads[i].Val())
+		switch {
+		case exists && spec.Buckets > 1 && n != spec.Buckets:
+			errs[i] = fmt.Errorf("%w: %s has %d", reservation.ErrBucketsImmutable, spec.SKU, n)
+		case exists && n > 1:
+			split = append(split, newLayout(spec.SKU, n))
+			at[spec.SKU] = i
+			ready[i] = true
+		case !exists && spec.Buckets > 1 && !spec.Recorded:
+			errs[i] = s.createBuckets(ctx, spec)
+			ready[i] = errs[i] == nil
+		default:
+			ready[i] = true
+		}
+	}
+	lost, err := s.lostBuckets(ctx, split)
 	if err != nil {
-		return fmt.Errorf("redisstore: seed %s: %w", spec.SKU, translate(err))
+		for _, l := range split {
+			ready[at[l.names[0]]] = false
+			errs[at[l.names[0]]] = fmt.Errorf("redisstore: seed %s: %w", l.names[0], err)
+		}
+		return ready
 	}
-	switch exists, n := headOf(vals); {
-	case exists && n != spec.Buckets:
-		return fmt.Errorf("%w: %s has %d", reservation.ErrBucketsImmutable, spec.SKU, n)
-	case exists:
-		return nil
+	for _, sku := range lost {
+		ready[at[sku]] = false
+		errs[at[sku]] = fmt.Errorf("redisstore: seed %s: a bucket is lost: %w", sku, reservation.ErrRecovering)
 	}
-	return s.copyOffer(ctx, newLayout(spec.SKU, spec.Buckets), spec)
+	return ready
 }
 
+// createBuckets creates the other buckets of an item about to be created.
+// A bucket that holds units belongs to an existing item: one whose head
+// Redis lost (ErrRecovering), or one that another seed created meanwhile,
+// which the head's script then updates.
+func (s *Store) createBuckets(ctx context.Context, spec reservation.ItemSpec) error {
+	err := s.copyOffer(ctx, newLayout(spec.SKU, spec.Buckets), spec, bucketCreate)
+	if !errors.Is(err, errOccupied) {
+		return err
+	}
+	vals, herr := s.client.HMGet(ctx, s.key(spec.SKU, "item"), headFields...).Result()
+	if herr != nil {
+		return fmt.Errorf("redisstore: seed %s: %w", spec.SKU, translate(herr))
+	}
+	switch exists, n := headOf(vals); {
+	case !exists:
+		return fmt.Errorf("redisstore: seed %s: its head is lost: %w", spec.SKU, reservation.ErrRecovering)
+	case n != spec.Buckets:
+		return fmt.Errorf("%w: %s has %d", reservation.ErrBucketsImmutable, spec.SKU, n)
+	}
+	return nil
+}
+
+// bucket.lua's modes: create a missing bucket (an item being created) or
+// only update an existing one.
+const (
+	bucketCreate = "create"
+	bucketUpdate = "update"
+)
+
+// errOccupied: bucket.lua found a bucket to create already holding units.
+var errOccupied = errors.New("the bucket holds units")
+
 // copyOffer writes the offer to every bucket but the head (bucket.lua).
-func (s *Store) copyOffer(ctx context.Context, l *layout, spec reservation.ItemSpec) error {
+func (s *Store) copyOffer(ctx context.Context, l *layout, spec reservation.ItemSpec, mode string) error {
 	calls := make([]call, 0, l.n()-1)
 	for _, name := range l.names[1:] {
 		calls = append(calls, call{keys: s.keys(name), args: []any{spec.PerUserLimit, spec.Hold.Milliseconds(),
-			optionalMillis(spec.StartsAt), optionalMillis(spec.EndsAt), spec.Name, l.n()}})
+			optionalMillis(spec.StartsAt), optionalMillis(spec.EndsAt), spec.Name, l.n(), mode}})
 	}
+	var occupied error
 	for i, res := range s.runMany(ctx, s.bucket, calls) {
 		rep, err := reply(res.val, res.err)
 		if err != nil {
 			return fmt.Errorf("redisstore: seed %s: %w", l.names[i+1], err)
 		}
-		if rep.code() == "buckets_immutable" {
+		switch rep.code() {
+		case "created", "updated":
+		case "buckets_immutable":
 			return fmt.Errorf("%w: %s has %d", reservation.ErrBucketsImmutable, spec.SKU, rep.int(1))
+		case "lost":
+			return fmt.Errorf("redisstore: seed %s: bucket %s is lost: %w", spec.SKU, l.names[i+1], reservation.ErrRecovering)
+		case "occupied":
+			occupied = fmt.Errorf("redisstore: seed %s: bucket %s: %w", spec.SKU, l.names[i+1], errOccupied)
+		default:
+			return rep.unexpected("bucket")
 		}
 	}
-	return nil
+	return occupied
 }
 
 // seedBuckets finishes a seed whose head script answered res. For an item
@@ -284,10 +361,10 @@ func (s *Store) seedBuckets(ctx context.Context, spec reservation.ItemSpec, res 
 	rep, err := reply(res.val, res.err)
 	if err == nil && rep.code() == "stock_below_committed" && rep.int(3) > 1 {
 		l := s.layouts.set(spec.SKU, int(rep.int(3)))
-		if _, _, err := s.gather(ctx, l, spec.SKU, reservation.MaxStock, false); err != nil {
+		if _, err := s.gather(ctx, l, spec.SKU, reservation.MaxStock, false); err != nil {
 			return reservation.SeedResult{}, err
 		}
-		res = s.runSettled(ctx, s.seed, []call{{keys: s.keys(spec.SKU), args: s.seedArgs(spec)}})[0]
+		res = s.runSettled(ctx, s.seed, []call{{keys: s.keys(spec.SKU), args: s.seedArgs(spec, randomToken())}})[0]
 		if rep, err := reply(res.val, res.err); err == nil && rep.code() == "stock_below_committed" {
 			it, err := s.Item(ctx, spec.SKU)
 			if err != nil {
@@ -303,7 +380,8 @@ func (s *Store) seedBuckets(ctx context.Context, spec reservation.ItemSpec, res 
 	}
 	l := s.layouts.set(spec.SKU, out.Item.Buckets)
 	spec.Buckets = l.n()
-	if err := s.copyOffer(ctx, l, spec); err != nil {
+	// Only updates: a bucket missing now was lost since prepare looked.
+	if err := s.copyOffer(ctx, l, spec, bucketUpdate); err != nil {
 		return reservation.SeedResult{}, err
 	}
 	if err := s.spread(ctx, l, out.Item.Available); err != nil {
@@ -382,6 +460,7 @@ func (s *Store) Reserve(ctx context.Context, req reservation.ReserveRequest) (re
 	nextDue := int64(-1)
 	relearned := false
 	foundNone := false // the last pull found no units in the other buckets
+	unsure := false    // a bucket asked could not answer for its units (see pull)
 	for attempt := 0; ; attempt++ {
 		bucket := l.home(req.UserID)
 		res := s.runSettled(ctx, s.reserve, []call{{keys: s.keys(bucket),
@@ -403,16 +482,24 @@ func (s *Store) Reserve(ctx context.Context, req reservation.ReserveRequest) (re
 			l = s.layouts.set(req.SKU, 1)
 			continue
 		case rep.code() == "sold_out" && l.n() > 1 && attempt < attempts && !foundNone:
-			got, due, err := s.gather(ctx, l, bucket, int64(req.Quantity)-rep.int(1), true)
+			unsure = unsure || rep.int(3) == 1
+			p, err := s.gather(ctx, l, bucket, int64(req.Quantity)-rep.int(1), true)
 			if err != nil {
 				return reservation.Reservation{}, false, err
 			}
-			nextDue = minDue(nextDue, due)
+			nextDue = minDue(nextDue, p.nextDue)
+			unsure = unsure || p.unsure
 			// Even when the others had nothing, another buyer of this
 			// bucket may have pulled units into it meanwhile (more than it
 			// needed): a refusal rests on asking this bucket once more.
-			foundNone = got == 0
+			foundNone = p.moved == 0
 			continue
+		case rep.code() == "sold_out" && (unsure || rep.int(3) == 1):
+			// Some of the item's units could not be asked for: a bucket is
+			// lost, or rebuilt and being counted. Sold out is not known
+			// yet, and must not be remembered as if it were.
+			return reservation.Reservation{}, false, fmt.Errorf(
+				"redisstore: reserve %s: a bucket is being rebuilt: %w", req.SKU, reservation.ErrRecovering)
 		case rep.code() == "sold_out":
 			rep[2] = minDue(nextDue, rep.int(2))
 		}
