@@ -5,7 +5,12 @@ package redisstore_test
 // with random reserves (with and without idempotency keys), replays,
 // confirms, cancels, clock jumps, restocks up and down, sweeps, transfers
 // whose mover dies after take.lua (and sometimes after give.lua), and Redis
-// losing some or all buckets, rebuilt by Restore from what the model holds.
+// losing some or all buckets. While buckets are lost, buyers go on and the
+// admin seeds and restocks: a seed must be refused as recovering and must
+// not create a lost bucket, a buyer gets a hold, "recovering" or the limit,
+// never sold_out; then Restore rebuilds them from what the model holds (the
+// record), and from there on exactly the units the record does not hold are
+// sellable (the checks below and the reserves' no false sold_out).
 // It reuses property_test.go's model (propModel) and its confirm, cancel,
 // advance and sweep actions; what is new is the bucket bookkeeping. After
 // every step:
@@ -40,9 +45,11 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	"pgregory.net/rapid"
 
 	"github.com/flashsale/flashsale/internal/redistest"
+	"github.com/flashsale/flashsale/luascripts"
 	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/reservation"
 )
@@ -59,6 +66,7 @@ type bucketProp struct {
 	it      *propItem
 	names   []string
 	transit []stuckUnits // taken and never given: only the sweeper delivers them
+	lost    []string     // buckets Redis lost and recovery has not rebuilt yet
 }
 
 type stuckUnits struct {
@@ -72,7 +80,8 @@ func TestPropertyBuckets(t *testing.T) {
 	// One store for every run: its cache of bucket counts outlives FLUSHALL,
 	// but each run begins with the seed, which sets it.
 	s := newTestStore(t, rdb, mr, "pb")
-	svc := reservation.NewService(s.Store, nil)
+	rec := &propRecovery{}
+	svc := reservation.NewService(s.Store, rec)
 	stats := map[string]int{}
 	defer logOutcomes(t, stats)
 	rapid.Check(t, func(rt *rapid.T) {
@@ -95,23 +104,27 @@ func TestPropertyBuckets(t *testing.T) {
 		p.it = &propItem{sku: sku}
 		p.m.items = []*propItem{p.it}
 		p.names = redisstore.Buckets(sku, n)
+		*rec = propRecovery{p: p}
 		res, err := svc.Seed(ctx, spec)
+		rec.recorded = true // the syncer has written the item
 		if err != nil || !res.Created || res.Item.Buckets != n {
 			rt.Fatalf("seed %+v: %+v, %v", spec, res, err)
 		}
 		p.it.seeded, p.it.spec, p.it.created, p.it.updated = true, spec, propStart, propStart
 		p.checkBuckets(rt, false)
 
+		// While buckets are lost, what cannot run then (confirms, cancels,
+		// sweeps, movers) stands for recovery rebuilding them.
 		actions := []propAction{
-			{"reserve", 8, p.reserve},
-			{"reserveAgain", 2, p.reserveAgain},
-			{"confirm", 3, p.confirm},
-			{"cancel", 3, p.cancel},
-			{"restock", 2, p.restock},
+			{"reserve", 8, p.whole(p.reserve, p.reserveWhileLost)},
+			{"reserveAgain", 2, p.whole(p.reserveAgain, p.reserveWhileLost)},
+			{"confirm", 3, p.whole(p.confirm, p.restore)},
+			{"cancel", 3, p.whole(p.cancel, p.restore)},
+			{"restock", 2, p.whole(p.restock, p.seedWhileLost)},
 			{"advance", 2, p.advance},
-			{"sweep", 3, p.sweepTransfers},
-			{"crash", 3, p.crash},
-			{"lose", 1, p.lose},
+			{"sweep", 3, p.whole(p.sweepTransfers, p.restore)},
+			{"crash", 3, p.whole(p.crash, p.restore)},
+			{"lose", 2, p.whole(p.lose, p.seedWhileLost)},
 		}
 		lo, hi := 5, 12
 		if testing.Short() {
@@ -309,13 +322,37 @@ func (p *bucketProp) crash(t *rapid.T) {
 	}
 }
 
+// propRecovery is the Service's view of the durable record: it holds the
+// item once seeded, and the item is lost while some of its buckets are.
+type propRecovery struct {
+	p        *bucketProp
+	recorded bool
+}
+
+func (r *propRecovery) Recorded(_ context.Context, skus []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, sku := range skus {
+		out[sku] = r.recorded
+	}
+	return out, nil
+}
+
+func (r *propRecovery) Lost(context.Context, string) bool { return len(r.p.lost) > 0 }
+
+// whole runs normal while every bucket exists, and whileLost otherwise.
+func (p *bucketProp) whole(normal, whileLost func(*rapid.T)) func(*rapid.T) {
+	return func(t *rapid.T) {
+		if len(p.lost) > 0 {
+			whileLost(t)
+			return
+		}
+		normal(t)
+	}
+}
+
 // lose is Redis losing some or all of the item's buckets (a cluster
-// master's data, or everything) and recovery rebuilding them from a record
-// that holds what the model holds. The rebuilt buckets hold their
-// reservations; the exact count gives the head every unit no bucket
-// accounts for, including those that were in transit.
+// master's data, or everything). They stay lost until restore.
 func (p *bucketProp) lose(t *rapid.T) {
-	m, it := p.m, p.it
 	var lost []string
 	for b, name := range p.names {
 		if rapid.IntRange(0, 2).Draw(t, "lose"+strconv.Itoa(b)) == 0 {
@@ -325,8 +362,23 @@ func (p *bucketProp) lose(t *rapid.T) {
 	if len(lost) == 0 {
 		lost = append(lost, rapid.SampledFrom(p.names).Draw(t, "loseOne"))
 	}
-	// The check after the last step settled every due hold: the model's
-	// stored statuses are Redis's, and the record's.
+	for _, key := range p.mr.Keys() {
+		for _, name := range lost {
+			if strings.HasPrefix(key, p.s.key(name, "")) {
+				p.mr.Del(key)
+			}
+		}
+	}
+	p.lost = lost
+	t.Logf("  lose %v (in transit %d)", lost, p.inTransit())
+}
+
+// restore is recovery rebuilding the lost buckets from a record that holds
+// what the model holds. The rebuilt buckets hold their reservations; the
+// exact count gives the head every unit no bucket accounts for, including
+// those that were in transit.
+func (p *bucketProp) restore(t *rapid.T) {
+	m, it := p.m, p.it
 	idem := map[string]string{}
 	for k, id := range m.idem {
 		idem[id] = strconv.Itoa(len(k.user)) + ":" + k.user + ":" + k.key
@@ -341,30 +393,137 @@ func (p *bucketProp) lose(t *rapid.T) {
 			IdempotencyField: idem[id],
 		})
 	}
-	for _, key := range p.mr.Keys() {
-		for _, name := range lost {
-			if strings.HasPrefix(key, p.s.key(name, "")) {
-				p.mr.Del(key)
-			}
-		}
-	}
 	restored, err := p.store.Restore(p.ctx, snap)
-	t.Logf("  lose %v (in transit %d) -> restored=%v err=%v", lost, p.inTransit(), restored, err)
+	t.Logf("  restore %v (in transit %d) -> restored=%v err=%v", p.lost, p.inTransit(), restored, err)
 	if err != nil || !restored {
-		t.Fatalf("Restore after losing %v: %v, %v", lost, restored, err)
+		t.Fatalf("Restore after losing %v: %v, %v", p.lost, restored, err)
 	}
-	if len(lost) == len(p.names) {
+	switch {
+	case len(p.lost) == len(p.names):
 		p.stats["lose: every bucket"]++
-	} else if slices.Contains(lost, it.sku) {
+	case slices.Contains(p.lost, it.sku):
 		p.stats["lose: the head and some"]++
-	} else {
+	default:
 		p.stats["lose: some, the head kept"]++
 	}
 	if p.inTransit() > 0 {
 		p.stats["lose: with units in transit"]++
 	}
+	p.lost = nil
 	p.transit = nil // finished by the count, or lost and counted back
 	p.touchedAll = true
+}
+
+// seedWhileLost is the admin seeding or restocking the item while buckets
+// are lost: refused as recovering, with nothing changed and no lost bucket
+// created (recovery rebuilds it with its holds).
+func (p *bucketProp) seedWhileLost(t *rapid.T) {
+	spec := p.it.spec
+	reserved, sold, _ := p.m.counters(p.it.sku, false)
+	spec.Stock = drawStock(t, spec.Stock, reserved+sold, 50)
+	if rapid.Bool().Draw(t, "bucketsUnset") {
+		spec.Buckets = 0
+	}
+	before := p.survivors()
+	got, err := p.svc.Seed(p.ctx, spec)
+	t.Logf("  seed %d while %v are lost: %+v, %v", spec.Stock, p.lost, got, err)
+	if !errors.Is(err, reservation.ErrRecovering) {
+		t.Fatalf("seed while %v are lost: %+v, %v; want recovering", p.lost, got, err)
+	}
+	if after := p.survivors(); !maps.EqualFunc(before, after, maps.Equal) {
+		t.Fatalf("a refused seed changed the buckets left:\n%v\n%v", before, after)
+	}
+	p.stats["seed while lost: recovering"]++
+}
+
+// survivors are the item hashes of the buckets that are not lost.
+func (p *bucketProp) survivors() map[string]map[string]string {
+	out := map[string]map[string]string{}
+	for _, name := range p.names {
+		if !slices.Contains(p.lost, name) {
+			f := map[string]string{}
+			for _, k := range propHashFields(p.mr, p.s.key(name, "item")) {
+				f[k] = p.mr.HGet(p.s.key(name, "item"), k)
+			}
+			out[name] = f
+		}
+	}
+	return out
+}
+
+// reserveWhileLost is a buyer while buckets are lost: a hold from the
+// buckets left (never more than the record leaves free), the limit (from a
+// home bucket that is left), or "recovering"; sold_out would rest on
+// buckets nobody could ask.
+func (p *bucketProp) reserveWhileLost(t *rapid.T) {
+	m, it := p.m, p.it
+	p.maybeAdvance(t)
+	user := rapid.SampledFrom(bucketUsers).Draw(t, "user")
+	qty := rapid.IntRange(1, 3).Draw(t, "qty")
+	got, replayed, err := p.svc.Reserve(p.ctx, reservation.ReserveRequest{SKU: it.sku, UserID: user, Quantity: qty})
+	t.Logf("  reserve while %v are lost: user=%s qty=%d -> %s replayed=%v err=%v", p.lost, user, qty, got.ID, replayed, err)
+	home := homeOf(p.names, user)
+	homeLost := slices.Contains(p.lost, home)
+	reserved, sold, users := m.counters(it.sku, false)
+	free := it.spec.Stock - reserved - sold - p.inTransit()
+	overLimit := users[user]+int64(qty) > int64(it.spec.PerUserLimit)
+	switch {
+	case errors.Is(err, reservation.ErrRecovering):
+		p.stats["reserve while lost: recovering"]++
+	case errors.Is(err, reservation.ErrLimitExceeded):
+		if !overLimit || homeLost {
+			t.Fatalf("limit exceeded for %s (holds %d, home lost %v)", user, users[user], homeLost)
+		}
+		p.stats["reserve while lost: limit"]++
+	case err != nil:
+		t.Fatalf("reserve while %v are lost: %v, want a hold, the limit or recovering", p.lost, err)
+	default:
+		if homeLost || overLimit || free < int64(qty) || replayed || bucketOf(got.ID) != home {
+			t.Fatalf("hold %s of %d for %s (home %s lost %v, over limit %v, %d free)", got.ID, qty, user, home, homeLost, overLimit, free)
+		}
+		r := &propRes{id: got.ID, sku: it.sku, user: user, qty: qty, status: reservation.StatusPending,
+			created: m.now, expires: m.now.Add(it.spec.Hold), updated: m.now}
+		m.res[r.id] = r
+		m.ids = append(m.ids, r.id)
+		p.touched[r.id] = true
+		p.stats["reserve while lost: created"]++
+	}
+}
+
+// checkLost is the check while buckets are lost: no lost bucket came back
+// but through recovery, and each bucket left keeps its invariant.
+func (p *bucketProp) checkLost(t *rapid.T) {
+	// Settle the due holds of the buckets left, as the whole check does
+	// through Item, so that the model's records keep Redis's settle times;
+	// the lost buckets' holds are settled once rebuilt.
+	expire := goredis.NewScript(string(luascripts.Expire()))
+	for _, name := range p.names {
+		if slices.Contains(p.lost, name) {
+			continue
+		}
+		if err := expire.Run(p.ctx, p.s.rdb, p.s.ScriptKeys(name), 1_000_000).Err(); err != nil {
+			t.Fatalf("expire %s: %v", name, err)
+		}
+	}
+	for _, id := range p.m.ids {
+		r := p.m.res[id]
+		if r.status == reservation.StatusPending && !p.m.now.Before(r.expires) && !slices.Contains(p.lost, bucketOf(id)) {
+			r.status, r.updated = reservation.StatusExpired, p.m.now
+		}
+	}
+	for _, key := range p.mr.Keys() {
+		for _, name := range p.lost {
+			if strings.HasPrefix(key, p.s.key(name, "")) {
+				t.Fatalf("lost bucket %s has key %s before recovery rebuilt it", name, key)
+			}
+		}
+	}
+	for name, f := range p.survivors() {
+		n := func(k string) int64 { return propInt(t, f[k]) }
+		if n("available") < 0 || n("reserved") < 0 || n("sold") < 0 || n("available")+n("reserved")+n("sold") != n("stock") {
+			t.Fatalf("bucket %s: %v", name, f)
+		}
+	}
 }
 
 // sweepTransfers is property_test.go's sweep (due holds, counted), after
@@ -396,6 +555,13 @@ func (p *bucketProp) sweepTransfers(t *rapid.T) {
 // units and Counters with the model; then the reservations the step
 // answered for (all of them after the last step).
 func (p *bucketProp) checkBuckets(t *rapid.T, all bool) {
+	if len(p.lost) > 0 {
+		p.checkLost(t)
+		if !all {
+			return
+		}
+		p.restore(t) // the run ends with the item whole
+	}
 	m, it := p.m, p.it
 	limit := int64(it.spec.PerUserLimit)
 	// Before anything settles: the invariants, with due holds still counted.
