@@ -43,10 +43,13 @@ type Recoverer struct {
 	known      map[string]bool // items the record held at the last refresh
 	knownEpoch int64           // the store's epoch marker when known was listed
 	rebuilding map[string]bool
-	scanOwed   bool            // the epoch marker was missing and the scan has not run yet
-	ctx        context.Context // Run's; rebuilds live as long as it
-	wg         sync.WaitGroup
-	restored   int
+	// losses counts the times the epoch marker was found missing; scanned is
+	// the count a scan that finished started under. A scan is owed while
+	// they differ, so a loss found while a scan runs is owed another.
+	losses, scanned uint64
+	ctx             context.Context // Run's; rebuilds live as long as it
+	wg              sync.WaitGroup
+	restored        int
 }
 
 var _ reservation.Recovery = (*Recoverer)(nil)
@@ -81,10 +84,13 @@ func (r *Recoverer) Check(ctx context.Context) error {
 		return err
 	}
 	r.mu.Lock()
-	// The marker is written now; if the scan below fails, only this flag
+	// The marker is written now; if the scan below fails, only the count
 	// remembers that it is owed.
-	scan := fresh || r.scanOwed
-	r.scanOwed = scan
+	if fresh {
+		r.losses++
+	}
+	owed := r.losses
+	scan := owed != r.scanned
 	r.mu.Unlock()
 	// The record is listed after the marker was found missing, so the scan
 	// sees every item recorded before the loss, however recently seeded.
@@ -107,7 +113,10 @@ func (r *Recoverer) Check(ctx context.Context) error {
 		return err
 	}
 	r.mu.Lock()
-	r.scanOwed = false
+	// Only the losses counted before the listing: one counted since (by
+	// knownSince, during the scan) may have dropped items after Missing
+	// looked at them, and is owed a scan of its own.
+	r.scanned = max(r.scanned, owed)
 	r.mu.Unlock()
 	if len(missing) > 0 {
 		r.Log.Error("redis has lost recorded items; rebuilding them from the record",
@@ -169,7 +178,7 @@ func (r *Recoverer) knownSince(ctx context.Context, sku string) bool {
 	epoch, fresh, err := r.Store.MarkEpoch(ctx, time.Now().UnixMilli())
 	r.mu.Lock()
 	if fresh {
-		r.scanOwed = true
+		r.losses++ // owed a scan: the marker is written again now
 	}
 	known, stale := r.known[sku], r.known == nil || err != nil || epoch != r.knownEpoch
 	r.mu.Unlock()

@@ -2,7 +2,11 @@ package persistence_test
 
 import (
 	"context"
+	"errors"
+	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -154,5 +158,177 @@ func restoredCount(rec *persistence.Recoverer, want int) int {
 			return n
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// scriptedStore is a Restorer kept in memory, whose epoch marker a test
+// loses at will and whose calls it can step into.
+type scriptedStore struct {
+	// duringScan, when set, runs inside Missing (scan is its call's number,
+	// from 1) as if it happened while the scan ran; its error is Missing's.
+	duringScan func(scan int) error
+	// beforeRead, when set, runs as Unsynced or Restore is called, before
+	// it answers: what the syncer did meanwhile.
+	beforeRead func()
+
+	mu       sync.Mutex
+	epoch    int64
+	lost     bool            // the marker is gone: the next MarkEpoch writes it and reports fresh
+	missing  map[string]bool // items the store lacks
+	outbox   []reservation.Change
+	scans    int
+	restored []reservation.Snapshot
+}
+
+func (s *scriptedStore) MarkEpoch(_ context.Context, epoch int64) (int64, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lost {
+		s.epoch, s.lost = epoch, false
+		return epoch, true, nil
+	}
+	return s.epoch, false, nil
+}
+
+// loseData is Redis losing its data: the epoch marker goes with it.
+func (s *scriptedStore) loseData() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lost = true
+}
+
+func (s *scriptedStore) Missing(_ context.Context, skus []string) ([]string, error) {
+	s.mu.Lock()
+	s.scans++
+	scan := s.scans
+	s.mu.Unlock()
+	if s.duringScan != nil {
+		if err := s.duringScan(scan); err != nil {
+			return nil, err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, sku := range skus {
+		if s.missing[sku] {
+			out = append(out, sku)
+		}
+	}
+	return out, nil
+}
+
+func (s *scriptedStore) scanCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.scans
+}
+
+func (s *scriptedStore) Unsynced(context.Context, string, int) ([]reservation.Change, error) {
+	if s.beforeRead != nil {
+		s.beforeRead()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.outbox), nil
+}
+
+// takeOutbox empties the outbox and returns what it held, as a syncer
+// acknowledging it does.
+func (s *scriptedStore) takeOutbox() []reservation.Change {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.outbox
+	s.outbox = nil
+	return out
+}
+
+func (s *scriptedStore) Restore(_ context.Context, snap reservation.Snapshot) (bool, error) {
+	if s.beforeRead != nil {
+		s.beforeRead()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.restored = append(s.restored, snap)
+	delete(s.missing, snap.Item.SKU)
+	return true, nil
+}
+
+// waitRestored returns the first snapshot restored, waiting for it up to
+// ten seconds.
+func (s *scriptedStore) waitRestored(t *testing.T) reservation.Snapshot {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		s.mu.Lock()
+		restored := slices.Clone(s.restored)
+		s.mu.Unlock()
+		if len(restored) > 0 {
+			return restored[0]
+		}
+	}
+	t.Fatal("nothing restored after 10 s")
+	return reservation.Snapshot{}
+}
+
+// TestRecovererScansAgainForALossDuringAScan: a loss noticed while a scan
+// runs (a request for an unlisted item finds the epoch marker gone again)
+// may have dropped items the scan already looked at, so it is owed a scan
+// of its own; a scan that failed is owed again; a scan is owed once.
+func TestRecovererScansAgainForALossDuringAScan(t *testing.T) {
+	cases := []struct {
+		name       string
+		duringScan func(ctx context.Context, rec *persistence.Recoverer, st *scriptedStore) error
+		wantScans  int // after the second and third Check
+	}{
+		{name: "nothing happens meanwhile", wantScans: 1},
+		{
+			name: "the scan fails",
+			duringScan: func(context.Context, *persistence.Recoverer, *scriptedStore) error {
+				return errors.New("redis: i/o timeout")
+			},
+			wantScans: 2,
+		},
+		{
+			name: "redis loses its data again",
+			duringScan: func(ctx context.Context, rec *persistence.Recoverer, st *scriptedStore) error {
+				st.loseData()
+				if rec.Lost(ctx, "unlisted") {
+					return errors.New("an unrecorded item was reported lost")
+				}
+				return nil
+			},
+			wantScans: 2,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			db := openSQLite(t)
+			mustApply(t, db, offer("a", 1, 10, "A"))
+			st := &scriptedStore{lost: true}
+			rec := &persistence.Recoverer{Store: st, DB: db, Interval: time.Hour, Grace: time.Millisecond,
+				Log: slog.New(slog.NewTextHandler(newTestLog(t), nil))}
+			if tc.duringScan != nil {
+				st.duringScan = func(scan int) error {
+					if scan > 1 {
+						return nil
+					}
+					return tc.duringScan(ctx, rec, st)
+				}
+			}
+
+			_ = rec.Check(ctx) // the case decides whether the scan fails
+			if n := st.scanCount(); n != 1 {
+				t.Fatalf("first Check: %d scans, want 1 (the marker was missing)", n)
+			}
+			for i := 2; i <= 3; i++ {
+				if err := rec.Check(ctx); err != nil {
+					t.Fatalf("Check %d: %v", i, err)
+				}
+				if n := st.scanCount(); n != tc.wantScans {
+					t.Fatalf("after Check %d: %d scans, want %d", i, n, tc.wantScans)
+				}
+			}
+		})
 	}
 }
