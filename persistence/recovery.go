@@ -233,15 +233,26 @@ func (r *Recoverer) start(sku string) {
 func (r *Recoverer) rebuild(ctx context.Context, sku string) error {
 	sleep(ctx, r.Grace)
 	for attempt := 0; ctx.Err() == nil; attempt++ {
-		snap, err := r.DB.Snapshot(ctx, sku)
+		// The record names the item's buckets, whose outboxes are read; the
+		// count never changes once the item exists.
+		it, err := r.DB.Item(ctx, sku)
 		if errors.Is(err, reservation.ErrItemNotFound) {
 			return err
 		}
+		// The outbox shares the item's slot, so it is usually lost with it;
+		// whatever survived goes in too. It is read before the record: the
+		// syncer deletes an entry only after committing it, so an entry gone
+		// from this read is in the record read next, and one still here is
+		// in this read. Read the other way round, an entry synced between
+		// the two reads would be in neither. Seeing a change in both is
+		// harmless: withChanges keeps the furthest state.
 		var unsynced []reservation.Change
 		if err == nil {
-			// The outbox shares the item's slot, so it is usually lost with
-			// it; whatever survived is newer than the record and goes in too.
-			unsynced, err = r.Store.Unsynced(ctx, sku, snap.Item.Buckets)
+			unsynced, err = r.Store.Unsynced(ctx, sku, it.Buckets)
+		}
+		var snap reservation.Snapshot
+		if err == nil {
+			snap, err = r.DB.Snapshot(ctx, sku)
 		}
 		if err == nil {
 			snap = withChanges(snap, unsynced)

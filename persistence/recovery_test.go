@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -328,6 +330,57 @@ func TestRecovererScansAgainForALossDuringAScan(t *testing.T) {
 				if n := st.scanCount(); n != tc.wantScans {
 					t.Fatalf("after Check %d: %d scans, want %d", i, n, tc.wantScans)
 				}
+			}
+		})
+	}
+}
+
+// TestRebuildMissesNoEntrySyncedBetweenItsReads: the syncer commits an
+// outbox entry to the record and deletes it from the outbox right after the
+// rebuild has read the record. The rebuild must have it all the same.
+func TestRebuildMissesNoEntrySyncedBetweenItsReads(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			db := b.open(t)
+			mustApply(t, db, offer("race", 1, 10, "Race"))
+			hold := created("race", 1, "ann", 1, 1000, idemField("ann", "k1"))
+			st := &scriptedStore{lost: true, missing: map[string]bool{"race": true}, outbox: []reservation.Change{hold}}
+
+			// A snapshot reads the item's reservations last: after that
+			// query the record has been read.
+			var recordRead atomic.Bool
+			persistence.AfterQuery(t, db, func(table string) {
+				if table == "reservations" {
+					recordRead.Store(true)
+				}
+			})
+			// The syncer's commit and acknowledgement land at the next call
+			// to the store after the record was read: nothing else happens
+			// in between.
+			st.beforeRead = func() {
+				if !recordRead.Load() {
+					return
+				}
+				if changes := st.takeOutbox(); len(changes) > 0 {
+					if err := db.Apply(context.Background(), changes); err != nil {
+						t.Errorf("the syncer's Apply: %v", err)
+					}
+				}
+			}
+			rec := &persistence.Recoverer{Store: st, DB: db, Interval: time.Hour, Grace: time.Millisecond,
+				Log: slog.New(slog.NewTextHandler(newTestLog(t), nil))}
+			ctx, stop := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- rec.Run(ctx) }()
+			t.Cleanup(func() { stop(); <-done })
+
+			snap := st.waitRestored(t)
+			want := []reservation.RecordedReservation{recorded(hold, idemField("ann", "k1"))}
+			if !reflect.DeepEqual(snap.Reservations, want) {
+				t.Fatalf("rebuilt reservations:\n got %+v\nwant %+v", snap.Reservations, want)
+			}
+			if st.takeOutbox() != nil {
+				t.Fatal("the syncer never synced the entry: the test did not race the rebuild")
 			}
 		})
 	}

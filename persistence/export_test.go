@@ -1,0 +1,20 @@
+package persistence
+
+import (
+	"testing"
+
+	"gorm.io/gorm"
+)
+
+// AfterQuery runs fn after every query db makes, with the table it read, so
+// that a test can act at an exact point between two reads. fn runs on the
+// reader's goroutine, inside its transaction if it has one.
+func AfterQuery(t testing.TB, db *DB, fn func(table string)) {
+	t.Helper()
+	err := db.gorm.Callback().Query().After("gorm:query").Register("test:after_query", func(tx *gorm.DB) {
+		fn(tx.Statement.Table)
+	})
+	if err != nil {
+		t.Fatalf("register the query callback: %v", err)
+	}
+}
