@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strconv"
@@ -288,9 +289,12 @@ func (o *Outbox) Ack(ctx context.Context, entries []reservation.OutboxEntry) err
 }
 
 // Fail counts an attempt; at MaxTries the entry goes to the dead letters.
+// The attempt carries a token of its own: go-redis resends a call whose
+// reply timed out, though it may have run, and the script counts a resend
+// of the attempt it counted last no more (see ack.lua).
 func (o *Outbox) Fail(ctx context.Context, e reservation.OutboxEntry, reason string) (bool, error) {
 	rep, err := reply(ackScript.Run(ctx, o.store.client, o.store.outboxKeys(e.Bucket),
-		SyncGroup, "try", e.ID, reason, o.opt.MaxTries).Result())
+		SyncGroup, "try", e.ID, reason, o.opt.MaxTries, rand.Text()).Result())
 	if err != nil {
 		return false, fmt.Errorf("redisstore: count try of %s: %w", e.ID, err)
 	}

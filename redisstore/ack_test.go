@@ -1,0 +1,208 @@
+package redisstore_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/flashsale/flashsale/internal/redistest"
+	"github.com/flashsale/flashsale/luascripts"
+	"github.com/flashsale/flashsale/redisstore"
+	"github.com/flashsale/flashsale/reservation"
+)
+
+// failingEntry seeds item a, holds a unit and reads both outbox entries
+// through the group; it returns the hold's entry, the one tests fail.
+func failingEntry(t *testing.T, s *testStore) reservation.OutboxEntry {
+	t.Helper()
+	mustSeed(t, s, itemSpec("a", 5, 1))
+	mustReserve(t, s, "a", "alice", 1)
+	got := mustRead(t, newOutbox(t, s, "c1"), 10)
+	if len(got) != 2 {
+		t.Fatalf("Read = %+v, want 2 entries", got)
+	}
+	return got[1]
+}
+
+// TestAckTryCountsEachAttemptOnce: ack.lua's "try" counts an attempt once
+// however often its call is resent (same token), and every attempt of its
+// own (new token).
+func TestAckTryCountsEachAttemptOnce(t *testing.T) {
+	ctx := context.Background()
+	script := goredis.NewScript(string(luascripts.Ack()))
+	type try struct {
+		token string
+		want  []any // the script's reply
+	}
+	cases := []struct {
+		name      string
+		stored    string // the tries hash's value for the entry beforehand, "" for none
+		maxTries  int
+		tries     []try
+		wantTries string // the hash's value afterwards, "" for none
+		wantDead  int64
+	}{
+		{
+			name: "a resent attempt counts one try", maxTries: 3,
+			tries:     []try{{"t1", []any{"counted", int64(1)}}, {"t1", []any{"counted", int64(1)}}},
+			wantTries: "1|t1",
+		},
+		{
+			name: "two attempts count two tries", maxTries: 3,
+			tries:     []try{{"t1", []any{"counted", int64(1)}}, {"t2", []any{"counted", int64(2)}}},
+			wantTries: "2|t2",
+		},
+		{
+			name: "a resent attempt at the bound is not parked", maxTries: 3,
+			tries: []try{
+				{"t1", []any{"counted", int64(1)}}, {"t2", []any{"counted", int64(2)}}, {"t2", []any{"counted", int64(2)}},
+			},
+			wantTries: "2|t2",
+		},
+		{
+			name: "the attempt at the bound parks; its resend finds the entry gone", maxTries: 2,
+			tries:    []try{{"t1", []any{"counted", int64(1)}}, {"t2", []any{"dead"}}, {"t2", []any{"gone"}}},
+			wantDead: 1,
+		},
+		{
+			name: "a count stored before tokens goes on", stored: "1", maxTries: 3,
+			tries:     []try{{"t1", []any{"counted", int64(2)}}, {"t1", []any{"counted", int64(2)}}},
+			wantTries: "2|t1",
+		},
+		{
+			name: "no token counts every call", maxTries: 5,
+			tries:     []try{{"", []any{"counted", int64(1)}}, {"", []any{"counted", int64(2)}}},
+			wantTries: "2|",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newMiniStore(t)
+			id := failingEntry(t, s).ID
+			keys := []string{s.key("a", "outbox"), s.key("a", "tries"), s.key("a", "dead")}
+			if tc.stored != "" {
+				s.rdb.HSet(ctx, keys[1], id, tc.stored)
+			}
+			for i, tr := range tc.tries {
+				got, err := script.Run(ctx, s.rdb, keys, redisstore.SyncGroup, "try", id, "db said no", tc.maxTries, tr.token).Slice()
+				if err != nil || !reflect.DeepEqual(got, tr.want) {
+					t.Fatalf("try %d (token %q) = %v, %v; want %v", i+1, tr.token, got, err, tr.want)
+				}
+			}
+			if got, _ := s.rdb.HGet(ctx, keys[1], id).Result(); got != tc.wantTries {
+				t.Errorf("tries of the entry = %q, want %q", got, tc.wantTries)
+			}
+			if n := s.rdb.XLen(ctx, keys[2]).Val(); n != tc.wantDead {
+				t.Errorf("%d dead entries, want %d", n, tc.wantDead)
+			}
+		})
+	}
+}
+
+// TestOutboxFailCountsAResentTryOnce: go-redis resends a script call whose
+// reply missed the read deadline, though the call ran. Fail's attempt counts
+// once all the same, so with two tries allowed the entry is not parked after
+// one.
+func TestOutboxFailCountsAResentTryOnce(t *testing.T) {
+	ctx := context.Background()
+	mr, _ := redistest.Miniredis(t)
+	lose := &loseReply{match: [][]byte{[]byte("evalsha"), []byte("try")}}
+	rdb := goredis.NewClient(&goredis.Options{
+		Addr:        mr.Addr(),
+		ReadTimeout: 200 * time.Millisecond, // how long the lost reply is waited for
+		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &lossyConn{Conn: c, lose: lose}, nil
+		},
+	})
+	t.Cleanup(func() { _ = rdb.Close() })
+	s := newTestStore(t, rdb, mr, "fs")
+	failing := failingEntry(t, s)
+
+	lose.arm()
+	dead, err := newOutbox(t, s, "c1").Fail(ctx, failing, "db said no") // MaxTries 2
+	if err != nil || dead {
+		t.Fatalf("Fail = %v, %v; want counted, not dead", dead, err)
+	}
+	if sent := lose.sent(); sent < 2 {
+		t.Fatalf("the call was sent %d times: go-redis did not resend it, the test proves nothing", sent)
+	}
+	if got := s.rdb.HGet(ctx, s.key("a", "tries"), failing.ID).Val(); !strings.HasPrefix(got, "1|") {
+		t.Fatalf("tries = %q, want 1", got)
+	}
+}
+
+// loseReply, once armed, loses the reply to the first command that holds
+// every one of match, and counts how often such a command is sent.
+type loseReply struct {
+	match [][]byte
+
+	mu    sync.Mutex
+	armed bool
+	calls int
+}
+
+func (l *loseReply) arm() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.armed = true
+}
+
+func (l *loseReply) sent() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.calls
+}
+
+// take reports whether the reply to the command in b is to be lost.
+func (l *loseReply) take(b []byte) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.armed {
+		return false
+	}
+	for _, m := range l.match {
+		if !bytes.Contains(b, m) {
+			return false
+		}
+	}
+	l.calls++
+	return l.calls == 1
+}
+
+// lossyConn is a client connection whose replies a loseReply may lose.
+type lossyConn struct {
+	net.Conn
+	lose     *loseReply
+	dropping bool // the reply to the command written last is to be lost
+}
+
+func (c *lossyConn) Write(b []byte) (int, error) {
+	if c.lose.take(b) {
+		c.dropping = true
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *lossyConn) Read(b []byte) (int, error) {
+	if !c.dropping {
+		return c.Conn.Read(b)
+	}
+	c.dropping = false
+	// The reply comes, so the command ran; it is lost on the way, and the
+	// client waits for it until its read deadline.
+	if _, err := c.Conn.Read(b); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(b)
+}
