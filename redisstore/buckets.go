@@ -191,13 +191,14 @@ func (s *Store) transfer(ctx context.Context, l *layout, from, to string, want i
 	}
 	switch rep.code() {
 	case "taken":
-		p.moved = rep.int(1)
+		p.moved = rep.count()
 	case "finished":
 		// A retry of this take (go-redis resends after a read timeout) whose
 		// first run was taken and then delivered by the sweeper.
 		return p, nil
 	case "empty":
-		p.nextDue, p.unsure = rep.int(1), rep.int(2) == 1
+		e := rep.empty()
+		p.nextDue, p.unsure = e.nextDueIn, e.recount
 		return p, nil
 	case "item_not_found", "frozen":
 		// A bucket Redis lost, or one frozen for a count, has nothing to
@@ -358,8 +359,12 @@ func (s *Store) aggregate(ctx context.Context, l *layout, head reservation.Item)
 		if rep.code() != "ok" {
 			continue // a bucket Redis lost counts nothing; the audit reports the gap
 		}
-		it.Reserved += rep.int(3)
-		it.Sold += rep.int(4)
+		b, err := rep.expire(l.names[i+1])
+		if err != nil {
+			return reservation.Item{}, err
+		}
+		it.Reserved += b.item.Reserved
+		it.Sold += b.item.Sold
 	}
 	it.Available = it.Stock - it.Reserved - it.Sold
 	return it, nil

@@ -130,19 +130,14 @@ func (s *Store) voidTransfers(ctx context.Context, bucket string) error {
 	return nil
 }
 
-// bucketCount is freeze.lua's report on one bucket.
-type bucketCount struct {
-	stock, transfersOut, frozenFor, total int64
-}
-
 // freezeAll runs freeze.lua on every bucket of l for the count token with
 // ARGV ms (see the script). A bucket another count holds is errRecount.
-func (s *Store) freezeAll(ctx context.Context, l *layout, ms int64, token string) ([]bucketCount, error) {
+func (s *Store) freezeAll(ctx context.Context, l *layout, ms int64, token string) ([]freezeReply, error) {
 	calls := make([]call, l.n())
 	for i, name := range l.names {
 		calls[i] = call{keys: s.keys(name), args: []any{ms, token}}
 	}
-	out := make([]bucketCount, l.n())
+	out := make([]freezeReply, l.n())
 	for i, res := range s.runMany(ctx, s.freeze, calls) {
 		rep, err := reply(res.val, res.err)
 		if err != nil {
@@ -155,7 +150,7 @@ func (s *Store) freezeAll(ctx context.Context, l *layout, ms int64, token string
 		default:
 			return nil, fmt.Errorf("redisstore: freeze %s: %w", l.names[i], reservation.ErrRecovering)
 		}
-		out[i] = bucketCount{stock: rep.int(1), transfersOut: rep.int(2), frozenFor: rep.int(3), total: rep.int(4)}
+		out[i] = rep.frozen()
 	}
 	return out, nil
 }

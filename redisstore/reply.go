@@ -213,46 +213,6 @@ func (r scriptReply) unexpected(op string) error {
 	return fmt.Errorf("redisstore: %s: unexpected script reply %v", op, []any(r))
 }
 
-// item reads the item layout of lib.lua's item_reply. Stock is the item's
-// total; the counters are the bucket's own (the whole item's when it has one).
-func (r scriptReply) item(sku string) (reservation.Item, error) {
-	if len(r) < 15 {
-		return reservation.Item{}, r.unexpected("item")
-	}
-	return reservation.Item{
-		SKU:          sku,
-		Stock:        r.int(14),
-		Buckets:      int(r.int(13)),
-		Available:    r.int(2),
-		Reserved:     r.int(3),
-		Sold:         r.int(4),
-		PerUserLimit: int(r.int(5)),
-		Hold:         time.Duration(r.int(6)) * time.Millisecond,
-		StartsAt:     r.millis(7),
-		EndsAt:       r.millis(8),
-		Name:         r.str(9),
-		CreatedAt:    r.millis(10),
-		UpdatedAt:    r.millis(11),
-	}, nil
-}
-
-// reservation reads the layout of lib.lua's reply.
-func (r scriptReply) reservation(sku string) (reservation.Reservation, error) {
-	if len(r) < 8 {
-		return reservation.Reservation{}, r.unexpected("reservation")
-	}
-	return reservation.Reservation{
-		ID:        r.str(1),
-		SKU:       sku,
-		Status:    reservation.Status(r.str(2)),
-		Quantity:  int(r.int(3)),
-		UserID:    r.str(4),
-		CreatedAt: r.millis(5),
-		ExpiresAt: r.millis(6),
-		UpdatedAt: r.millis(7),
-	}, nil
-}
-
 // translate maps a go-redis error to reservation.ErrUnavailable when Redis
 // could not serve the call (down, unreachable, loading, out of memory, a
 // cluster without quorum). Anything else, such as a script error, is a bug

@@ -93,8 +93,9 @@ func (s *Store) restoreBucket(ctx context.Context, bucket string, it reservation
 		case "exists":
 			return false, nil
 		case "ok":
-			reserved += rep.int(2)
-			sold += rep.int(3)
+			n := rep.restoredRecords()
+			reserved += n.reserved
+			sold += n.sold
 		default:
 			return false, rep.unexpected("restore")
 		}

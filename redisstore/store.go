@@ -340,7 +340,7 @@ func (s *Store) copyOffer(ctx context.Context, l *layout, spec reservation.ItemS
 		switch rep.code() {
 		case "created", "updated":
 		case "buckets_immutable":
-			return fmt.Errorf("%w: %s has %d", reservation.ErrBucketsImmutable, spec.SKU, rep.int(1))
+			return fmt.Errorf("%w: %s has %d", reservation.ErrBucketsImmutable, spec.SKU, rep.count())
 		case "lost":
 			return fmt.Errorf("redisstore: seed %s: bucket %s is lost: %w", spec.SKU, l.names[i+1], reservation.ErrRecovering)
 		case "occupied":
@@ -359,8 +359,8 @@ func (s *Store) copyOffer(ctx context.Context, l *layout, spec reservation.ItemS
 // available units over them, and reads the whole item.
 func (s *Store) seedBuckets(ctx context.Context, spec reservation.ItemSpec, res result) (reservation.SeedResult, error) {
 	rep, err := reply(res.val, res.err)
-	if err == nil && rep.code() == "stock_below_committed" && rep.int(3) > 1 {
-		l := s.layouts.set(spec.SKU, int(rep.int(3)))
+	if err == nil && rep.code() == "stock_below_committed" && rep.belowCommitted().buckets > 1 {
+		l := s.layouts.set(spec.SKU, int(rep.belowCommitted().buckets))
 		if _, err := s.gather(ctx, l, spec.SKU, reservation.MaxStock, false); err != nil {
 			return reservation.SeedResult{}, err
 		}
@@ -405,10 +405,11 @@ func parseSeed(sku string, v any, err error) (reservation.SeedResult, error) {
 		item, err := rep.item(sku)
 		return reservation.SeedResult{Item: item, Created: rep.code() == "created"}, err
 	case "stock_below_committed":
+		b := rep.belowCommitted()
 		return reservation.SeedResult{}, fmt.Errorf("%w: %d units are reserved and %d sold",
-			reservation.ErrStockBelowCommitted, rep.int(1), rep.int(2))
+			reservation.ErrStockBelowCommitted, b.reserved, b.sold)
 	case "buckets_immutable":
-		return reservation.SeedResult{}, fmt.Errorf("%w: %s has %d", reservation.ErrBucketsImmutable, sku, rep.int(1))
+		return reservation.SeedResult{}, fmt.Errorf("%w: %s has %d", reservation.ErrBucketsImmutable, sku, rep.count())
 	case "lost":
 		return reservation.SeedResult{}, fmt.Errorf("redisstore: seed %s: %w", sku, reservation.ErrRecovering)
 	}
@@ -425,16 +426,19 @@ func (s *Store) Item(ctx context.Context, sku string) (reservation.Item, error) 
 		}
 		switch rep.code() {
 		case "ok":
-			// more_due: more holds fell due than one call settles. Go round
-			// again, so the reader never sees units held by expired holds.
-			if rep.int(16) == 1 && round < maxSettleRounds {
+			b, err := rep.expire(sku)
+			if err != nil {
+				return reservation.Item{}, err
+			}
+			// More holds fell due than one call settles: go round again,
+			// so the reader never sees units held by expired holds.
+			if b.moreDue && round < maxSettleRounds {
 				continue
 			}
-			it, err := rep.item(sku)
-			if err != nil || it.Buckets <= 1 {
-				return it, err
+			if b.item.Buckets <= 1 {
+				return b.item, nil
 			}
-			return s.aggregate(ctx, s.layouts.set(sku, it.Buckets), it)
+			return s.aggregate(ctx, s.layouts.set(sku, b.item.Buckets), b.item)
 		case "item_not_found":
 			return reservation.Item{}, reservation.ErrItemNotFound
 		}
@@ -471,7 +475,7 @@ func (s *Store) Reserve(ctx context.Context, req reservation.ReserveRequest) (re
 		}
 		switch {
 		case rep.code() == "layout" && attempt < attempts:
-			l = s.layouts.set(req.SKU, int(rep.int(1)))
+			l = s.layouts.set(req.SKU, int(rep.count()))
 			continue
 		case rep.code() == "item_not_found" && l.n() > 1 && !relearned:
 			// The cached count may name buckets of an item that Redis lost
@@ -482,8 +486,8 @@ func (s *Store) Reserve(ctx context.Context, req reservation.ReserveRequest) (re
 			l = s.layouts.set(req.SKU, 1)
 			continue
 		case rep.code() == "sold_out" && l.n() > 1 && attempt < attempts && !foundNone:
-			unsure = unsure || rep.int(3) == 1
-			p, err := s.gather(ctx, l, bucket, int64(req.Quantity)-rep.int(1), true)
+			unsure = unsure || rep.soldOut().recount
+			p, err := s.gather(ctx, l, bucket, int64(req.Quantity)-rep.soldOut().available, true)
 			if err != nil {
 				return reservation.Reservation{}, false, err
 			}
@@ -494,14 +498,16 @@ func (s *Store) Reserve(ctx context.Context, req reservation.ReserveRequest) (re
 			// needed): a refusal rests on asking this bucket once more.
 			foundNone = p.moved == 0
 			continue
-		case rep.code() == "sold_out" && (unsure || rep.int(3) == 1):
+		case rep.code() == "sold_out" && (unsure || rep.soldOut().recount):
 			// Some of the item's units could not be asked for: a bucket is
 			// lost, or rebuilt and being counted. Sold out is not known
 			// yet, and must not be remembered as if it were.
 			return reservation.Reservation{}, false, fmt.Errorf(
 				"redisstore: reserve %s: a bucket is being rebuilt: %w", req.SKU, reservation.ErrRecovering)
 		case rep.code() == "sold_out":
-			rep[2] = minDue(nextDue, rep.int(2))
+			so := rep.soldOut()
+			so.nextDueIn = minDue(nextDue, so.nextDueIn)
+			return reservation.Reservation{}, false, so.err()
 		}
 		return s.reserveReply(req.SKU, rep)
 	}
@@ -531,14 +537,11 @@ func (s *Store) reserveReply(sku string, rep scriptReply) (reservation.Reservati
 	case "sale_not_active":
 		return reservation.Reservation{}, false, reservation.ErrSaleNotActive
 	case "limit_exceeded":
+		l := rep.limitExceeded()
 		return reservation.Reservation{}, false, fmt.Errorf("%w: user holds %d of at most %d units",
-			reservation.ErrLimitExceeded, rep.int(1), rep.int(2))
+			reservation.ErrLimitExceeded, l.held, l.limit)
 	case "sold_out":
-		next := time.Duration(-1)
-		if due := rep.int(2); due >= 0 && len(rep) > 2 {
-			next = time.Duration(due) * time.Millisecond
-		}
-		return reservation.Reservation{}, false, &reservation.SoldOutError{Available: rep.int(1), NextExpiry: next}
+		return reservation.Reservation{}, false, rep.soldOut().err()
 	}
 	return reservation.Reservation{}, false, rep.unexpected("reserve")
 }
@@ -618,22 +621,26 @@ func (s *Store) SweepDue(ctx context.Context, batch int) (int, error) {
 				if rep.code() != "ok" {
 					continue // seeded into the catalogue but never created
 				}
-				expired += int(rep.int(15))
-				if rep.int(16) == 1 {
+				b, err := rep.expire(skus[i])
+				if err != nil {
+					return expired, err
+				}
+				expired += int(b.expired)
+				if b.moreDue {
 					again = append(again, skus[i])
 				}
-				if rep.int(17) > 0 {
+				if b.transfersOut > 0 {
 					// A transfer that cannot arrive (its bucket is lost
 					// until recovery rebuilds it) is reported, but must not
 					// stop the sweep of every other item.
-					if err := s.finishTransfers(ctx, skus[i], rep.int(12)-transferStale); err != nil && failed == nil {
+					if err := s.finishTransfers(ctx, skus[i], b.nowMS-transferStale); err != nil && failed == nil {
 						failed = err
 					}
 				}
-				if rep.int(18) == 1 {
+				if b.recount {
 					// A rebuilt bucket whose count failed after the rebuild;
 					// one count serves every bucket of the item.
-					owed[bucketSKU(skus[i])] = min(max(int(rep.int(13)), 1), reservation.MaxBuckets)
+					owed[bucketSKU(skus[i])] = min(max(b.item.Buckets, 1), reservation.MaxBuckets)
 				}
 			}
 			skus = again
