@@ -267,7 +267,7 @@ func (r *Recoverer) rebuild(ctx context.Context, sku string) error {
 		if attempt >= 20 {
 			return err
 		}
-		sleep(ctx, next(time.Duration(attempt)*100*time.Millisecond))
+		sleep(ctx, nextBackoff(time.Duration(attempt)*100*time.Millisecond))
 	}
 	return ctx.Err()
 }

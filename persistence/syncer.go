@@ -74,7 +74,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 		readAt := time.Now()
 		batch, err := s.collect(ctx)
 		if err != nil {
-			backoff = next(backoff)
+			backoff = nextBackoff(backoff)
 			if ctx.Err() == nil {
 				s.Log.Warn("outbox read failed", "err", err, "retry_in", backoff)
 			}
@@ -94,7 +94,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 		}
 		// The database is down: what was read stays pending and is claimed
 		// again (by us or another syncer) once idle; meanwhile, back off.
-		backoff = next(backoff)
+		backoff = nextBackoff(backoff)
 		sleep(ctx, backoff)
 	}
 	return nil
@@ -245,7 +245,10 @@ func (s *Syncer) watch(ctx context.Context) {
 	}
 }
 
-func next(d time.Duration) time.Duration {
+// nextBackoff is the wait after one more failure when the last wait was d:
+// 50ms after the first, doubling up to 2s, so a database that is down for
+// long is asked about every 2s rather than hammered.
+func nextBackoff(d time.Duration) time.Duration {
 	if d == 0 {
 		return 50 * time.Millisecond
 	}
