@@ -87,7 +87,13 @@ func (s *Service) SeedMany(ctx context.Context, specs []ItemSpec) ([]SeedResult,
 	}
 	results, errs := s.store.SeedMany(ctx, specs)
 	for i, err := range errs {
-		errs[i] = s.lost(ctx, specs[i].SKU, err)
+		// A seed also asks when the store answers ErrRecovering (it lost
+		// some of the item's buckets): asking has the rebuild started.
+		if notFound(err) || errors.Is(err, ErrRecovering) {
+			if rerr := s.lost(ctx, specs[i].SKU); rerr != nil {
+				errs[i] = rerr
+			}
+		}
 		if err == nil && s.soldOut != nil {
 			s.soldOut.forget(specs[i].SKU)
 		}
@@ -95,18 +101,14 @@ func (s *Service) SeedMany(ctx context.Context, specs []ItemSpec) ([]SeedResult,
 	return results, errs, nil
 }
 
-// lost turns "not found" into ErrRecovering when the store lost an item the
-// durable record holds (and has the rebuild started).
-func (s *Service) lost(ctx context.Context, sku string, err error) error {
-	if s.recovery == nil || err == nil {
-		return err
+// lost asks the durable record whether the store lost sku (asking has the
+// rebuild started) and answers ErrRecovering if so; nil when the record
+// says it is not lost or there is no record.
+func (s *Service) lost(ctx context.Context, sku string) error {
+	if s.recovery == nil || !s.recovery.Lost(ctx, sku) {
+		return nil
 	}
-	if errors.Is(err, ErrItemNotFound) || errors.Is(err, ErrReservationNotFound) || errors.Is(err, ErrRecovering) {
-		if s.recovery.Lost(ctx, sku) {
-			return fmt.Errorf("%w: %s", ErrRecovering, sku)
-		}
-	}
-	return err
+	return fmt.Errorf("%w: %s", ErrRecovering, sku)
 }
 
 // guard runs one store call for sku. When the store does not know the item
@@ -119,8 +121,8 @@ func guard[T any](ctx context.Context, s *Service, sku string, call func() (T, e
 	if s.recovery == nil || !notFound(err) {
 		return v, err
 	}
-	if s.recovery.Lost(ctx, sku) {
-		return v, fmt.Errorf("%w: %s", ErrRecovering, sku)
+	if rerr := s.lost(ctx, sku); rerr != nil {
+		return v, rerr
 	}
 	return call()
 }
