@@ -171,3 +171,36 @@ local function expire_holds(due, units, now)
     redis.call('HINCRBY', K_ITEM, 'reserved', int(-units))
   end
 end
+
+-- confirm.lua and cancel.lua: end the pending hold id in the status final
+-- ("confirmed" or "cancelled"). A hold already in final answers final again
+-- (a repeat changes nothing); one in the other final status answers
+-- "reservation_<other>"; a due one is settled as expired if nobody has yet,
+-- so its units go back at once, and answers "reservation_expired".
+-- move(r) writes the counters the two scripts move differently; the rest of
+-- the change (reserved, the hold, the record, the outbox) is the same.
+local function end_hold(id, final, other, move)
+  local now = now_ms()
+  local r = load(id)
+  -- No item yet: a rebuild (restore.lua) has written the records but not the item.
+  if not r or redis.call('EXISTS', K_ITEM) == 0 then return { 'reservation_not_found' } end
+  local st = status(r, now)
+  if st == final then return reply(final, r, now) end
+  if st == other then return reply('reservation_' .. other, r, now) end
+  if st == 'expired' then
+    if r.status == 'pending' then
+      expire_holds({ r }, r.qty, now)
+    end
+    return reply('reservation_expired', r, now)
+  end
+
+  -- Writes only from here on.
+  redis.call('HINCRBY', K_ITEM, 'reserved', int(-r.qty))
+  move(r)
+  redis.call('ZREM', K_HOLDS, id)
+  r.status, r.updated = final, now
+  local rec = encode(r)
+  redis.call('HSET', K_RES, id, rec)
+  emit_res(r, nil, rec)
+  return reply(final, r, now)
+end
