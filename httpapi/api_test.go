@@ -599,17 +599,21 @@ func TestBulkSeed(t *testing.T) {
 // TestBulkSeedTooLarge: over 8 MiB is 413 before the body is read. Fiber's
 // app.Test cannot show this (fasthttp closes the connection), so it goes
 // over a real socket, sending only the headers: the length alone refuses it.
+// fasthttp refuses it before any middleware runs, and the answer still
+// carries a request id, a gateway's kept.
 func TestBulkSeedTooLarge(t *testing.T) {
 	e := newEnv(t)
 	addr := testenv.Serve(t, e.srv)
 	for _, tc := range []struct {
 		name, path string
 		length     int
+		requestID  string // sent; "": none
 	}{
-		{"bulk 8 MiB + 1", "/admin/v1/items", 8<<20 + 1},
-		{"bulk 1 GiB", "/admin/v1/items", 1 << 30},
-		{"single 8 MiB + 1", "/admin/v1/items/x", 8<<20 + 1},
-		{"reserve 8 MiB + 1", "/v1/items/x/reservations", 8<<20 + 1},
+		{"bulk 8 MiB + 1", "/admin/v1/items", 8<<20 + 1, ""},
+		{"bulk 1 GiB", "/admin/v1/items", 1 << 30, ""},
+		{"bulk with a gateway's id", "/admin/v1/items", 8<<20 + 1, "gw-413"},
+		{"single 8 MiB + 1", "/admin/v1/items/x", 8<<20 + 1, ""},
+		{"reserve 8 MiB + 1", "/v1/items/x/reservations", 8<<20 + 1, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -622,8 +626,12 @@ func TestBulkSeedTooLarge(t *testing.T) {
 			if strings.HasPrefix(tc.path, "/v1/") {
 				method = "POST"
 			}
-			fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: flashsale\r\nAuthorization: Bearer %s\r\n"+
-				"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n", method, tc.path, adminToken, tc.length)
+			ridHeader := ""
+			if tc.requestID != "" {
+				ridHeader = "X-Request-ID: " + tc.requestID + "\r\n"
+			}
+			fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: flashsale\r\nAuthorization: Bearer %s\r\n%s"+
+				"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n", method, tc.path, adminToken, ridHeader, tc.length)
 			res, err := http.ReadResponse(bufio.NewReader(conn), nil)
 			if err != nil {
 				t.Fatal(err)
@@ -635,6 +643,10 @@ func TestBulkSeedTooLarge(t *testing.T) {
 				t.Fatalf("status %d, body %q: %v", res.StatusCode, raw, err)
 			}
 			wantProblem(t, response{status: res.StatusCode, header: res.Header, raw: raw, body: p}, 413, "payload_too_large")
+			rid := res.Header.Get("X-Request-ID")
+			if rid == "" || p["request_id"] != rid || tc.requestID != "" && rid != tc.requestID {
+				t.Errorf("X-Request-ID %q, request_id %v; want the same id (%q if sent)", rid, p["request_id"], tc.requestID)
+			}
 		})
 	}
 	wantNoItem(t, e.app, "x")

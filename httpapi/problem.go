@@ -123,6 +123,9 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 // document; the metrics middleware calls it with the kind it classified.
 func (s *Server) writeProblem(c *fiber.Ctx, err error, k kind, detail string) error {
 	rid := requestID(c)
+	if rid == "" {
+		rid = s.assignRequestID(c)
+	}
 	// Refusals are the flash crowd's common answer: the debug lines' arguments
 	// are built only when someone reads them.
 	debug := s.log.Enabled(c.UserContext(), slog.LevelDebug)

@@ -163,6 +163,14 @@ func (s *Server) routes() {
 // withRequestID keeps a sane incoming X-Request-ID (so a gateway's id runs
 // through our logs) or mints one.
 func (s *Server) withRequestID(c *fiber.Ctx) error {
+	s.assignRequestID(c)
+	return c.Next()
+}
+
+// assignRequestID gives c its request id and answers it in X-Request-ID.
+// The error handler calls it too, for requests fasthttp refused before any
+// middleware ran (a body over the server's limit, a header too large).
+func (s *Server) assignRequestID(c *fiber.Ctx) string {
 	rid := c.Get(fiber.HeaderXRequestID)
 	if !validRequestID(rid) {
 		rid = s.ids.next()
@@ -171,7 +179,7 @@ func (s *Server) withRequestID(c *fiber.Ctx) error {
 	}
 	c.Locals(ridKey{}, rid)
 	c.Set(fiber.HeaderXRequestID, rid)
-	return c.Next()
+	return rid
 }
 
 type ridKey struct{}
