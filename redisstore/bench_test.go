@@ -1,3 +1,5 @@
+//go:build integration
+
 package redisstore_test
 
 import (
@@ -14,7 +16,7 @@ import (
 // against the real Redis, from b.N goroutines spread over GOMAXPROCS*16
 // workers, on both paths a flash sale has: holds granted and sold out.
 //
-//	go test -run '^$' -bench Reserve -benchmem ./redisstore
+//	go test -tags integration -run '^$' -bench Reserve -benchmem ./redisstore
 func BenchmarkReserve(b *testing.B) {
 	cases := []struct {
 		name    string

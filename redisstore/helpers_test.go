@@ -35,13 +35,15 @@ func newMiniStore(t testing.TB) *testStore {
 	return newTestStore(t, rdb, mr, "fs")
 }
 
-// newRealStore returns a Store on the shared real Redis, under a key prefix
-// of its own that is deleted when the test ends.
-func newRealStore(t testing.TB) *testStore {
-	t.Helper()
-	rdb, prefix := redistest.Client(t)
-	return newTestStore(t, rdb, nil, prefix)
+// storeKind is a Redis a test can run on. storeKinds holds miniredis, and
+// the real Redis too when the tests are built with the integration tag
+// (integration_test.go adds it).
+type storeKind struct {
+	name string
+	open func(testing.TB) *testStore
 }
+
+var storeKinds = []storeKind{{name: "miniredis", open: newMiniStore}}
 
 func newTestStore(t testing.TB, rdb *goredis.Client, mr *miniredis.Miniredis, prefix string) *testStore {
 	t.Helper()

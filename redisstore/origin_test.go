@@ -17,8 +17,9 @@ import (
 // The origin test, kept by name: 50 buyers, 5 units. It is the promise the
 // service was built to keep.
 func TestOrigin50BuyersFor5Units(t *testing.T) {
-	t.Run("miniredis", func(t *testing.T) { origin50BuyersFor5Units(t, newMiniStore(t)) })
-	t.Run("redis", func(t *testing.T) { origin50BuyersFor5Units(t, newRealStore(t)) })
+	for _, k := range storeKinds {
+		t.Run(k.name, func(t *testing.T) { origin50BuyersFor5Units(t, k.open(t)) })
+	}
 }
 
 func origin50BuyersFor5Units(t *testing.T, s *testStore) {
@@ -112,14 +113,12 @@ func origin50BuyersFor5Units(t *testing.T, s *testStore) {
 // The reservation scripts make the read, the check and the write one atomic
 // step in Redis instead; see TestOrigin50BuyersFor5Units.
 func TestOriginNaiveReadThenWriteOversells(t *testing.T) {
-	t.Run("miniredis", func(t *testing.T) {
-		s := newMiniStore(t)
-		naiveReadThenWrite(t, s.rdb, s.prefix+":naive-stock")
-	})
-	t.Run("redis", func(t *testing.T) {
-		s := newRealStore(t)
-		naiveReadThenWrite(t, s.rdb, s.prefix+":naive-stock")
-	})
+	for _, k := range storeKinds {
+		t.Run(k.name, func(t *testing.T) {
+			s := k.open(t)
+			naiveReadThenWrite(t, s.rdb, s.prefix+":naive-stock")
+		})
+	}
 }
 
 func naiveReadThenWrite(t *testing.T, rdb *goredis.Client, key string) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -125,37 +124,6 @@ func TestRestoreLostBucketCreditsItsUnits(t *testing.T) {
 			}
 			checkBuckets(t, s, "lb", names)
 		})
-	}
-}
-
-// TestRestoreCountsOnce: instances that notice the same lost bucket at once
-// all run the count; the head is credited once.
-func TestRestoreCountsOnce(t *testing.T) {
-	s := newRealStore(t)
-	ctx := context.Background()
-	const stock = 40
-	spec := itemSpec("once", stock, 1)
-	spec.Buckets = 4
-	names := seedSplit(t, s, "once", stock, 1, 4)
-	snap := snapshotOf(t, s, spec, nil)
-	loseBucket(t, s, names[3])
-
-	var wg sync.WaitGroup
-	errs := make([]error, 8)
-	for i := range errs {
-		wg.Go(func() { _, errs[i] = s.Restore(ctx, snap) })
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("Restore %d: %v", i, err)
-		}
-	}
-	if sum := checkBuckets(t, s, "once", names); sum.stock != stock || sum.available != stock {
-		t.Fatalf("after concurrent restores the buckets hold %+v, want %d units", sum, stock)
-	}
-	if got := buyAll(t, s, "once", "buyer"); got != stock {
-		t.Fatalf("%d units sold, want exactly %d", got, stock)
 	}
 }
 
