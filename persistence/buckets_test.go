@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
-
-	"github.com/flashsale/flashsale/internal/testenv"
 	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/reservation"
 )
@@ -140,76 +137,4 @@ func TestSyncerBuckets(t *testing.T) {
 		}
 		wantSplitRecord(t, env, "bsync", ids, idem)
 	})
-}
-
-// TestRecovererRebuildsBuckets: a private Redis loses everything
-// (FLUSHALL); the Recoverer rebuilds the bucketed item from the record:
-// every bucket, every reservation under its id, the counters, the users'
-// allowances, and exactly the units that were available are sold after.
-func TestRecovererRebuildsBuckets(t *testing.T) {
-	private := redisBackend{name: "private", open: func(t testing.TB) (*goredis.Client, string) {
-		return testenv.StartRedis(t, testenv.RedisOptions{}).Client(t), "fs"
-	}}
-	for _, b := range backends() {
-		t.Run(b.name, func(t *testing.T) {
-			env := newSyncEnv(t, private, b)
-			ctx := testCtx(t)
-			ids, idem := splitWorkload(t, env, "blost")
-			env.waitSynced(t, 0, env.startSyncer(t, "c1", time.Minute))
-			before, err := env.store.Item(ctx, "blost")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var recs []reservation.Reservation
-			for _, id := range ids {
-				r, err := env.store.Reservation(ctx, id)
-				if err != nil {
-					t.Fatal(err)
-				}
-				recs = append(recs, r)
-			}
-			rec := startRecoverer(t, env)
-
-			if err := env.rdb.FlushAll(ctx).Err(); err != nil {
-				t.Fatal(err)
-			}
-			svc := reservation.NewService(env.store, rec)
-			it := waitRebuilt(t, svc, "blost")
-			if it.Buckets != 3 || it.Stock != before.Stock || it.Available != before.Available ||
-				it.Reserved != before.Reserved || it.Sold != before.Sold {
-				t.Fatalf("rebuilt %+v, want the counters of %+v over 3 buckets", it, before)
-			}
-			if missing, err := env.store.Missing(ctx, []string{"blost"}); err != nil || len(missing) != 0 {
-				t.Fatalf("Missing after the rebuild = %v, %v", missing, err)
-			}
-			for _, want := range recs {
-				if got, err := svc.Reservation(ctx, want.ID); err != nil || got != want {
-					t.Fatalf("restored %s = %+v, %v\nwant %+v", want.ID, got, err, want)
-				}
-			}
-			wantSplitRecord(t, env, "blost", ids, idem)
-
-			// The restored holds and allowances live on.
-			if r, err := svc.Confirm(ctx, ids[2]); err != nil || r.Status != reservation.StatusConfirmed {
-				t.Fatalf("confirm a restored hold: %+v, %v", r, err)
-			}
-			if _, replayed, err := svc.Reserve(ctx, reservation.ReserveRequest{SKU: "blost", UserID: "user-5", Quantity: 2, IdempotencyKey: "k5"}); err != nil || !replayed {
-				t.Fatalf("replay of a restored key: replayed=%v, %v", replayed, err)
-			}
-			if _, _, err := svc.Reserve(ctx, reservation.ReserveRequest{SKU: "blost", UserID: "user-3", Quantity: 1}); !isAny(err, reservation.ErrLimitExceeded) {
-				t.Fatalf("user-3 bought 2 of 2 before the loss: %v, want ErrLimitExceeded", err)
-			}
-			for i := range before.Available {
-				if _, _, err := svc.Reserve(ctx, reservation.ReserveRequest{SKU: "blost", UserID: "after-" + strconv.FormatInt(i, 10), Quantity: 1}); err != nil {
-					t.Fatalf("reserve unit %d of the %d available: %v", i+1, before.Available, err)
-				}
-			}
-			if _, _, err := svc.Reserve(ctx, reservation.ReserveRequest{SKU: "blost", UserID: "one-more", Quantity: 1}); !isAny(err, reservation.ErrSoldOut) {
-				t.Fatalf("reserve past the stock: %v, want ErrSoldOut", err)
-			}
-			if n := restoredCount(rec, 1); n != 1 {
-				t.Fatalf("Restored = %d, want 1", n)
-			}
-		})
-	}
 }

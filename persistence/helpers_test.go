@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flashsale/flashsale/internal/testenv"
 	"github.com/flashsale/flashsale/persistence"
 	"github.com/flashsale/flashsale/reservation"
 )
@@ -24,25 +23,18 @@ type backend struct {
 	open func(t testing.TB) *persistence.DB
 }
 
+// mysqlBackends is empty unless the tests are built with the integration
+// tag, when integration_test.go adds the shared MariaDB.
+var mysqlBackends []backend
+
 func backends() []backend {
-	return []backend{
-		{name: "sqlite", open: openSQLite},
-		{name: "mysql", open: openMySQL},
-	}
+	return append([]backend{{name: "sqlite", open: openSQLite}}, mysqlBackends...)
 }
 
 // openSQLite opens a record in a SQLite file of the test's own.
 func openSQLite(t testing.TB) *persistence.DB {
 	t.Helper()
 	return openDB(t, "", filepath.Join(t.TempDir(), "flashsale.db"))
-}
-
-// openMySQL opens a record in a database of the test's own on the shared
-// MariaDB (dropped when the test ends). No server: skipped, or failed under
-// CI=true.
-func openMySQL(t testing.TB) *persistence.DB {
-	t.Helper()
-	return openDB(t, testenv.SharedMySQL(t), "")
 }
 
 func openDB(t testing.TB, dsn, sqlitePath string) *persistence.DB {

@@ -19,7 +19,6 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/flashsale/flashsale/internal/redistest"
 	"github.com/flashsale/flashsale/persistence"
 	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/reservation"
@@ -35,10 +34,13 @@ type redisBackend struct {
 	open func(t testing.TB) (*goredis.Client, string)
 }
 
+// realRedisBackends is empty unless the tests are built with the
+// integration tag, when integration_test.go adds the shared real Redis,
+// isolated by key prefix.
+var realRedisBackends []redisBackend
+
 func redisBackends() []redisBackend {
-	return []redisBackend{
-		// The shared real Redis, isolated by key prefix.
-		{name: "redis", open: redistest.Client},
+	return append([]redisBackend{
 		// An in-process miniredis. Its clock follows the wall clock (no
 		// SetTime), so holds expire and entries go idle as on a real Redis.
 		{name: "miniredis", open: func(t testing.TB) (*goredis.Client, string) {
@@ -47,7 +49,7 @@ func redisBackends() []redisBackend {
 			t.Cleanup(func() { _ = c.Close() })
 			return c, "fs"
 		}},
-	}
+	}, realRedisBackends...)
 }
 
 // forEachSyncEnv runs test over every pair of Redis and database backends.
@@ -709,48 +711,4 @@ func TestSyncerTakesOverAbandonedEntries(t *testing.T) {
 			t.Errorf("%d entries dead, want none", d)
 		}
 	})
-}
-
-// TestSyncerEntryTheDatabaseRefuses: an entry that parses but that MySQL
-// refuses (a name longer than the column) fails its batch; the syncer then
-// writes the batch's entries one by one, so the others go through, and the
-// refused one is parked after MaxTries. SQLite does not enforce column
-// sizes, so this runs on MySQL only.
-func TestSyncerEntryTheDatabaseRefuses(t *testing.T) {
-	for _, rb := range redisBackends() {
-		t.Run(rb.name+"/mysql", func(t *testing.T) {
-			env := newSyncEnv(t, rb, backend{name: "mysql", open: openMySQL})
-			ctx := testCtx(t)
-			w := newWorkload(t, env)
-			w.run(t, 60)
-			sku := "sku-small"
-			refused, err := env.rdb.XAdd(ctx, &goredis.XAddArgs{
-				Stream: env.key(sku, "outbox"),
-				Values: []any{"k", "item", "rev", "999", "stock", "5", "limit", "1", "hold", "1000",
-					"starts", "", "ends", "", "name", strings.Repeat("n", 300), "created", "1", "updated", "2"},
-			}).Result()
-			if err != nil {
-				t.Fatalf("XADD: %v", err)
-			}
-			w.run(t, 60)
-			w.settle(t)
-			// Started only now, so the refused entry shares a batch with others.
-			s := env.startSyncer(t, "solo", 200*time.Millisecond)
-			env.waitSynced(t, 1, s)
-			entries := w.checkRecord(t) // the item keeps its real revision
-			if acks := env.ledger.snapshot(); len(acks) != entries {
-				t.Errorf("%d distinct entries acknowledged, want %d", len(acks), entries)
-			}
-			dead, err := env.rdb.XRange(ctx, env.key(sku, "dead"), "-", "+").Result()
-			if err != nil || len(dead) != 1 || dead[0].Values["entry"] != refused {
-				t.Errorf("dead-letter stream of %s: %v (%v), want the refused entry %s", sku, dead, err, refused)
-			}
-			if f := env.ledger.failures(); !reflect.DeepEqual(f, map[string]int{sku + "/" + refused: 3}) {
-				t.Errorf("failed entries %v, want only the refused entry, MaxTries (3) times", f)
-			}
-			if st := s.Stats(); st.Dead.Load() != 1 || st.Retries.Load() < 1 {
-				t.Errorf("Stats(): dead %d retries %d, want 1 dead and at least 1 retry", st.Dead.Load(), st.Retries.Load())
-			}
-		})
-	}
 }
