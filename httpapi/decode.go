@@ -2,13 +2,16 @@ package httpapi
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/flashsale/flashsale/reservation"
 )
@@ -29,99 +32,89 @@ func checkJSON(contentType string, body []byte) error {
 	return nil
 }
 
-// decodeStrict decodes exactly one JSON value into v, refusing unknown
-// fields and anything after the value.
+// strictJSON is how every body decodes. Beyond refusing unknown fields, the
+// v2 decoder's defaults refuse what encoding/json let through: a name
+// repeated in one object (the last would silently win) and a field spelled
+// in another case ("USER_ID" would fill user_id). It did so in one pass
+// where encoding/json needed a second token scan, and in a tenth of the time
+// or less (BenchmarkDecodeStrict). Invalid UTF-8 still reads as U+FFFD, as
+// with encoding/json, so the validators see what they saw before.
+var strictJSON = json.JoinOptions(json.RejectUnknownMembers(true), jsontext.AllowInvalidUTF8(true))
+
+// decodeStrict decodes exactly one JSON value into v, refusing unknown,
+// repeated and miscased fields and anything after the value.
 func decodeStrict(body []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return invalid("malformed JSON body: %s", jsonDetail(err))
+	if err := json.Unmarshal(body, v, strictJSON); err != nil {
+		return refusal(body, err)
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	return nil
+}
+
+// refusal words why decodeStrict refused body, for a client, without Go type
+// names. The syntax of the whole body is judged first, so a body that is both
+// malformed and wrong reads as malformed wherever the decoder stopped; only a
+// refused body pays for that second look.
+func refusal(body []byte, err error) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return invalid("malformed JSON body: empty body")
+	}
+	dec := jsontext.NewDecoder(bytes.NewReader(body), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	if serr := dec.SkipValue(); serr != nil {
+		return invalid("malformed JSON body: %s", syntaxDetail(serr))
+	}
+	if _, serr := dec.ReadToken(); !errors.Is(serr, io.EOF) {
 		return invalid("malformed JSON body: unexpected data after the JSON value")
 	}
-	return checkKeys(body)
-}
-
-// fieldNames are every field the API's bodies have, spelled as documented.
-var fieldNames = map[string]bool{
-	"stock": true, "per_user_limit": true, "hold_seconds": true, "starts_at": true, "ends_at": true,
-	"name": true, "items": true, "sku": true, "user_id": true, "quantity": true, "buckets": true,
-}
-
-// checkKeys refuses what encoding/json lets through: a key repeated in one
-// object (the last would silently win) and a field spelled in another case
-// ("USER_ID" would fill user_id). The body has decoded already, so it is
-// well-formed and every key is a known field in some spelling.
-func checkKeys(body []byte) error {
-	type frame struct {
-		object  bool
-		wantKey bool
-		seen    map[string]bool
-	}
-	var stack []*frame
-	dec := json.NewDecoder(bytes.NewReader(body))
-	for {
-		tok, err := dec.Token()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return invalid("malformed JSON body: %s", jsonDetail(err))
-		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		if top != nil && top.object && top.wantKey {
-			if d, ok := tok.(json.Delim); ok && d == '}' {
-				stack = stack[:len(stack)-1]
-				continue
-			}
-			key, _ := tok.(string)
-			if !fieldNames[key] {
-				return invalid("unknown field %q (field names are lower case)", key)
-			}
-			if top.seen[key] {
-				return invalid("field %q appears twice", key)
-			}
-			top.seen[key] = true
-			top.wantKey = false
-			continue
-		}
-		if top != nil && top.object {
-			top.wantKey = true // this token starts the value
-		}
-		switch tok {
-		case json.Delim('{'):
-			stack = append(stack, &frame{object: true, wantKey: true, seen: map[string]bool{}})
-		case json.Delim('['):
-			stack = append(stack, &frame{})
-		case json.Delim(']'):
-			stack = stack[:len(stack)-1]
-		}
-	}
-}
-
-// jsonDetail words a decoding error for a client without Go type names.
-func jsonDetail(err error) string {
-	var typeErr *json.UnmarshalTypeError
-	var syntaxErr *json.SyntaxError
+	var synErr *jsontext.SyntacticError
+	var semErr *json.SemanticError
+	var parseErr *time.ParseError
 	switch {
-	case errors.As(err, &typeErr):
-		return fmt.Sprintf("field %q has the wrong type (got JSON %s)", typeErr.Field, typeErr.Value)
-	case errors.As(err, &syntaxErr):
-		return fmt.Sprintf("syntax error at byte %d", syntaxErr.Offset)
-	case errors.Is(err, io.EOF):
-		return "empty body"
+	case errors.Is(err, jsontext.ErrDuplicateName) && errors.As(err, &synErr):
+		return invalid("field %q appears twice", synErr.JSONPointer.LastToken())
+	case errors.Is(err, json.ErrUnknownName) && errors.As(err, &semErr):
+		name := semErr.JSONPointer.LastToken()
+		if name != strings.ToLower(name) {
+			return invalid("unknown field %q (field names are lower case)", name)
+		}
+		return invalid("malformed JSON body: unknown field %q", name)
+	case errors.As(err, &parseErr):
+		return invalid("malformed JSON body: timestamps must be RFC 3339, such as 2026-12-12T00:00:00Z")
+	case errors.As(err, &semErr):
+		return invalid("malformed JSON body: field %q has the wrong type (got JSON %s)",
+			strings.Join(slices.Collect(semErr.JSONPointer.Tokens()), "."), kindOf(semErr))
+	}
+	return invalid("malformed JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+func syntaxDetail(err error) string {
+	var synErr *jsontext.SyntacticError
+	switch {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "truncated body"
+	case errors.As(err, &synErr):
+		return fmt.Sprintf("syntax error at byte %d", synErr.ByteOffset)
 	}
-	var parseErr *time.ParseError
-	if errors.As(err, &parseErr) {
-		return "timestamps must be RFC 3339, such as 2026-12-12T00:00:00Z"
+	return strings.TrimPrefix(err.Error(), "jsontext: ")
+}
+
+// kindOf names the JSON a field could not take, as encoding/json did
+// ("number 1.5", "string", "array").
+func kindOf(err *json.SemanticError) string {
+	switch err.JSONKind {
+	case '0':
+		return "number " + string(err.JSONValue)
+	case '"':
+		return "string"
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case 't', 'f':
+		return "bool"
+	case 'n':
+		return "null"
 	}
-	return strings.TrimPrefix(err.Error(), "json: ")
+	return err.JSONKind.String()
 }
 
 func invalid(format string, args ...any) error {
