@@ -1,3 +1,5 @@
+//go:build integration
+
 package httpapi_test
 
 import (
@@ -21,7 +23,7 @@ import (
 // calls share pipelines as in production. allocs/op is the server's
 // allocations per request.
 //
-//	go test -run '^$' -bench ReserveHTTP -benchmem ./httpapi
+//	go test -tags integration -run '^$' -bench ReserveHTTP -benchmem ./httpapi
 func BenchmarkReserveHTTP(b *testing.B) {
 	cases := []struct {
 		name   string

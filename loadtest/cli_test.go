@@ -2,34 +2,11 @@ package loadtest_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"strings"
 	"testing"
 
 	"github.com/flashsale/flashsale/loadtest"
 )
-
-func TestMainJSON(t *testing.T) {
-	url := startService(t, serviceOpts{realRedis: true, record: true})
-	t.Setenv("FLASHSALE_ADMIN_TOKEN", testToken) // the token's default
-	var stdout, stderr bytes.Buffer
-	err := loadtest.Main(testCtx(t), []string{"-url", url, "-scenario", "flashcrowd",
-		"-stock", "20", "-requests", "300", "-users", "150", "-clients", "8", "-json"}, &stdout, &stderr)
-	if err != nil {
-		t.Fatalf("Main: %v\nstderr: %s", err, stderr.String())
-	}
-	var rep loadtest.Report
-	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
-		t.Fatalf("stdout is not a JSON report: %v\n%s", err, stdout.String())
-	}
-	v := rep.Verification
-	if rep.Name != "flashcrowd" || rep.Requests != 300 || !v.OK || v.Granted != 20 || v.MySQLRows != 20 || !strings.HasPrefix(v.SKU, "lt-flashcrowd-") {
-		t.Errorf("report %+v; want flashcrowd, 300 requests, verified, 20 granted and recorded, a fresh SKU", rep)
-	}
-	if stderr.Len() != 0 {
-		t.Errorf("stderr is not a terminal, yet got %q", stderr.String())
-	}
-}
 
 func TestMainFails(t *testing.T) {
 	tests := []struct {

@@ -1,3 +1,5 @@
+//go:build integration
+
 package loadtest_test
 
 import (
