@@ -1,3 +1,5 @@
+//go:build fault
+
 package faulttest
 
 import (

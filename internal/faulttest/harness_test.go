@@ -1,3 +1,5 @@
+//go:build fault
+
 // Package faulttest breaks the servers flashsale depends on, under load, and checks that no acknowledged reservation is lost or duplicated and nothing is oversold.
 package faulttest
 

@@ -1,3 +1,5 @@
+//go:build fault
+
 package faulttest
 
 import (
@@ -105,7 +107,8 @@ func TestRedisAOFKilled(t *testing.T) {
 		t.Errorf("unexpected errors around the Redis crash: %v, e.g. %v", odd, ld.ErrorExamples())
 	}
 
-	took = waitDrained(t, rdb, inst.Prefix, 30*time.Second)
+	drained := waitDrained(t, rdb, inst.Prefix, 30*time.Second)
+	t.Logf("drained %v after the load stopped", drained.Round(time.Millisecond))
 	checkConsistent(t, rdb, inst.Prefix, sku, dsn, res.Acked)
 	t.Logf("total %v", time.Since(begin).Round(time.Millisecond))
 }
