@@ -10,9 +10,12 @@ export FLASHSALE_TEST_REDIS_ADDR ?= 127.0.0.1:6379
 build:
 	$(GO) build -o $(BIN) ./app
 
-## run: serve on :3004; without FLASHSALE_REDIS_ADDR it uses an embedded Redis.
+## run: serve on :3004. With no Redis configured (FLASHSALE_REDIS_ADDR and
+## FLASHSALE_REDIS_CLUSTER_ADDRS unset) it asks for the embedded in-memory
+## Redis, which the binary never picks on its own.
 run: build
-	./$(BIN)
+	@if [ -z "$$FLASHSALE_REDIS_ADDR$$FLASHSALE_REDIS_CLUSTER_ADDRS" ]; then export FLASHSALE_REDIS_ADDR=embedded; fi; \
+	exec ./$(BIN)
 
 ## test: vet, format check, then every test with the race detector.
 ## Under CI=true an integration test that cannot reach Redis fails instead of skipping.

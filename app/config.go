@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,11 +15,17 @@ import (
 	"github.com/flashsale/flashsale/reservation"
 )
 
+// embeddedRedis is the FLASHSALE_REDIS_ADDR that runs an in-memory Redis
+// inside the process. It must be asked for by name: an unset address used to
+// mean it, and two instances started that way over one record each rebuilt
+// the items from it and both sold them.
+const embeddedRedis = "embedded"
+
 // Config is every setting of the service, read once from the environment
 // and validated as a whole before anything starts.
 type Config struct {
 	HTTPAddr        string        // FLASHSALE_HTTP_ADDR
-	RedisAddr       string        // FLASHSALE_REDIS_ADDR; empty (and no cluster) runs an embedded Redis
+	RedisAddr       string        // FLASHSALE_REDIS_ADDR: host:port, or "embedded"; required unless the cluster is set
 	RedisCluster    []string      // FLASHSALE_REDIS_CLUSTER_ADDRS: seed host:port list of a Redis Cluster
 	RedisPassword   string        // FLASHSALE_REDIS_PASSWORD
 	RedisDB         int           // FLASHSALE_REDIS_DB
@@ -52,23 +59,56 @@ type Config struct {
 	AuditInterval    time.Duration // FLASHSALE_AUDIT_INTERVAL; 0 turns the periodic audit off
 
 	Metrics bool // FLASHSALE_METRICS: serve GET /metrics
+
+	// Settings is every variable read above, in order, as `flashsale config`
+	// prints it. It is also the list of known variables that an unknown
+	// FLASHSALE_* name is refused against, so a variable read here cannot be
+	// missing from either.
+	Settings []Setting
 }
 
-// LoadConfig reads the environment through getenv, applies defaults and
-// reports every bad value at once.
-func LoadConfig(getenv func(string) string) (Config, error) {
-	r := envReader{getenv: getenv}
+// Setting is one variable as LoadConfig read it.
+type Setting struct {
+	Name    string
+	Value   string // the effective value; a secret's is masked
+	Default bool   // unset (or empty): Value is the default
+}
+
+// EmbeddedRedis reports whether the service runs its own in-memory Redis.
+func (c Config) EmbeddedRedis() bool { return c.RedisAddr == embeddedRedis }
+
+// Environ is the environment the service reads, by name. The names matter
+// as well as the values: a FLASHSALE_* name the service does not read is
+// refused.
+type Environ map[string]string
+
+// EnvironOf parses "NAME=value" entries, as os.Environ returns them.
+func EnvironOf(entries []string) Environ {
+	env := make(Environ, len(entries))
+	for _, kv := range entries {
+		if name, value, ok := strings.Cut(kv, "="); ok && name != "" {
+			env[name] = value
+		}
+	}
+	return env
+}
+
+// LoadConfig reads env, applies defaults and reports every bad value at
+// once, unknown FLASHSALE_* variables first: a misspelled name usually
+// explains the errors after it.
+func LoadConfig(env Environ) (Config, error) {
+	r := envReader{env: env}
 	cfg := Config{
 		HTTPAddr:        r.str("FLASHSALE_HTTP_ADDR", ":3004"),
 		RedisAddr:       r.str("FLASHSALE_REDIS_ADDR", ""),
 		RedisCluster:    r.list("FLASHSALE_REDIS_CLUSTER_ADDRS"),
-		RedisPassword:   r.str("FLASHSALE_REDIS_PASSWORD", ""),
+		RedisPassword:   r.secret("FLASHSALE_REDIS_PASSWORD", maskSecret),
 		RedisDB:         r.int("FLASHSALE_REDIS_DB", 0, 0, 15),
 		RedisPoolSize:   r.int("FLASHSALE_REDIS_POOL_SIZE", 0, 0, 10_000),
 		RedisPipelines:  r.int("FLASHSALE_REDIS_PIPELINES", redisstore.DefaultPipelines, 0, 1024),
 		SoldOutMemory:   r.duration("FLASHSALE_SOLD_OUT_MEMORY", 50*time.Millisecond, 0, reservation.MaxSoldOutMemory),
 		KeyPrefix:       r.str("FLASHSALE_KEY_PREFIX", "flashsale"),
-		AdminToken:      r.str("FLASHSALE_ADMIN_TOKEN", ""),
+		AdminToken:      r.secret("FLASHSALE_ADMIN_TOKEN", maskSecret),
 		SweepInterval:   r.duration("FLASHSALE_SWEEP_INTERVAL", 500*time.Millisecond, 10*time.Millisecond, 2*time.Second),
 		SweepBatch:      r.int("FLASHSALE_SWEEP_BATCH", 256, 1, 10_000),
 		ReadTimeout:     r.duration("FLASHSALE_READ_TIMEOUT", httpapi.DefaultReadTimeout, time.Millisecond, time.Hour),
@@ -78,7 +118,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		LogLevel:        r.level("FLASHSALE_LOG_LEVEL", slog.LevelInfo),
 		LogFormat:       r.oneOf("FLASHSALE_LOG_FORMAT", "json", "json", "text"),
 
-		MySQLDSN:   r.str("FLASHSALE_MYSQL_DSN", ""),
+		MySQLDSN:   r.secret("FLASHSALE_MYSQL_DSN", maskDSN),
 		SQLitePath: r.str("FLASHSALE_SQLITE_PATH", "flashsale.db"),
 
 		Sync:         r.bool("FLASHSALE_SYNC", true),
@@ -109,9 +149,18 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	if _, _, err := net.SplitHostPort(cfg.HTTPAddr); err != nil {
 		r.fail("FLASHSALE_HTTP_ADDR", cfg.HTTPAddr, "must be host:port, such as :3004")
 	}
-	if cfg.RedisAddr != "" {
+	switch {
+	case cfg.RedisAddr == "" && len(cfg.RedisCluster) == 0:
+		r.errs = append(r.errs, errors.New("FLASHSALE_REDIS_ADDR is unset: set it to the Redis host:port, such as 127.0.0.1:6379 "+
+			"(or set FLASHSALE_REDIS_CLUSTER_ADDRS to a cluster's seeds), or set FLASHSALE_REDIS_ADDR="+embeddedRedis+
+			" for a local in-memory Redis that loses everything on exit (development only)"))
+	case cfg.EmbeddedRedis() && cfg.MySQLDSN != "":
+		r.fail("FLASHSALE_REDIS_ADDR", cfg.RedisAddr, "cannot be used with FLASHSALE_MYSQL_DSN: each instance's in-memory Redis "+
+			"would rebuild the items from the shared record and sell them again; use a real Redis, "+
+			"or leave FLASHSALE_MYSQL_DSN unset for a local SQLite record")
+	case cfg.RedisAddr != "" && !cfg.EmbeddedRedis():
 		if _, _, err := net.SplitHostPort(cfg.RedisAddr); err != nil {
-			r.fail("FLASHSALE_REDIS_ADDR", cfg.RedisAddr, "must be host:port, such as 127.0.0.1:6379")
+			r.fail("FLASHSALE_REDIS_ADDR", cfg.RedisAddr, "must be host:port, such as 127.0.0.1:6379, or "+embeddedRedis)
 		}
 	}
 	for _, a := range cfg.RedisCluster {
@@ -131,30 +180,167 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	if cfg.AdminToken != "" && len(cfg.AdminToken) < 16 {
 		r.fail("FLASHSALE_ADMIN_TOKEN", "(hidden)", "must be at least 16 characters")
 	}
-	return cfg, errors.Join(r.errs...)
+	cfg.Settings = r.settings
+	return cfg, errors.Join(append(unknownVariables(env, r.settings), r.errs...)...)
 }
 
-// envReader collects every bad variable instead of stopping at the first.
+// reservedVariable reports whether name belongs to the project's own test
+// and benchmark settings, which the service never reads and never refuses:
+// FLASHSALE_TEST_* (the Redis and MariaDB the tests use, their seed),
+// FLASHSALE_TESTENV_* (opt-in internal/testenv tests) and FLASHSALE_BENCH_*
+// (flashsale-bench's servers). The Makefile exports FLASHSALE_TEST_REDIS_ADDR
+// into every process it starts, `make run` included, and tests start the
+// binary with the environment they inherit.
+func reservedVariable(name string) bool {
+	for _, prefix := range []string{"FLASHSALE_TEST_", "FLASHSALE_TESTENV_", "FLASHSALE_BENCH_"} {
+		if strings.HasPrefix(strings.ToUpper(name), prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// unknownVariables refuses every FLASHSALE_* name in env that is neither
+// read (known) nor reserved, naming the closest known one: a misspelled
+// variable would otherwise leave its default in force without a word. The
+// prefix is matched in any case, as flashsale_redis_addr is a misspelling
+// too.
+func unknownVariables(env Environ, known []Setting) []error {
+	isKnown := make(map[string]bool, len(known))
+	for _, s := range known {
+		isKnown[s.Name] = true
+	}
+	var names []string
+	for name := range env {
+		if strings.HasPrefix(strings.ToUpper(name), "FLASHSALE_") && !isKnown[name] && !reservedVariable(name) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	errs := make([]error, 0, len(names))
+	for _, name := range names {
+		errs = append(errs, fmt.Errorf("unknown variable %s (did you mean %s?)", name, closestVariable(name, known)))
+	}
+	return errs
+}
+
+// closestVariable is the known name nearest to name by edit distance, after
+// other tools' words for the same thing are read as ours: REDIS_URL is the
+// usual name elsewhere, and by edit distance alone it is nearer
+// FLASHSALE_REDIS_DB than FLASHSALE_REDIS_ADDR.
+func closestVariable(name string, known []Setting) string {
+	synonyms := map[string]string{
+		"URL": "ADDR", "URI": "ADDR", "HOST": "ADDR", "ADDRESS": "ADDR", "ADDRESSES": "ADDRS",
+		"PASS": "PASSWORD", "PASSWD": "PASSWORD", "PWD": "PASSWORD",
+	}
+	words := strings.Split(strings.ToUpper(name), "_")
+	for i, w := range words {
+		if s, ok := synonyms[w]; ok {
+			words[i] = s
+		}
+	}
+	target := strings.Join(words, "_")
+	best, bestDist := "", -1
+	for _, s := range known {
+		if d := editDistance(target, s.Name); bestDist < 0 || d < bestDist {
+			best, bestDist = s.Name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, bytewise.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// masked stands for a secret in `flashsale config`, whatever its length.
+const masked = "*****"
+
+// maskSecret hides a secret's value, and shows only whether it is set.
+func maskSecret(v string) string {
+	if v == "" {
+		return ""
+	}
+	return masked
+}
+
+// maskDSN hides the password of a MySQL DSN,
+// user:password@protocol(address)/dbname?params, the rest being what an
+// operator checks. It finds the password as the driver does: the user
+// info ends at the last '@' before the last '/'. A DSN it cannot read that
+// way is hidden whole.
+func maskDSN(dsn string) string {
+	slash := strings.LastIndex(dsn, "/")
+	if slash < 0 {
+		return maskSecret(dsn)
+	}
+	at := strings.LastIndex(dsn[:slash], "@")
+	if at < 0 {
+		return dsn // no user info, no password
+	}
+	user, _, hasPassword := strings.Cut(dsn[:at], ":")
+	if !hasPassword {
+		return dsn
+	}
+	return user + ":" + masked + dsn[at:]
+}
+
+// envReader collects every bad variable instead of stopping at the first,
+// and every variable it reads, with its effective value, as Settings.
 type envReader struct {
-	getenv func(string) string
-	errs   []error
+	env      Environ
+	errs     []error
+	settings []Setting
 }
 
 func (r *envReader) fail(name, value, why string) {
 	r.errs = append(r.errs, fmt.Errorf("%s=%q: %s", name, value, why))
 }
 
+// record notes that name was read: raw is what the environment holds, shown
+// the effective value as `flashsale config` prints it.
+func (r *envReader) record(name, raw, shown string) {
+	r.settings = append(r.settings, Setting{Name: name, Value: shown, Default: raw == ""})
+}
+
 func (r *envReader) str(name, def string) string {
-	if v := r.getenv(name); v != "" {
-		return v
+	v := r.env[name]
+	if v == "" {
+		v = def
 	}
-	return def
+	r.record(name, r.env[name], v)
+	return v
+}
+
+// secret reads a variable with no default whose value is shown through mask.
+func (r *envReader) secret(name string, mask func(string) string) string {
+	v := r.env[name]
+	r.record(name, v, mask(v))
+	return v
 }
 
 // list reads a comma-separated list; blanks around items are dropped, and
 // empty items are kept for the caller's check to report.
 func (r *envReader) list(name string) []string {
-	v := strings.TrimSpace(r.getenv(name))
+	v := strings.TrimSpace(r.env[name])
+	r.record(name, v, v)
 	if v == "" {
 		return nil
 	}
@@ -166,54 +352,66 @@ func (r *envReader) list(name string) []string {
 }
 
 func (r *envReader) int(name string, def, lo, hi int) int {
-	v := r.getenv(name)
+	v := r.env[name]
 	if v == "" {
+		r.record(name, v, strconv.Itoa(def))
 		return def
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < lo || n > hi {
+		r.record(name, v, v)
 		r.fail(name, v, fmt.Sprintf("must be an integer in %d..%d", lo, hi))
 		return def
 	}
+	r.record(name, v, strconv.Itoa(n))
 	return n
 }
 
 func (r *envReader) duration(name string, def, lo, hi time.Duration) time.Duration {
-	v := r.getenv(name)
+	v := r.env[name]
 	if v == "" {
+		r.record(name, v, def.String())
 		return def
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d < lo || d > hi {
+		r.record(name, v, v)
 		r.fail(name, v, fmt.Sprintf("must be a duration in %s..%s, such as 500ms", lo, hi))
 		return def
 	}
+	r.record(name, v, d.String())
 	return d
 }
 
 func (r *envReader) bool(name string, def bool) bool {
-	v := r.getenv(name)
+	v := r.env[name]
 	if v == "" {
+		r.record(name, v, strconv.FormatBool(def))
 		return def
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
+		r.record(name, v, v)
 		r.fail(name, v, "must be true or false")
 		return def
 	}
+	r.record(name, v, strconv.FormatBool(b))
 	return b
 }
 
 func (r *envReader) level(name string, def slog.Level) slog.Level {
-	v := r.getenv(name)
+	v := r.env[name]
 	if v == "" {
+		r.record(name, v, strings.ToLower(def.String()))
 		return def
 	}
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(v)); err != nil {
+		r.record(name, v, v)
 		r.fail(name, v, "must be debug, info, warn or error")
 		return def
 	}
+	r.record(name, v, strings.ToLower(l.String()))
 	return l
 }
 

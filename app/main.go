@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -31,18 +32,21 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	env := EnvironOf(os.Environ())
 	var err error
 	switch cmd := firstArg(os.Args); cmd {
 	case "", "serve":
-		err = run(ctx, os.Getenv, os.Stderr)
+		err = run(ctx, env, os.Stderr)
 	case "sync":
-		err = runSync(ctx, os.Getenv, os.Stderr)
+		err = runSync(ctx, env, os.Stderr)
+	case "config":
+		err = printConfig(env, os.Stdout)
 	case "healthcheck":
-		err = healthcheck(ctx, os.Getenv)
+		err = healthcheck(ctx, env)
 	case "loadtest":
 		err = loadtest.Main(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	default:
-		err = fmt.Errorf("unknown command %q (want serve, sync, healthcheck or loadtest)", cmd)
+		err = fmt.Errorf("unknown command %q (want serve, sync, config, healthcheck or loadtest)", cmd)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "flashsale:", err)
@@ -52,8 +56,8 @@ func main() {
 
 // run opens every resource, defers its close, and serves until ctx is done;
 // then it drains in-flight requests before returning.
-func run(ctx context.Context, getenv func(string) string, logOut io.Writer) error {
-	cfg, err := LoadConfig(getenv)
+func run(ctx context.Context, env Environ, logOut io.Writer) error {
+	cfg, err := LoadConfig(env)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -66,11 +70,11 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer) erro
 		return err
 	}
 	defer closeRedis()
-	db, err := openDB(startCtx, cfg, log)
+	db, closeDB, err := openDB(startCtx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer closeDB()
 
 	recoverer := &persistence.Recoverer{Store: store, DB: db, Interval: cfg.RecoveryInterval, Grace: cfg.RecoveryGrace, Log: log}
 	svc := reservation.NewService(store, recoverer, reservation.WithSoldOutMemory(cfg.SoldOutMemory))
@@ -142,14 +146,14 @@ func run(ctx context.Context, getenv func(string) string, logOut io.Writer) erro
 
 // runSync runs only the syncer: for deployments that keep it apart from the
 // instances serving buyers. Any number may run beside the in-process ones.
-func runSync(ctx context.Context, getenv func(string) string, logOut io.Writer) error {
-	cfg, err := LoadConfig(getenv)
+func runSync(ctx context.Context, env Environ, logOut io.Writer) error {
+	cfg, err := LoadConfig(env)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := newLogger(cfg, logOut)
-	if cfg.RedisAddr == "" && len(cfg.RedisCluster) == 0 {
-		return errors.New("sync needs FLASHSALE_REDIS_ADDR or FLASHSALE_REDIS_CLUSTER_ADDRS: an embedded Redis has no outbox to share")
+	if cfg.EmbeddedRedis() {
+		return errors.New("sync needs a real Redis in FLASHSALE_REDIS_ADDR or FLASHSALE_REDIS_CLUSTER_ADDRS: an embedded Redis has no outbox to share")
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -158,11 +162,11 @@ func runSync(ctx context.Context, getenv func(string) string, logOut io.Writer) 
 		return err
 	}
 	defer closeRedis()
-	db, err := openDB(startCtx, cfg, log)
+	db, closeDB, err := openDB(startCtx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer closeDB()
 	syncer, err := newSyncer(cfg, store, db, log)
 	if err != nil {
 		return err
@@ -174,18 +178,19 @@ func runSync(ctx context.Context, getenv func(string) string, logOut io.Writer) 
 }
 
 // openStore connects to FLASHSALE_REDIS_CLUSTER_ADDRS or FLASHSALE_REDIS_ADDR,
-// or starts the embedded Redis, and loads the scripts.
+// or starts the embedded Redis when FLASHSALE_REDIS_ADDR=embedded, and loads
+// the scripts.
 func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*redisstore.Store, string, func(), error) {
 	addr := cfg.RedisAddr
 	closeEmbedded := func() {}
-	if addr == "" && len(cfg.RedisCluster) == 0 {
+	if cfg.EmbeddedRedis() {
 		embedded, err := miniredis.Run()
 		if err != nil {
 			return nil, "", nil, fmt.Errorf("embedded redis: %w", err)
 		}
 		closeEmbedded = embedded.Close
 		addr = embedded.Addr()
-		log.Warn("FLASHSALE_REDIS_ADDR is unset: running on an EMBEDDED IN-MEMORY Redis. " +
+		log.Warn("FLASHSALE_REDIS_ADDR=embedded: running on an EMBEDDED IN-MEMORY Redis. " +
 			"Everything is lost on exit and only this one instance can sell. For demos and development only.")
 	}
 	var client goredis.UniversalClient
@@ -228,17 +233,26 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*redisstore.S
 	return store, addr, closeAll, nil
 }
 
-// openDB opens the durable record: MySQL, or the SQLite file.
-func openDB(ctx context.Context, cfg Config, log *slog.Logger) (*persistence.DB, error) {
+// openDB opens the durable record: MySQL, or the SQLite file, which it
+// locks for this process alone until closeDB. Two processes on one SQLite
+// file would each rebuild a lost item from it into their own Redis and both
+// sell it; MySQL is the record to share.
+func openDB(ctx context.Context, cfg Config, log *slog.Logger) (db *persistence.DB, closeDB func(), err error) {
+	unlock := func() {}
 	if cfg.MySQLDSN == "" {
 		log.Warn("FLASHSALE_MYSQL_DSN is unset: the durable record is the SQLite file "+
 			"FLASHSALE_SQLITE_PATH. For demos and development only.", "path", cfg.SQLitePath)
+		if unlock, err = lockSQLite(cfg.SQLitePath, log); err != nil {
+			return nil, nil, fmt.Errorf("durable record (%s): %w", recordName(cfg), err)
+		}
 	}
-	db, err := persistence.Open(ctx, cfg.MySQLDSN, cfg.SQLitePath)
+	db, err = persistence.Open(ctx, cfg.MySQLDSN, cfg.SQLitePath)
 	if err != nil {
-		return nil, fmt.Errorf("durable record (%s): %w", recordName(cfg), err)
+		unlock()
+		return nil, nil, fmt.Errorf("durable record (%s): %w", recordName(cfg), err)
 	}
-	return db, nil
+	// The lock outlives every connection to the file.
+	return db, func() { _ = db.Close(); unlock() }, nil
 }
 
 func recordName(cfg Config) string {
@@ -346,8 +360,8 @@ func firstArg(args []string) string {
 
 // healthcheck asks the local instance's /readyz; it is the container health
 // check, for images that carry no curl.
-func healthcheck(ctx context.Context, getenv func(string) string) error {
-	cfg, err := LoadConfig(getenv)
+func healthcheck(ctx context.Context, env Environ) error {
+	cfg, err := LoadConfig(env)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -365,6 +379,28 @@ func healthcheck(ctx context.Context, getenv func(string) string) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("healthcheck: /readyz answered %s", resp.Status)
+	}
+	return nil
+}
+
+// printConfig is `flashsale config`: every variable the service reads, its
+// effective value, and whether that is the default, secrets masked. An
+// invalid configuration is printed too, then refused with serve's errors.
+func printConfig(env Environ, out io.Writer) error {
+	cfg, err := LoadConfig(env)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	for _, s := range cfg.Settings {
+		source := "set"
+		if s.Default {
+			source = "default"
+		}
+		fmt.Fprintf(tw, "%s=%s\t# %s\n", s.Name, s.Value, source)
+	}
+	if ferr := tw.Flush(); ferr != nil {
+		return fmt.Errorf("config: %w", ferr)
+	}
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
 	return nil
 }

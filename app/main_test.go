@@ -18,9 +18,7 @@ import (
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
-func env(vars map[string]string) func(string) string {
-	return func(k string) string { return vars[k] }
-}
+func env(vars map[string]string) Environ { return Environ(vars) }
 
 func TestLoadConfig(t *testing.T) {
 	tests := []struct {
@@ -32,9 +30,9 @@ func TestLoadConfig(t *testing.T) {
 	}{
 		{
 			name: "defaults",
-			vars: nil,
+			vars: map[string]string{"FLASHSALE_REDIS_ADDR": "embedded"},
 			check: func(t *testing.T, c Config) {
-				if c.HTTPAddr != ":3004" || c.RedisAddr != "" || c.KeyPrefix != "flashsale" ||
+				if c.HTTPAddr != ":3004" || !c.EmbeddedRedis() || c.KeyPrefix != "flashsale" ||
 					c.SweepInterval != 500*time.Millisecond || c.LogLevel != slog.LevelInfo || c.LogFormat != "json" {
 					t.Errorf("defaults = %+v", c)
 				}
@@ -62,6 +60,86 @@ func TestLoadConfig(t *testing.T) {
 		},
 		{name: "bad http addr", vars: map[string]string{"FLASHSALE_HTTP_ADDR": "3004"}, wantErr: []string{"FLASHSALE_HTTP_ADDR"}},
 		{name: "bad redis addr", vars: map[string]string{"FLASHSALE_REDIS_ADDR": "localhost"}, wantErr: []string{"FLASHSALE_REDIS_ADDR"}},
+		{
+			name: "redis unset",
+			vars: map[string]string{"FLASHSALE_SQLITE_PATH": "x.db"},
+			wantErr: []string{"FLASHSALE_REDIS_ADDR is unset: set it to the Redis host:port",
+				"FLASHSALE_REDIS_CLUSTER_ADDRS", "or set FLASHSALE_REDIS_ADDR=embedded for a local in-memory Redis"},
+		},
+		{
+			name:    "redis set empty",
+			vars:    map[string]string{"FLASHSALE_REDIS_ADDR": ""},
+			wantErr: []string{"FLASHSALE_REDIS_ADDR is unset"},
+		},
+		{
+			name: "redis embedded",
+			vars: map[string]string{"FLASHSALE_REDIS_ADDR": "embedded"},
+			check: func(t *testing.T, c Config) {
+				if !c.EmbeddedRedis() || c.RedisAddr != "embedded" || len(c.RedisCluster) != 0 {
+					t.Errorf("addr %q cluster %q, want embedded", c.RedisAddr, c.RedisCluster)
+				}
+			},
+		},
+		{
+			name:    "redis embedded spelled otherwise",
+			vars:    map[string]string{"FLASHSALE_REDIS_ADDR": "Embedded"},
+			wantErr: []string{`FLASHSALE_REDIS_ADDR="Embedded": must be host:port, such as 127.0.0.1:6379, or embedded`},
+		},
+		{
+			name:    "redis embedded with mysql",
+			vars:    map[string]string{"FLASHSALE_REDIS_ADDR": "embedded", "FLASHSALE_MYSQL_DSN": "u:p@tcp(db:3306)/flashsale"},
+			wantErr: []string{`FLASHSALE_REDIS_ADDR="embedded": cannot be used with FLASHSALE_MYSQL_DSN`},
+		},
+		{
+			name:    "redis embedded and cluster",
+			vars:    map[string]string{"FLASHSALE_REDIS_ADDR": "embedded", "FLASHSALE_REDIS_CLUSTER_ADDRS": "10.0.0.1:7000"},
+			wantErr: []string{"FLASHSALE_REDIS_CLUSTER_ADDRS", "not both"},
+		},
+		{
+			name:       "unknown variable",
+			vars:       map[string]string{"FLASHSALE_REDIS_ADDR": "embedded", "FLASHSALE_REDIS_URL": "redis:6379"},
+			wantErr:    []string{"unknown variable FLASHSALE_REDIS_URL (did you mean FLASHSALE_REDIS_ADDR?)"},
+			wantNotErr: []string{"is unset"},
+		},
+		{
+			name: "unknown variable instead of the address",
+			vars: map[string]string{"FLASHSALE_REDIS_URL": "redis:6379"},
+			// The misspelling comes first: it explains the error after it.
+			wantErr: []string{"unknown variable FLASHSALE_REDIS_URL (did you mean FLASHSALE_REDIS_ADDR?)\nFLASHSALE_REDIS_ADDR is unset"},
+		},
+		{
+			name: "every unknown variable named with the closest known one",
+			vars: map[string]string{
+				"FLASHSALE_REDIS_ADDR": "embedded", "FLASHSALE_SYNC_WIAT": "1s", "FLASHSALE_LOGLEVEL": "debug",
+				"FLASHSALE_REDIS_HOST": "redis", "FLASHSALE_REDIS_PASS": "pw", "flashsale_sqlite_path": "x.db", "FLASHSALE_": "",
+			},
+			wantErr: []string{
+				"unknown variable FLASHSALE_SYNC_WIAT (did you mean FLASHSALE_SYNC_WAIT?)",
+				"unknown variable FLASHSALE_LOGLEVEL (did you mean FLASHSALE_LOG_LEVEL?)",
+				"unknown variable FLASHSALE_REDIS_HOST (did you mean FLASHSALE_REDIS_ADDR?)",
+				"unknown variable FLASHSALE_REDIS_PASS (did you mean FLASHSALE_REDIS_PASSWORD?)",
+				"unknown variable flashsale_sqlite_path (did you mean FLASHSALE_SQLITE_PATH?)",
+				"unknown variable FLASHSALE_ (did you mean",
+			},
+			wantNotErr: []string{`"pw"`},
+		},
+		{
+			name: "reserved prefixes",
+			vars: map[string]string{
+				"FLASHSALE_REDIS_ADDR":      "redis:6379",
+				"FLASHSALE_TEST_REDIS_ADDR": "127.0.0.1:6379", "FLASHSALE_TEST_MYSQL_ADDR": "127.0.0.1:3306",
+				"FLASHSALE_TEST_SEED": "7", "FLASHSALE_TESTENV_SERVICE": "1",
+				"FLASHSALE_BENCH_REDIS_ADDR": "127.0.0.1:6379", "FLASHSALE_BENCH_MYSQL_DSN": "root@tcp(127.0.0.1:3306)/",
+				"FLASHSALE_TEST_SOMETHING_NEW": "x", "OTHER_VARIABLE": "x", "REDIS_URL": "x",
+			},
+			check: func(t *testing.T, c Config) {
+				for _, s := range c.Settings {
+					if reservedVariable(s.Name) {
+						t.Errorf("the service reads %s, which is reserved for tests and benchmarks", s.Name)
+					}
+				}
+			},
+		},
 		{
 			name: "redis cluster seeds",
 			vars: map[string]string{"FLASHSALE_REDIS_CLUSTER_ADDRS": "10.0.0.1:7000, 10.0.0.2:7000,[::1]:7001"},
@@ -92,7 +170,7 @@ func TestLoadConfig(t *testing.T) {
 		{name: "bad log level", vars: map[string]string{"FLASHSALE_LOG_LEVEL": "loud"}, wantErr: []string{"FLASHSALE_LOG_LEVEL"}},
 		{
 			name: "persistence defaults",
-			vars: nil,
+			vars: map[string]string{"FLASHSALE_REDIS_ADDR": "embedded"},
 			check: func(t *testing.T, c Config) {
 				want := Config{
 					MySQLDSN: "", SQLitePath: "flashsale.db",
@@ -112,7 +190,7 @@ func TestLoadConfig(t *testing.T) {
 				"FLASHSALE_SYNC": "false", "FLASHSALE_SYNC_BATCH": "10000", "FLASHSALE_SYNC_WAIT": "1ms",
 				"FLASHSALE_SYNC_TIMEOUT": "100ms", "FLASHSALE_SYNC_CLAIM_IDLE": "102ms", "FLASHSALE_SYNC_MAX_TRIES": "1",
 				"FLASHSALE_SYNC_SCAN": "1m", "FLASHSALE_RECOVERY_INTERVAL": "10ms", "FLASHSALE_RECOVERY_GRACE": "1h",
-				"FLASHSALE_AUDIT_INTERVAL": "24h",
+				"FLASHSALE_AUDIT_INTERVAL": "24h", "FLASHSALE_REDIS_ADDR": "redis:6379",
 			},
 			check: func(t *testing.T, c Config) {
 				want := Config{
@@ -128,7 +206,7 @@ func TestLoadConfig(t *testing.T) {
 		},
 		{
 			name: "claim idle and grace default to twice sync wait plus timeout",
-			vars: map[string]string{"FLASHSALE_SYNC_TIMEOUT": "4s", "FLASHSALE_SYNC_WAIT": "1s"},
+			vars: map[string]string{"FLASHSALE_SYNC_TIMEOUT": "4s", "FLASHSALE_SYNC_WAIT": "1s", "FLASHSALE_REDIS_ADDR": "embedded"},
 			check: func(t *testing.T, c Config) {
 				if c.SyncClaimIdle != 10*time.Second || c.RecoveryGrace != 10*time.Second {
 					t.Errorf("claim idle %v grace %v, want 10s and 10s", c.SyncClaimIdle, c.RecoveryGrace)
@@ -137,7 +215,7 @@ func TestLoadConfig(t *testing.T) {
 		},
 		{
 			name: "audit off and sync spelled 0",
-			vars: map[string]string{"FLASHSALE_AUDIT_INTERVAL": "0s", "FLASHSALE_SYNC": "0"},
+			vars: map[string]string{"FLASHSALE_AUDIT_INTERVAL": "0s", "FLASHSALE_SYNC": "0", "FLASHSALE_REDIS_ADDR": "embedded"},
 			check: func(t *testing.T, c Config) {
 				if c.AuditInterval != 0 || c.Sync {
 					t.Errorf("audit %v sync %v, want 0 and false", c.AuditInterval, c.Sync)
@@ -179,7 +257,10 @@ func TestLoadConfig(t *testing.T) {
 		},
 		{
 			name: "recovery grace just above sync wait plus timeout",
-			vars: map[string]string{"FLASHSALE_SYNC_TIMEOUT": "3s", "FLASHSALE_SYNC_WAIT": "50ms", "FLASHSALE_RECOVERY_GRACE": "3051ms"},
+			vars: map[string]string{
+				"FLASHSALE_SYNC_TIMEOUT": "3s", "FLASHSALE_SYNC_WAIT": "50ms", "FLASHSALE_RECOVERY_GRACE": "3051ms",
+				"FLASHSALE_REDIS_ADDR": "embedded",
+			},
 			check: func(t *testing.T, c Config) {
 				if c.RecoveryGrace != 3051*time.Millisecond {
 					t.Errorf("grace %v", c.RecoveryGrace)
@@ -227,7 +308,7 @@ func TestLoadConfig(t *testing.T) {
 					t.Errorf("error %q names %s", err, not)
 				}
 			}
-			if strings.Contains(err.Error(), "short\"") {
+			if strings.Contains(err.Error(), "short\"") || strings.Contains(err.Error(), `"pw"`) {
 				t.Errorf("error leaks the admin token: %q", err)
 			}
 		})
@@ -273,8 +354,8 @@ func freeAddr(t *testing.T) string {
 }
 
 // TestRunEmbeddedServesAndShutsDown starts the whole service the way
-// `make run` does (no Redis configured), uses it, and stops it as SIGTERM
-// would: run must return nil after finishing.
+// `make run` does (FLASHSALE_REDIS_ADDR=embedded), uses it, and stops it as
+// SIGTERM would: run must return nil after finishing.
 func TestRunEmbeddedServesAndShutsDown(t *testing.T) {
 	svc := startRun(t, nil)
 	if !strings.Contains(svc.logs.String(), "EMBEDDED IN-MEMORY Redis") {
@@ -308,13 +389,16 @@ type running struct {
 	done chan error
 }
 
-// startRun runs the service as `make run` does (embedded Redis, an SQLite
-// file in a temp dir) with vars added, waits until /readyz answers 200, and
-// shuts it down when the test ends.
+// startRun runs the service as `make run` does (embedded Redis unless vars
+// name a cluster, an SQLite file in a temp dir) with vars added, waits until
+// /readyz answers 200, and shuts it down when the test ends.
 func startRun(t *testing.T, vars map[string]string) *running {
 	t.Helper()
 	addr := freeAddr(t)
 	all := map[string]string{"FLASHSALE_HTTP_ADDR": addr, "FLASHSALE_SQLITE_PATH": filepath.Join(t.TempDir(), "flashsale.db")}
+	if _, ok := vars["FLASHSALE_REDIS_CLUSTER_ADDRS"]; !ok {
+		all["FLASHSALE_REDIS_ADDR"] = "embedded"
+	}
 	for k, v := range vars {
 		all[k] = v
 	}

@@ -20,7 +20,9 @@ import (
 )
 
 // clusterEnv points a flashsale process at rc instead of a single Redis,
-// with extra on top.
+// with extra on top. FLASHSALE_REDIS_ADDR is emptied over whatever
+// startFlashsale or syncEnv put there: the two are exclusive, and an empty
+// variable is an unset one, which FLASHSALE_REDIS_CLUSTER_ADDRS makes valid.
 func clusterEnv(rc *testenv.RedisCluster, extra map[string]string) map[string]string {
 	env := map[string]string{"FLASHSALE_REDIS_ADDR": "", "FLASHSALE_REDIS_CLUSTER_ADDRS": strings.Join(rc.Addrs(), ",")}
 	maps.Copy(env, extra)

@@ -199,7 +199,9 @@ func TestService(t *testing.T) {
 	if again := testenv.BuildFlashsale(t); again != bin {
 		t.Fatalf("second build returned %s, first %s", again, bin)
 	}
-	s := testenv.StartService(t, bin, map[string]string{"FLASHSALE_LOG_LEVEL": "debug"})
+	// The embedded Redis is asked for by name; the binary refuses to start
+	// with no Redis configured.
+	s := testenv.StartService(t, bin, map[string]string{"FLASHSALE_REDIS_ADDR": "embedded", "FLASHSALE_LOG_LEVEL": "debug"})
 	get := func() int {
 		t.Helper()
 		resp, err := http.Get(s.URL() + "/healthz")
