@@ -376,7 +376,7 @@ func (r *envReader) duration(name string, def, lo, hi time.Duration) time.Durati
 	d, err := time.ParseDuration(v)
 	if err != nil || d < lo || d > hi {
 		r.record(name, v, v)
-		r.fail(name, v, fmt.Sprintf("must be a duration in %s..%s, such as 500ms", lo, hi))
+		r.fail(name, v, fmt.Sprintf("must be a duration in %s..%s, such as %s", lo, hi, def))
 		return def
 	}
 	r.record(name, v, d.String())

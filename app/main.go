@@ -292,23 +292,31 @@ func statusReport(syncer *persistence.Syncer, rec *persistence.Recoverer) func(c
 			out["sync"] = map[string]any{"enabled": false}
 			return out
 		}
-		st, stats := syncer.Status(), syncer.Stats()
-		sync := map[string]any{
-			"enabled":         true,
-			"backlog":         st.Backlog.Entries,
-			"lag_ms":          st.Backlog.Oldest.Milliseconds(),
-			"dead_letters":    st.Backlog.Dead,
-			"synced":          stats.Synced.Load(),
-			"retries":         stats.Retries.Load(),
-			"database_ok":     st.DBErr == nil,
-			"backlog_read_at": st.CheckedAt.UTC().Format(time.RFC3339Nano),
-		}
-		if st.DBErr != nil {
-			sync["database_error"] = "the last write to the durable record failed; see the logs"
-		}
+		sync := syncDetail(syncer.Status())
+		stats := syncer.Stats()
+		sync["synced"], sync["retries"] = stats.Synced.Load(), stats.Retries.Load()
 		out["sync"] = sync
 		return out
 	}
+}
+
+// syncDetail is /readyz's view of the syncer's last backlog reading.
+func syncDetail(st persistence.SyncStatus) map[string]any {
+	sync := map[string]any{
+		"enabled":      true,
+		"backlog":      st.Backlog.Entries,
+		"lag_ms":       st.Backlog.Oldest.Milliseconds(),
+		"dead_letters": st.Backlog.Dead,
+		"database_ok":  st.DBErr == nil,
+	}
+	// Before the first reading there is no time to show, not year 1.
+	if !st.CheckedAt.IsZero() {
+		sync["backlog_read_at"] = st.CheckedAt.UTC().Format(httpapi.TimeLayout)
+	}
+	if st.DBErr != nil {
+		sync["database_error"] = "the last write to the durable record failed; see the logs"
+	}
+	return sync
 }
 
 // auditSource reads items through the Service, so auditing an item Redis
@@ -406,9 +414,18 @@ func printConfig(env Environ, out io.Writer) error {
 }
 
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel, ReplaceAttr: durationsAsText}
 	if cfg.LogFormat == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// durationsAsText writes a duration as Go writes it ("6.1s"), where the JSON
+// handler would write its nanoseconds (6100000000), which nobody reads.
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }

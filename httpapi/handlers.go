@@ -11,7 +11,10 @@ import (
 	"github.com/flashsale/flashsale/reservation"
 )
 
-// timeLayout is RFC 3339 with the milliseconds Redis keeps.
+// TimeLayout is how the API writes times: RFC 3339 with the milliseconds
+// Redis keeps. /readyz's detail, built outside this package, uses it too.
+const TimeLayout = timeLayout
+
 const timeLayout = "2006-01-02T15:04:05.000Z07:00"
 
 type itemJSON struct {
