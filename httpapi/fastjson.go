@@ -7,10 +7,13 @@ import (
 	"github.com/flashsale/flashsale/reservation"
 )
 
-// The reserve endpoint is the one a flash crowd hits, and encoding/json's
-// reflection plus the duplicate-key scan cost more CPU than the rest of the
-// request. These helpers handle the bodies buyers actually send and the
-// answers they get, without reflection. Parsing is conservative: anything
+// The reserve endpoint is the one a flash crowd hits. These helpers handle
+// the bodies buyers actually send and the answers they get, without
+// reflection. They were written when the strict decoder was encoding/json
+// plus a duplicate-key scan (about 12µs and 45 allocations for a reserve
+// body); its go-json-experiment replacement takes under 1µs and 3, against
+// about 70ns and 1 here (BenchmarkDecodeStrict), so parsing's share of a
+// request is now small either way. Parsing is conservative: anything
 // unusual (escapes, other fields, null, floats) is left to the strict
 // decoder, so the fast path can never accept what the strict one refuses;
 // FuzzReserveFastAgrees holds it to that.
