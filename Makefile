@@ -1,11 +1,21 @@
-# flashsale: the two commands a newcomer needs are `make run` and `make test`.
+# flashsale: the two commands a newcomer needs are `make run` and `make test`;
+# `make check` is the edit-test loop.
 GO      ?= go
 BIN     := bin/flashsale
 PKGS    := ./...
 # Integration tests use the Redis at this address (a unique key prefix per run).
 export FLASHSALE_TEST_REDIS_ADDR ?= 127.0.0.1:6379
+# Tests that need more than the test process sit behind build tags:
+# integration: the real Redis above, the MariaDB at 127.0.0.1:3306
+#   (FLASHSALE_TEST_MYSQL_ADDR), or redis-server, a Redis Cluster or the
+#   flashsale binary started by internal/testenv;
+# fault: internal/faulttest, which kills and restarts those processes.
+# Untagged tests need nothing running: unit, miniredis and in-process HTTP.
+TAGS    := integration,fault
+# Pinned; it supports the go version in go.mod. The first run downloads it.
+STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: build run test lint fuzz bench bench-cluster clean
+.PHONY: build run check test test-integration test-fault lint fuzz bench bench-cluster clean
 
 build:
 	$(GO) build -o $(BIN) ./app
@@ -17,13 +27,35 @@ run: build
 	@if [ -z "$$FLASHSALE_REDIS_ADDR$$FLASHSALE_REDIS_CLUSTER_ADDRS" ]; then export FLASHSALE_REDIS_ADDR=embedded; fi; \
 	exec ./$(BIN)
 
-## test: vet, format check, then every test with the race detector.
-## Under CI=true an integration test that cannot reach Redis fails instead of skipping.
-test: lint
-	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+## check: the edit-test loop, under a minute: lint, then the untagged tests
+## (no server needed) with the race detector and -short (property tests run
+## a fifth of their cases). Results are cached while nothing they use changes.
+## atexit_sleep_ms=0: a race binary otherwise sleeps 1 s as it exits, a
+## second per package; a race in a test is still reported by that test.
+check: lint
+	GORACE=atexit_sleep_ms=0 $(GO) test -race -short $(PKGS)
 
+## test: the whole suite, what CI runs: lint, then every test (untagged,
+## integration and fault) with the race detector, at full strength.
+## Under CI=true an integration test that cannot reach its server fails
+## instead of skipping.
+test: lint
+	$(GO) test -race -count=1 -timeout 15m -tags $(TAGS) $(PKGS)
+
+## test-integration: the untagged tests plus those on the real Redis,
+## MariaDB, private redis-servers and a Redis Cluster.
+test-integration:
+	$(GO) test -race -count=1 -timeout 15m -tags integration $(PKGS)
+
+## test-fault: the process-killing fault tests of internal/faulttest.
+test-fault:
+	$(GO) test -race -count=1 -timeout 15m -tags fault ./internal/faulttest
+
+## lint: go vet and staticcheck over every file (all tags), gofmt, and the
+## k6 scripts' syntax.
 lint:
-	$(GO) vet $(PKGS)
+	$(GO) vet -tags $(TAGS) $(PKGS)
+	$(STATICCHECK) -tags $(TAGS) $(PKGS)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	@# k6 cannot run here; Node parses the k6 scripts as ES modules, which k6 requires.
