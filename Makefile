@@ -22,9 +22,20 @@ build:
 
 ## run: serve on :3004. With no Redis configured (FLASHSALE_REDIS_ADDR and
 ## FLASHSALE_REDIS_CLUSTER_ADDRS unset) it asks for the embedded in-memory
-## Redis, which the binary never picks on its own.
+## Redis, which the binary never picks on its own. With no
+## FLASHSALE_ADMIN_TOKEN it uses the token in ADMIN_TOKEN_FILE, made on first
+## use and readable by its owner alone: the README's walkthrough reads it there.
+ADMIN_TOKEN_FILE ?= bin/admin-token
 run: build
 	@if [ -z "$$FLASHSALE_REDIS_ADDR$$FLASHSALE_REDIS_CLUSTER_ADDRS" ]; then export FLASHSALE_REDIS_ADDR=embedded; fi; \
+	if [ -z "$$FLASHSALE_ADMIN_TOKEN" ]; then \
+		if [ ! -s '$(ADMIN_TOKEN_FILE)' ]; then \
+			mkdir -p "$$(dirname '$(ADMIN_TOKEN_FILE)')" && \
+			(umask 077 && od -An -N24 -tx1 /dev/urandom | tr -d ' \n' > '$(ADMIN_TOKEN_FILE)') || exit 1; \
+		fi; \
+		FLASHSALE_ADMIN_TOKEN=$$(cat '$(ADMIN_TOKEN_FILE)') && export FLASHSALE_ADMIN_TOKEN || exit 1; \
+		echo "make run: the admin token is in $(ADMIN_TOKEN_FILE)" >&2; \
+	fi; \
 	exec ./$(BIN)
 
 ## check: the edit-test loop, under a minute: lint, then the untagged tests
