@@ -57,24 +57,12 @@ func main() {
 // run opens every resource, defers its close, and serves until ctx is done;
 // then it drains in-flight requests before returning.
 func run(ctx context.Context, env Environ, logOut io.Writer) error {
-	cfg, err := LoadConfig(env)
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	log := newLogger(cfg, logOut)
-
-	startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	store, redisAddr, closeRedis, err := openStore(startCtx, cfg, log)
+	d, err := open(ctx, env, logOut, nil)
 	if err != nil {
 		return err
 	}
-	defer closeRedis()
-	db, closeDB, err := openDB(startCtx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer closeDB()
+	defer d.close()
+	cfg, log, store, db := d.cfg, d.log, d.store, d.db
 
 	recoverer := &persistence.Recoverer{Store: store, DB: db, Interval: cfg.RecoveryInterval, Grace: cfg.RecoveryGrace, Log: log}
 	svc := reservation.NewService(store, recoverer, reservation.WithSoldOutMemory(cfg.SoldOutMemory))
@@ -126,7 +114,7 @@ func run(ctx context.Context, env Environ, logOut io.Writer) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Listen(cfg.HTTPAddr) }()
-	log.Info("flashsale serving", "addr", cfg.HTTPAddr, "redis", redisAddr, "key_prefix", cfg.KeyPrefix,
+	log.Info("flashsale serving", "addr", cfg.HTTPAddr, "redis", d.redisAddr, "key_prefix", cfg.KeyPrefix,
 		"record", recordName(cfg), "sync", cfg.Sync, "metrics", cfg.Metrics)
 
 	select {
@@ -147,34 +135,75 @@ func run(ctx context.Context, env Environ, logOut io.Writer) error {
 // runSync runs only the syncer: for deployments that keep it apart from the
 // instances serving buyers. Any number may run beside the in-process ones.
 func runSync(ctx context.Context, env Environ, logOut io.Writer) error {
+	d, err := open(ctx, env, logOut, func(cfg Config) error {
+		if cfg.EmbeddedRedis() {
+			return errors.New("sync needs a real Redis in FLASHSALE_REDIS_ADDR or FLASHSALE_REDIS_CLUSTER_ADDRS: an embedded Redis has no outbox to share")
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	syncer, err := newSyncer(d.cfg, d.store, d.db, d.log)
+	if err != nil {
+		return err
+	}
+	d.log.Info("flashsale syncing", "redis", d.redisAddr, "key_prefix", d.cfg.KeyPrefix, "record", recordName(d.cfg))
+	_ = syncer.Run(ctx)
+	d.log.Info("stopped", "synced", syncer.Stats().Synced.Load())
+	return nil
+}
+
+// deps is what serve and sync both start from: the validated configuration,
+// the logger, the Redis store and the durable record.
+type deps struct {
+	cfg       Config
+	log       *slog.Logger
+	store     *redisstore.Store
+	redisAddr string
+	db        *persistence.DB
+	closers   []func()
+}
+
+// open loads the configuration, refuses it when check does, and opens Redis
+// and the record within 10 s. What it opened is closed again if a later
+// step fails; otherwise by close, in reverse order.
+func open(ctx context.Context, env Environ, logOut io.Writer, check func(Config) error) (_ *deps, err error) {
 	cfg, err := LoadConfig(env)
 	if err != nil {
-		return fmt.Errorf("config: %w", err)
+		return nil, fmt.Errorf("config: %w", err)
 	}
-	log := newLogger(cfg, logOut)
-	if cfg.EmbeddedRedis() {
-		return errors.New("sync needs a real Redis in FLASHSALE_REDIS_ADDR or FLASHSALE_REDIS_CLUSTER_ADDRS: an embedded Redis has no outbox to share")
+	d := &deps{cfg: cfg, log: newLogger(cfg, logOut)}
+	if check != nil {
+		if err := check(cfg); err != nil {
+			return nil, err
+		}
 	}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
 	startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	store, redisAddr, closeRedis, err := openStore(startCtx, cfg, log)
+	store, redisAddr, closeRedis, err := openStore(startCtx, cfg, d.log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer closeRedis()
-	db, closeDB, err := openDB(startCtx, cfg, log)
+	d.store, d.redisAddr, d.closers = store, redisAddr, append(d.closers, closeRedis)
+	db, closeDB, err := openDB(startCtx, cfg, d.log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer closeDB()
-	syncer, err := newSyncer(cfg, store, db, log)
-	if err != nil {
-		return err
+	d.db, d.closers = db, append(d.closers, closeDB)
+	return d, nil
+}
+
+func (d *deps) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
 	}
-	log.Info("flashsale syncing", "redis", redisAddr, "key_prefix", cfg.KeyPrefix, "record", recordName(cfg))
-	_ = syncer.Run(ctx)
-	log.Info("stopped", "synced", syncer.Stats().Synced.Load())
-	return nil
 }
 
 // openStore connects to FLASHSALE_REDIS_CLUSTER_ADDRS or FLASHSALE_REDIS_ADDR,
