@@ -14,8 +14,9 @@ export FLASHSALE_TEST_REDIS_ADDR ?= 127.0.0.1:6379
 TAGS    := integration,fault
 # Pinned; it supports the go version in go.mod. The first run downloads it.
 STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+BENCHSTAT   := $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 
-.PHONY: build run check test test-integration test-fault lint fuzz bench bench-cluster clean
+.PHONY: build run check test test-integration test-fault lint fuzz bench bench-go bench-cluster clean
 
 build:
 	$(GO) build -o $(BIN) ./app
@@ -92,6 +93,22 @@ fuzz:
 bench: build
 	$(GO) build -o bin/flashsale-bench ./loadtest/cmd/flashsale-bench
 	./bin/flashsale-bench -flashsale $(BIN) $(BENCHFLAGS)
+
+## bench-go: the hand-written code against what libraries do (the strict
+## JSON decoder, the coalescer against go-redis AutoPipeline; see
+## docs/performance.md): ten interleaved rounds, then benchstat. Real Redis at
+## FLASHSALE_TEST_REDIS_ADDR; about three minutes.
+BENCHDIR := bin/bench-go
+bench-go:
+	@mkdir -p $(BENCHDIR) && rm -f $(BENCHDIR)/*.txt
+	$(GO) test -c -o $(BENCHDIR)/httpapi.test ./httpapi
+	$(GO) test -c -tags integration -o $(BENCHDIR)/redisstore.test ./redisstore
+	@for i in 1 2 3 4 5 6 7 8 9 10; do \
+		(cd httpapi && ../$(BENCHDIR)/httpapi.test -test.run '^$$' -test.bench DecodeStrict -test.benchmem) >> $(BENCHDIR)/decode.txt || exit 1; \
+		(cd redisstore && ../$(BENCHDIR)/redisstore.test -test.run '^$$' -test.bench ReservePipelining -test.benchtime 3s -test.benchmem) >> $(BENCHDIR)/pipelining.txt || exit 1; \
+	done
+	$(BENCHSTAT) $(BENCHDIR)/decode.txt
+	$(BENCHSTAT) $(BENCHDIR)/pipelining.txt
 
 ## bench-cluster: the flash crowd on one item with 1 and 3 stock buckets on a
 ## local 3-master Redis Cluster, then the reserve script's rate per shard with
