@@ -3,9 +3,7 @@ package persistence_test
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -206,27 +204,6 @@ func checkUTC(t testing.TB, what string, times ...time.Time) {
 			t.Errorf("%s: time %v is in %v, want UTC", what, tm, tm.Location())
 		}
 	}
-}
-
-// withRapidChecks makes the rapid.Check calls of this test run n cases,
-// unless the number was chosen with -rapid.checks or RAPID_CHECKS. The test
-// must not run in parallel with other rapid tests.
-func withRapidChecks(t testing.TB, n int) {
-	t.Helper()
-	if _, ok := os.LookupEnv("RAPID_CHECKS"); ok {
-		return
-	}
-	set := false
-	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "rapid.checks" })
-	f := flag.Lookup("rapid.checks")
-	if set || f == nil {
-		return
-	}
-	old := f.Value.String()
-	if err := f.Value.Set(strconv.Itoa(n)); err != nil {
-		t.Fatalf("set rapid.checks: %v", err)
-	}
-	t.Cleanup(func() { _ = f.Value.Set(old) })
 }
 
 // isAny reports whether err is one of targets.

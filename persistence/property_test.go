@@ -11,6 +11,7 @@ import (
 
 	"pgregory.net/rapid"
 
+	"github.com/flashsale/flashsale/internal/proptest"
 	"github.com/flashsale/flashsale/persistence"
 	"github.com/flashsale/flashsale/reservation"
 )
@@ -145,7 +146,7 @@ func TestPropertyConvergence(t *testing.T) {
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) {
 			got, ref := b.open(t), b.open(t)
-			withRapidChecks(t, checks[b.name])
+			proptest.Checks(t, checks[b.name])
 			ctx := testCtx(t)
 			iteration := 0
 			rapid.Check(t, func(t *rapid.T) {

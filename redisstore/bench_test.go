@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/reservation"
 )
 
@@ -30,26 +31,33 @@ func BenchmarkReserve(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			s := newRealStore(b)
 			mustSeed(b, s, itemSpec("bench", tc.stock, 1))
-			ctx := context.Background()
-			var users atomic.Int64
-			b.SetParallelism(16)
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					id, err := reservation.NewID("bench")
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					req := reservation.ReserveRequest{ID: id, SKU: "bench",
-						UserID: "u" + strconv.FormatInt(users.Add(1), 10), Quantity: 1}
-					if _, _, err := s.Reserve(ctx, req); !errors.Is(err, tc.wantErr) {
-						b.Errorf("reserve: %v, want %v", err, tc.wantErr)
-						return
-					}
-				}
-			})
+			reserveInParallel(b, s.Store, "bench", 16, tc.wantErr)
 		})
 	}
+}
+
+// reserveInParallel reserves one unit of sku from b.N goroutines spread
+// over GOMAXPROCS*parallelism workers, each call from a new user, and fails
+// on any answer other than wantErr.
+func reserveInParallel(b *testing.B, s *redisstore.Store, sku string, parallelism int, wantErr error) {
+	ctx := context.Background()
+	var users atomic.Int64
+	b.SetParallelism(parallelism)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id, err := reservation.NewID(sku)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			req := reservation.ReserveRequest{ID: id, SKU: sku,
+				UserID: "u" + strconv.FormatInt(users.Add(1), 10), Quantity: 1}
+			if _, _, err := s.Reserve(ctx, req); !errors.Is(err, wantErr) {
+				b.Errorf("reserve: %v, want %v", err, wantErr)
+				return
+			}
+		}
+	})
 }

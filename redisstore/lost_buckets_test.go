@@ -44,22 +44,6 @@ func bucketKeys(s *testStore, names ...string) []string {
 	return out
 }
 
-// recordOf is what the durable record holds of sku: its offer and the
-// reservations with ids, as the syncer would have written them.
-func recordOf(t testing.TB, s *testStore, spec reservation.ItemSpec, ids []string) reservation.Snapshot {
-	t.Helper()
-	snap := reservation.Snapshot{Item: reservation.ItemRecord{ItemSpec: spec, Rev: 1,
-		CreatedAt: s.now(t), UpdatedAt: s.now(t)}}
-	for _, id := range ids {
-		r, err := s.Reservation(context.Background(), id)
-		if err != nil {
-			t.Fatalf("Reservation(%s): %v", id, err)
-		}
-		snap.Reservations = append(snap.Reservations, reservation.RecordedReservation{Reservation: r})
-	}
-	return snap
-}
-
 // TestSeedNeverCreatesALostBucket is issue 11's oversell: an admin seeding
 // an item split over buckets while Redis has lost some of them. The seed
 // must be refused as recovering and leave the lost buckets absent, so that
@@ -90,7 +74,7 @@ func TestSeedNeverCreatesALostBucket(t *testing.T) {
 			}
 			mustConfirm(t, s, ids[0])
 			mustConfirm(t, s, ids[2])
-			record := recordOf(t, s, spec, ids)
+			record := snapshotOf(t, s, spec, ids)
 
 			var lost []string
 			for _, b := range tc.lose {

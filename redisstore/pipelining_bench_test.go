@@ -4,15 +4,12 @@ package redisstore_test
 
 import (
 	"context"
-	"strconv"
-	"sync/atomic"
 	"testing"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale/internal/redistest"
 	"github.com/flashsale/flashsale/redisstore"
-	"github.com/flashsale/flashsale/reservation"
 )
 
 // BenchmarkReservePipelining measures granted reserves through Store.Reserve
@@ -59,25 +56,7 @@ func BenchmarkReservePipelining(b *testing.B) {
 			if _, err := s.Seed(ctx, itemSpec("bench", 1_000_000_000, 1)); err != nil {
 				b.Fatal(err)
 			}
-			var users atomic.Int64
-			b.SetParallelism(32)
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					id, err := reservation.NewID("bench")
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					req := reservation.ReserveRequest{ID: id, SKU: "bench",
-						UserID: "u" + strconv.FormatInt(users.Add(1), 10), Quantity: 1}
-					if _, _, err := s.Reserve(ctx, req); err != nil {
-						b.Errorf("reserve: %v", err)
-						return
-					}
-				}
-			})
+			reserveInParallel(b, s, "bench", 32, nil)
 		})
 	}
 }

@@ -2,17 +2,16 @@ package redisstore_test
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"os"
 	"strconv"
 	"testing"
 	"time"
 
 	"pgregory.net/rapid"
 
+	"github.com/flashsale/flashsale/internal/proptest"
 	"github.com/flashsale/flashsale/internal/redistest"
 	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/reservation"
@@ -30,7 +29,7 @@ const restoreChunkSize = 500
 // the idempotency hash, every user's allowance counted, and each bucket's
 // counters must be the sums over all its records, not over one chunk.
 func TestPropertyRestoreAroundTheChunk(t *testing.T) {
-	capRapidChecks(t, 40)
+	proptest.Checks(t, 40)
 	mr, rdb := redistest.Miniredis(t)
 	s := newTestStore(t, rdb, mr, "rk")
 	ctx := context.Background()
@@ -191,25 +190,4 @@ func bucketCounters(t failer, s *testStore, bucket string) counters {
 		}
 	}
 	return counters{Stock: n[0], Available: n[1], Reserved: n[2], Sold: n[3]}
-}
-
-// capRapidChecks makes this test's rapid.Check calls run n cases, unless
-// the number was chosen with -rapid.checks or RAPID_CHECKS. The test must
-// not run in parallel with other rapid tests.
-func capRapidChecks(t testing.TB, n int) {
-	t.Helper()
-	if _, ok := os.LookupEnv("RAPID_CHECKS"); ok {
-		return
-	}
-	set := false
-	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "rapid.checks" })
-	f := flag.Lookup("rapid.checks")
-	if set || f == nil {
-		return
-	}
-	old := f.Value.String()
-	if err := f.Value.Set(strconv.Itoa(n)); err != nil {
-		t.Fatalf("set rapid.checks: %v", err)
-	}
-	t.Cleanup(func() { _ = f.Value.Set(old) })
 }
