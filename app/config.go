@@ -33,7 +33,8 @@ type Config struct {
 	RedisPipelines  int           // FLASHSALE_REDIS_PIPELINES: concurrent calls share this many pipelines; 0: none
 	SoldOutMemory   time.Duration // FLASHSALE_SOLD_OUT_MEMORY: how long a sold-out answer is reused; 0: never
 	KeyPrefix       string        // FLASHSALE_KEY_PREFIX
-	AdminToken      string        // FLASHSALE_ADMIN_TOKEN; empty generates one
+	AdminTokens     []string      // FLASHSALE_ADMIN_TOKEN: comma-separated, any of them admits; empty generates one
+	ServiceTokens   []string      // FLASHSALE_SERVICE_TOKENS: comma-separated, for confirm; empty generates one
 	SweepInterval   time.Duration // FLASHSALE_SWEEP_INTERVAL
 	SweepBatch      int           // FLASHSALE_SWEEP_BATCH
 	ReadTimeout     time.Duration // FLASHSALE_READ_TIMEOUT
@@ -108,7 +109,8 @@ func LoadConfig(env Environ) (Config, error) {
 		RedisPipelines:  r.int("FLASHSALE_REDIS_PIPELINES", redisstore.DefaultPipelines, 0, 1024),
 		SoldOutMemory:   r.duration("FLASHSALE_SOLD_OUT_MEMORY", 50*time.Millisecond, 0, reservation.MaxSoldOutMemory),
 		KeyPrefix:       r.str("FLASHSALE_KEY_PREFIX", "flashsale"),
-		AdminToken:      r.secret("FLASHSALE_ADMIN_TOKEN", maskSecret),
+		AdminTokens:     r.secretList("FLASHSALE_ADMIN_TOKEN"),
+		ServiceTokens:   r.secretList("FLASHSALE_SERVICE_TOKENS"),
 		SweepInterval:   r.duration("FLASHSALE_SWEEP_INTERVAL", 500*time.Millisecond, 10*time.Millisecond, 2*time.Second),
 		SweepBatch:      r.int("FLASHSALE_SWEEP_BATCH", 256, 1, 10_000),
 		ReadTimeout:     r.duration("FLASHSALE_READ_TIMEOUT", httpapi.DefaultReadTimeout, time.Millisecond, time.Hour),
@@ -177,8 +179,18 @@ func LoadConfig(env Environ) (Config, error) {
 	if cfg.KeyPrefix == "" || strings.ContainsAny(cfg.KeyPrefix, "{} \t") {
 		r.fail("FLASHSALE_KEY_PREFIX", cfg.KeyPrefix, "must be non-empty, without braces or spaces")
 	}
-	if cfg.AdminToken != "" && len(cfg.AdminToken) < 16 {
-		r.fail("FLASHSALE_ADMIN_TOKEN", "(hidden)", "must be at least 16 characters")
+	// A list of tokens lets one be rotated without downtime: instances take
+	// the new one beside the old, callers switch, then the old one is dropped.
+	for _, v := range []struct {
+		name   string
+		tokens []string
+	}{{"FLASHSALE_ADMIN_TOKEN", cfg.AdminTokens}, {"FLASHSALE_SERVICE_TOKENS", cfg.ServiceTokens}} {
+		for _, tok := range v.tokens {
+			if len(tok) < minTokenLen {
+				r.fail(v.name, "(hidden)", fmt.Sprintf("each comma-separated token must be at least %d characters", minTokenLen))
+				break
+			}
+		}
 	}
 	cfg.Settings = r.settings
 	return cfg, errors.Join(append(unknownVariables(env, r.settings), r.errs...)...)
@@ -270,6 +282,9 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
+// minTokenLen is the shortest admin or service token accepted.
+const minTokenLen = 16
+
 // masked stands for a secret in `flashsale config`, whatever its length.
 const masked = "*****"
 
@@ -334,6 +349,22 @@ func (r *envReader) secret(name string, mask func(string) string) string {
 	v := r.env[name]
 	r.record(name, v, mask(v))
 	return v
+}
+
+// secretList reads a comma-separated list of secrets, shown masked; blanks
+// around items are dropped, and empty items are kept for the caller's check
+// to report (a stray comma must not pass as a token of length zero).
+func (r *envReader) secretList(name string) []string {
+	v := strings.TrimSpace(r.env[name])
+	r.record(name, v, maskSecret(v))
+	if v == "" {
+		return nil
+	}
+	items := strings.Split(v, ",")
+	for i := range items {
+		items[i] = strings.TrimSpace(items[i])
+	}
+	return items
 }
 
 // list reads a comma-separated list; blanks around items are dropped, and

@@ -73,25 +73,27 @@ func run(ctx context.Context, env Environ, logOut io.Writer) error {
 		}
 	}
 
-	token := cfg.AdminToken
-	if token == "" {
-		var b [24]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return fmt.Errorf("admin token: %w", err)
-		}
-		token = hex.EncodeToString(b[:])
-		log.Warn("FLASHSALE_ADMIN_TOKEN is unset: generated an admin token for this run", "admin_token", token)
+	adminTokens, err := tokensOrGenerated(cfg.AdminTokens, "FLASHSALE_ADMIN_TOKEN", "admin_token", log)
+	if err != nil {
+		return err
+	}
+	// Unset, confirm must still be closed to buyers: a generated token keeps
+	// it for whoever reads the log, never for whoever holds a reservation id.
+	serviceTokens, err := tokensOrGenerated(cfg.ServiceTokens, "FLASHSALE_SERVICE_TOKENS", "service_token", log)
+	if err != nil {
+		return err
 	}
 
 	metrics, metricsHandler := newMetrics(cfg, store, syncer, recoverer, log)
 	srv := httpapi.New(svc, httpapi.Config{
-		AdminToken:   token,
-		ReadTimeout:  cfg.ReadTimeout,
-		WriteTimeout: cfg.WriteTimeout,
-		IdleTimeout:  cfg.IdleTimeout,
-		Log:          log,
-		Auditor:      &persistence.Auditor{Store: auditSource{svc, store}, DB: db},
-		Status:       statusReport(syncer, recoverer),
+		AdminTokens:   adminTokens,
+		ServiceTokens: serviceTokens,
+		ReadTimeout:   cfg.ReadTimeout,
+		WriteTimeout:  cfg.WriteTimeout,
+		IdleTimeout:   cfg.IdleTimeout,
+		Log:           log,
+		Auditor:       &persistence.Auditor{Store: auditSource{svc, store}, DB: db},
+		Status:        statusReport(syncer, recoverer),
 
 		Metrics:        metrics,
 		MetricsHandler: metricsHandler,
@@ -153,6 +155,21 @@ func runSync(ctx context.Context, env Environ, logOut io.Writer) error {
 	_ = syncer.Run(ctx)
 	d.log.Info("stopped", "synced", syncer.Stats().Synced.Load())
 	return nil
+}
+
+// tokensOrGenerated is tokens, or, when none are set, one random token for
+// this run, logged once under key with a warning naming the variable.
+func tokensOrGenerated(tokens []string, variable, key string, log *slog.Logger) ([]string, error) {
+	if len(tokens) > 0 {
+		return tokens, nil
+	}
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	token := hex.EncodeToString(b[:])
+	log.Warn(variable+" is unset: generated a token for this run", key, token)
+	return []string{token}, nil
 }
 
 // deps is what serve and sync both start from: the validated configuration,

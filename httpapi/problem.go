@@ -58,6 +58,8 @@ var domainKinds = []struct {
 var (
 	errUnauthorized = &httpError{kind{fiber.StatusUnauthorized, "unauthorized", "Unauthorized"},
 		"a valid admin bearer token is required"}
+	errServiceUnauthorized = &httpError{kind{fiber.StatusUnauthorized, "unauthorized", "Unauthorized"},
+		"a valid service bearer token is required: confirm is the payment backend's call"}
 	errTooLarge = &httpError{kind{fiber.StatusRequestEntityTooLarge, "payload_too_large", "Payload too large"},
 		"the request body is larger than this endpoint accepts"}
 	errMediaType = &httpError{kind{fiber.StatusUnsupportedMediaType, "unsupported_media_type", "Unsupported media type"},
@@ -146,7 +148,11 @@ func (s *Server) writeProblem(c *fiber.Ctx, err error, k kind, detail string) er
 			"status", k.status, "code", k.code, "detail", detail)
 	}
 	if k.status == fiber.StatusUnauthorized {
-		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="flashsale-admin"`)
+		realm := "flashsale-admin"
+		if errors.Is(err, errServiceUnauthorized) {
+			realm = "flashsale-service"
+		}
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="`+realm+`"`)
 	}
 	var buf [1024]byte
 	return sendRaw(c, k.status, problemContentType, appendProblem(buf[:0], problem{

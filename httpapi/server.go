@@ -41,12 +41,16 @@ const (
 
 // Config is what the HTTP layer needs from the outside.
 type Config struct {
-	AdminToken   string
-	ReadTimeout  time.Duration
-	WriteTimeout time.Duration
-	IdleTimeout  time.Duration
-	ReadyTimeout time.Duration // how long /readyz waits for the store
-	Log          *slog.Logger
+	// AdminTokens admit to /admin/v1; ServiceTokens to confirm, the payment
+	// backend's call. Any token of a list admits, so one can be rotated
+	// without downtime; an empty list admits no one.
+	AdminTokens   []string
+	ServiceTokens []string
+	ReadTimeout   time.Duration
+	WriteTimeout  time.Duration
+	IdleTimeout   time.Duration
+	ReadyTimeout  time.Duration // how long /readyz waits for the store
+	Log           *slog.Logger
 	// Auditor serves GET /admin/v1/items/{sku}/audit; nil: 404.
 	Auditor Auditor
 	// Status adds detail to /readyz (sync backlog, lag, recovery); may be nil.
@@ -67,7 +71,8 @@ type Server struct {
 	app       *fiber.App
 	svc       *reservation.Service
 	log       *slog.Logger
-	tokenHash [sha256.Size]byte
+	admin     tokenSet
+	service   tokenSet
 	readyWait time.Duration
 	auditor   Auditor
 	status    func(ctx context.Context) map[string]any
@@ -82,7 +87,8 @@ func New(svc *reservation.Service, cfg Config) *Server {
 	s := &Server{
 		svc:       svc,
 		log:       cfg.Log,
-		tokenHash: sha256.Sum256([]byte(cfg.AdminToken)),
+		admin:     newTokenSet(cfg.AdminTokens),
+		service:   newTokenSet(cfg.ServiceTokens),
 		readyWait: cfg.ReadyTimeout,
 		auditor:   cfg.Auditor,
 		status:    cfg.Status,
@@ -156,7 +162,7 @@ func (s *Server) routes() {
 	v1.Get("/items/:sku", s.item)
 	v1.Post("/items/:sku/reservations", s.reserve)
 	v1.Get("/reservations/:id", s.reservation)
-	v1.Post("/reservations/:id/confirm", s.confirm)
+	v1.Post("/reservations/:id/confirm", s.requireService, s.confirm)
 	v1.Post("/reservations/:id/cancel", s.cancel)
 }
 
@@ -258,16 +264,50 @@ func refuseContentEncoding(c *fiber.Ctx) error {
 
 var headerContentEncoding = []byte(fiber.HeaderContentEncoding)
 
-// requireAdmin compares hashes in constant time, so neither the token nor
-// its length leaks through timing.
 func (s *Server) requireAdmin(c *fiber.Ctx) error {
-	// The scheme is case-insensitive (RFC 9110, section 11.1); the token is not.
-	scheme, token, _ := strings.Cut(c.Get(fiber.HeaderAuthorization), " ")
-	got := sha256.Sum256([]byte(token))
-	if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) != 1 {
+	if !s.admin.admits(c.Get(fiber.HeaderAuthorization)) {
 		return errUnauthorized
 	}
 	return c.Next()
+}
+
+// requireService guards confirm: it means "payment captured", so only the
+// payment backend, holding a service token, may say it. A buyer holding
+// the reservation id may not, and neither may the admin token: each
+// credential unlocks its own routes (docs/security.md).
+func (s *Server) requireService(c *fiber.Ctx) error {
+	if !s.service.admits(c.Get(fiber.HeaderAuthorization)) {
+		return errServiceUnauthorized
+	}
+	return c.Next()
+}
+
+// tokenSet holds the SHA-256 of each accepted bearer token.
+type tokenSet [][sha256.Size]byte
+
+func newTokenSet(tokens []string) tokenSet {
+	set := make(tokenSet, 0, len(tokens))
+	for _, t := range tokens {
+		if t != "" { // an empty token would admit "Bearer " with nothing after it
+			set = append(set, sha256.Sum256([]byte(t)))
+		}
+	}
+	return set
+}
+
+// admits reports whether authorization is "Bearer <one of the tokens>". It
+// compares hashes in constant time and against every token without
+// stopping at a match, so neither a token, its length nor its place in the
+// list leaks through timing.
+func (ts tokenSet) admits(authorization string) bool {
+	// The scheme is case-insensitive (RFC 9110, section 11.1); the token is not.
+	scheme, token, _ := strings.Cut(authorization, " ")
+	got := sha256.Sum256([]byte(token))
+	ok := 0
+	for i := range ts {
+		ok |= subtle.ConstantTimeCompare(got[:], ts[i][:])
+	}
+	return strings.EqualFold(scheme, "Bearer") && ok == 1
 }
 
 func (s *Server) ready(c *fiber.Ctx) error {
