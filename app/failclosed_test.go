@@ -199,13 +199,15 @@ func TestRunRefusesASecondProcessOnTheSQLiteFile(t *testing.T) {
 func TestPrintConfig(t *testing.T) {
 	const (
 		token         = "admin-token-not-to-print-0123"
+		serviceToken  = "service-token-not-to-print-0123"
 		redisPassword = "redis-password-not-to-print"
 		dsnPassword   = "dsn-password-not-to-print"
 	)
 	vars := map[string]string{
 		"FLASHSALE_REDIS_ADDR":      "redis:6379",
 		"FLASHSALE_REDIS_PASSWORD":  redisPassword,
-		"FLASHSALE_ADMIN_TOKEN":     token,
+		"FLASHSALE_ADMIN_TOKEN":     token + ",second-admin-token-not-to-print",
+		"FLASHSALE_SERVICE_TOKENS":  serviceToken,
 		"FLASHSALE_MYSQL_DSN":       "app:" + dsnPassword + "@tcp(db:3306)/flashsale?parseTime=true",
 		"FLASHSALE_SYNC_WAIT":       "20ms",
 		"FLASHSALE_TEST_REDIS_ADDR": "127.0.0.1:6379", // reserved: neither refused nor printed
@@ -214,7 +216,7 @@ func TestPrintConfig(t *testing.T) {
 	if err := printConfig(env(vars), &out); err != nil {
 		t.Fatalf("printConfig: %v\n%s", err, out.String())
 	}
-	for _, secret := range []string{token, redisPassword, dsnPassword} {
+	for _, secret := range []string{token, "second-admin-token", serviceToken, redisPassword, dsnPassword} {
 		if strings.Contains(out.String(), secret) {
 			t.Errorf("config shows a secret %q:\n%s", secret, out.String())
 		}
@@ -247,6 +249,7 @@ func TestPrintConfig(t *testing.T) {
 		"FLASHSALE_REDIS_ADDR":          "redis:6379 # set",
 		"FLASHSALE_REDIS_PASSWORD":      "***** # set",
 		"FLASHSALE_ADMIN_TOKEN":         "***** # set",
+		"FLASHSALE_SERVICE_TOKENS":      "***** # set",
 		"FLASHSALE_MYSQL_DSN":           "app:*****@tcp(db:3306)/flashsale?parseTime=true # set",
 		"FLASHSALE_SYNC_WAIT":           "20ms # set",
 		"FLASHSALE_HTTP_ADDR":           ":3004 # default",

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -165,6 +166,30 @@ func TestLoadConfig(t *testing.T) {
 		},
 		{name: "prefix with hash tag", vars: map[string]string{"FLASHSALE_KEY_PREFIX": "a{b}"}, wantErr: []string{"FLASHSALE_KEY_PREFIX"}},
 		{name: "short admin token", vars: map[string]string{"FLASHSALE_ADMIN_TOKEN": "short"}, wantErr: []string{"FLASHSALE_ADMIN_TOKEN"}},
+		{
+			name: "token lists, for rotation",
+			vars: map[string]string{
+				"FLASHSALE_REDIS_ADDR":     "embedded",
+				"FLASHSALE_ADMIN_TOKEN":    "admin-token-old-0123, admin-token-new-0123",
+				"FLASHSALE_SERVICE_TOKENS": "service-token-0123",
+			},
+			check: func(t *testing.T, c Config) {
+				if !slices.Equal(c.AdminTokens, []string{"admin-token-old-0123", "admin-token-new-0123"}) ||
+					!slices.Equal(c.ServiceTokens, []string{"service-token-0123"}) {
+					t.Errorf("admin tokens %q, service tokens %q", c.AdminTokens, c.ServiceTokens)
+				}
+			},
+		},
+		{
+			name:    "a short token in a list",
+			vars:    map[string]string{"FLASHSALE_SERVICE_TOKENS": "service-token-0123,short"},
+			wantErr: []string{"FLASHSALE_SERVICE_TOKENS", "at least 16 characters"},
+		},
+		{
+			name:    "an empty token in a list",
+			vars:    map[string]string{"FLASHSALE_ADMIN_TOKEN": "admin-token-0123456,"},
+			wantErr: []string{"FLASHSALE_ADMIN_TOKEN", "at least 16 characters"},
+		},
 		{name: "bad log level", vars: map[string]string{"FLASHSALE_LOG_LEVEL": "loud"}, wantErr: []string{"FLASHSALE_LOG_LEVEL"}},
 		{
 			name: "persistence defaults",
@@ -361,6 +386,18 @@ func TestRunEmbeddedServesAndShutsDown(t *testing.T) {
 	}
 	if !strings.Contains(svc.logs.String(), "admin_token") {
 		t.Errorf("generated admin token was not logged; logs:\n%s", svc.logs)
+	}
+	// Unset, the service token is generated too, so confirm is never open.
+	m := regexp.MustCompile(`"service_token":"([0-9a-f]{48})"`).FindStringSubmatch(svc.logs.String())
+	if m == nil {
+		t.Fatalf("generated service token was not logged; logs:\n%s", svc.logs)
+	}
+	const confirm = "/v1/reservations/nothing-here.AAAAAAAAAAAAAAAAAAAAAA/confirm"
+	if status, body := svc.call(t, "", "POST", confirm, ""); status != http.StatusUnauthorized {
+		t.Errorf("confirm without a token = %d %s", status, body)
+	}
+	if status, body := svc.call(t, m[1], "POST", confirm, ""); status != http.StatusNotFound {
+		t.Errorf("confirm with the generated service token = %d %s, want 404", status, body)
 	}
 
 	resp, err := http.Get(svc.base + "/v1/items/nothing-here")

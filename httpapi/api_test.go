@@ -29,6 +29,10 @@ import (
 
 const adminToken = "s3cret-admin-token"
 
+// serviceTokens are the payment backend's tokens, for confirm: two, as
+// during a rotation.
+var serviceTokens = []string{"s3cret-service-token-old", "s3cret-service-token-new"}
+
 // env is one server over the real redisstore on a miniredis whose clock the
 // test moves.
 type env struct {
@@ -48,9 +52,10 @@ func newServer(t *testing.T, client goredis.UniversalClient) *httpapi.Server {
 		t.Fatalf("redisstore.New: %v", err)
 	}
 	return httpapi.New(reservation.NewService(store, nil), httpapi.Config{
-		AdminToken:   adminToken,
-		ReadyTimeout: 2 * time.Second,
-		Log:          quietLog(),
+		AdminTokens:   []string{adminToken},
+		ServiceTokens: serviceTokens,
+		ReadyTimeout:  2 * time.Second,
+		Log:           quietLog(),
 	})
 }
 
@@ -77,6 +82,9 @@ func downEnv(t *testing.T) *env {
 type h map[string]string
 
 var admin = h{"Authorization": "Bearer " + adminToken}
+
+// service is the payment backend's credential, which confirm needs.
+var service = h{"Authorization": "Bearer " + serviceTokens[0]}
 
 func (hd h) with(k, v string) h {
 	out := h{}
@@ -272,7 +280,7 @@ func TestUnavailable(t *testing.T) {
 		{"reserve with key", "POST", "/v1/items/sku1/reservations", `{"user_id":"u1","quantity":1}`, h{"Idempotency-Key": "k1"}},
 		{"get item", "GET", "/v1/items/sku1", "", nil},
 		{"get reservation", "GET", "/v1/reservations/" + id, "", nil},
-		{"confirm", "POST", "/v1/reservations/" + id + "/confirm", "", nil},
+		{"confirm", "POST", "/v1/reservations/" + id + "/confirm", "", service},
 		{"cancel", "POST", "/v1/reservations/" + id + "/cancel", "", nil},
 		{"seed", "PUT", "/admin/v1/items/sku1", `{"stock":5}`, admin},
 	} {
@@ -510,7 +518,7 @@ func TestStockBelowCommitted(t *testing.T) {
 	seed(t, e.app, "shoe", `{"stock":10,"per_user_limit":5}`)
 	reserve(t, e.app, "shoe", "a", 3)
 	sold := reserve(t, e.app, "shoe", "b", 2)
-	wantOK(t, do(t, e.app, "POST", "/v1/reservations/"+sold+"/confirm", "", nil), 200)
+	wantOK(t, do(t, e.app, "POST", "/v1/reservations/"+sold+"/confirm", "", service), 200)
 	want := counters{Stock: 10, Available: 5, Reserved: 3, Sold: 2, PerUserLimit: 5, HoldSeconds: 600}
 	wantItem(t, e.app, "shoe", want)
 
@@ -845,7 +853,7 @@ func TestPerUserLimit(t *testing.T) {
 	second := reserve(t, e.app, "hat", "u", 1)
 	wantProblem(t, do(t, e.app, "POST", "/v1/items/hat/reservations", `{"user_id":"u","quantity":1}`, nil), 409, "limit_exceeded")
 	// Confirmed units still count against the limit.
-	wantOK(t, do(t, e.app, "POST", "/v1/reservations/"+first+"/confirm", "", nil), 200)
+	wantOK(t, do(t, e.app, "POST", "/v1/reservations/"+first+"/confirm", "", service), 200)
 	wantProblem(t, do(t, e.app, "POST", "/v1/items/hat/reservations", `{"user_id":"u","quantity":1}`, nil), 409, "limit_exceeded")
 	// A cancelled hold gives its units back to the user's allowance.
 	wantOK(t, do(t, e.app, "POST", "/v1/reservations/"+second+"/cancel", "", nil), 200)
@@ -903,7 +911,7 @@ func TestIdempotency(t *testing.T) {
 	wantItem(t, e.app, "bag", counters{Stock: 10, Available: 3, Reserved: 7, PerUserLimit: 3, HoldSeconds: 600})
 
 	// A replay still answers after the hold was confirmed, and takes nothing.
-	wantOK(t, do(t, e.app, "POST", "/v1/reservations/"+id+"/confirm", "", nil), 200)
+	wantOK(t, do(t, e.app, "POST", "/v1/reservations/"+id+"/confirm", "", service), 200)
 	rr = do(t, e.app, "POST", "/v1/items/bag/reservations", `{"user_id":"u","quantity":2}`, key)
 	wantOK(t, rr, 200)
 	if rr.str("id") != id || rr.str("status") != "confirmed" {
@@ -951,7 +959,7 @@ func TestExpiry(t *testing.T) {
 		t.Fatalf("status %q before expiry", r.str("status"))
 	}
 	wantItem(t, e.app, "lamp", counters{Stock: 2, Available: 0, Reserved: 2, PerUserLimit: 2, HoldSeconds: 60})
-	wantOK(t, do(t, e.app, "POST", "/v1/reservations/"+b+"/confirm", "", nil), 200)
+	wantOK(t, do(t, e.app, "POST", "/v1/reservations/"+b+"/confirm", "", service), 200)
 
 	redistest.Advance(e.m, time.Second)
 	r = do(t, e.app, "GET", "/v1/reservations/"+a, "", nil)
@@ -962,7 +970,7 @@ func TestExpiry(t *testing.T) {
 	expired := counters{Stock: 2, Available: 1, Reserved: 0, Sold: 1, PerUserLimit: 2, HoldSeconds: 60}
 	wantItem(t, e.app, "lamp", expired)
 
-	wantProblem(t, do(t, e.app, "POST", "/v1/reservations/"+a+"/confirm", "", nil), 409, "reservation_expired")
+	wantProblem(t, do(t, e.app, "POST", "/v1/reservations/"+a+"/confirm", "", service), 409, "reservation_expired")
 	wantItem(t, e.app, "lamp", expired)
 	wantProblem(t, do(t, e.app, "POST", "/v1/reservations/"+a+"/cancel", "", nil), 409, "reservation_expired")
 	wantItem(t, e.app, "lamp", expired)
@@ -1002,6 +1010,9 @@ func TestConfirmCancel(t *testing.T) {
 
 	step := func(name, id, op, body string, headers h, status int, want string) {
 		t.Helper()
+		if op == "confirm" {
+			headers = headers.with("Authorization", service["Authorization"])
+		}
 		r := do(t, e.app, "POST", "/v1/reservations/"+id+"/"+op, body, headers)
 		if status >= 400 {
 			wantProblem(t, r, status, want)
@@ -1080,7 +1091,7 @@ func TestReservationLookup(t *testing.T) {
 			for _, req := range []struct{ method, suffix string }{
 				{"GET", ""}, {"POST", "/confirm"}, {"POST", "/cancel"},
 			} {
-				r := do(t, e.app, req.method, "/v1/reservations/"+tc.id+req.suffix, "", nil)
+				r := do(t, e.app, req.method, "/v1/reservations/"+tc.id+req.suffix, "", service)
 				wantProblem(t, r, tc.status, tc.code)
 			}
 		})
@@ -1118,7 +1129,7 @@ func TestNilLogger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httpapi.New(reservation.NewService(store, nil), httpapi.Config{AdminToken: adminToken})
+	srv := httpapi.New(reservation.NewService(store, nil), httpapi.Config{AdminTokens: []string{adminToken}})
 	srv.App().Get("/panic", func(*fiber.Ctx) error { panic("boom") })
 	wantProblem(t, do(t, srv.App(), "GET", "/v1/items/nope", "", nil), 404, "item_not_found")
 	wantProblem(t, do(t, srv.App(), "GET", "/panic", "", nil), 500, "internal")

@@ -47,7 +47,7 @@ func BenchmarkReserveHTTP(b *testing.B) {
 			if _, err := svc.Seed(ctx, reservation.ItemSpec{SKU: "bench", Stock: tc.stock, PerUserLimit: 1, Hold: time.Minute}); err != nil {
 				b.Fatal(err)
 			}
-			handler := httpapi.New(svc, httpapi.Config{AdminToken: adminToken, Log: quietLog()}).App().Handler()
+			handler := httpapi.New(svc, httpapi.Config{AdminTokens: []string{adminToken}, Log: quietLog()}).App().Handler()
 			var users atomic.Int64
 			b.SetParallelism(32) // 64 in flight on two cores
 			b.ReportAllocs()

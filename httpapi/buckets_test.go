@@ -119,7 +119,7 @@ func TestBucketedReservations(t *testing.T) {
 	if g.str("id") != other[0] || g.str("sku") != "tri" || g.str("status") != "pending" {
 		t.Fatalf("GET %s: %s", other[0], g.raw)
 	}
-	c := do(t, e.app, "POST", "/v1/reservations/"+other[0]+"/confirm", "", nil)
+	c := do(t, e.app, "POST", "/v1/reservations/"+other[0]+"/confirm", "", service)
 	wantOK(t, c, 200)
 	if c.str("status") != "confirmed" {
 		t.Fatalf("confirm: %s", c.raw)

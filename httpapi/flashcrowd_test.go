@@ -39,11 +39,12 @@ func TestFlashCrowd(t *testing.T) {
 		t.Fatalf("redisstore.New: %v", err)
 	}
 	srv := httpapi.New(reservation.NewService(store, nil), httpapi.Config{
-		AdminToken:   adminToken,
-		ReadTimeout:  10 * time.Second,
-		WriteTimeout: 10 * time.Second,
-		IdleTimeout:  30 * time.Second,
-		Log:          quietLog(),
+		AdminTokens:   []string{adminToken},
+		ServiceTokens: serviceTokens,
+		ReadTimeout:   10 * time.Second,
+		WriteTimeout:  10 * time.Second,
+		IdleTimeout:   30 * time.Second,
+		Log:           quietLog(),
 	})
 	base := "http://" + testenv.Serve(t, srv) // shut down before redistest deletes the keys
 
@@ -51,7 +52,8 @@ func TestFlashCrowd(t *testing.T) {
 	t.Cleanup(tr.CloseIdleConnections)
 	hc := &http.Client{Transport: tr, Timeout: 20 * time.Second}
 
-	// send makes one request; a transport error is recorded as status 0.
+	// send makes one request with token as its bearer token ("": none); a
+	// transport error is recorded as status 0.
 	type answer struct {
 		status int
 		code   string // problem code
@@ -60,7 +62,7 @@ func TestFlashCrowd(t *testing.T) {
 		loc    string
 		err    error
 	}
-	send := func(method, path, body string, auth bool) answer {
+	send := func(method, path, body, token string) answer {
 		req, err := http.NewRequest(method, base+path, strings.NewReader(body))
 		if err != nil {
 			return answer{err: err}
@@ -68,8 +70,8 @@ func TestFlashCrowd(t *testing.T) {
 		if body != "" {
 			req.Header.Set("Content-Type", "application/json")
 		}
-		if auth {
-			req.Header.Set("Authorization", "Bearer "+adminToken)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
 		}
 		res, err := hc.Do(req)
 		if err != nil {
@@ -132,7 +134,7 @@ func TestFlashCrowd(t *testing.T) {
 	}
 
 	if a := send("PUT", "/admin/v1/items/"+sku,
-		fmt.Sprintf(`{"stock":%d,"per_user_limit":1,"hold_seconds":600}`, stock), true); a.status != http.StatusCreated {
+		fmt.Sprintf(`{"stock":%d,"per_user_limit":1,"hold_seconds":600}`, stock), adminToken); a.status != http.StatusCreated {
 		t.Fatalf("seed: %+v", a)
 	}
 
@@ -140,7 +142,7 @@ func TestFlashCrowd(t *testing.T) {
 	answers := make([]answer, buyers)
 	pool(buyers, func(i int) {
 		answers[i] = send("POST", "/v1/items/"+sku+"/reservations",
-			fmt.Sprintf(`{"user_id":"buyer-%04d","quantity":1}`, i), false)
+			fmt.Sprintf(`{"user_id":"buyer-%04d","quantity":1}`, i), "")
 	})
 	t.Logf("%d reservations, %d at a time, in %v", buyers, workers, time.Since(start))
 
@@ -177,7 +179,7 @@ func TestFlashCrowd(t *testing.T) {
 		if i%2 == 1 {
 			op = "cancel"
 		}
-		done[i] = send("POST", "/v1/reservations/"+won[i]+"/"+op, "", false)
+		done[i] = send("POST", "/v1/reservations/"+won[i]+"/"+op, "", serviceTokens[0])
 	})
 	for i, a := range done {
 		want := map[bool]string{true: "confirmed", false: "cancelled"}[i%2 == 0]
@@ -193,7 +195,7 @@ func TestFlashCrowd(t *testing.T) {
 	again := make([]answer, 2*stock)
 	pool(len(again), func(i int) {
 		user := fmt.Sprintf("late-%04d", i/2) // each late buyer tries twice
-		again[i] = send("POST", "/v1/items/"+sku+"/reservations", fmt.Sprintf(`{"user_id":%q,"quantity":1}`, user), false)
+		again[i] = send("POST", "/v1/items/"+sku+"/reservations", fmt.Sprintf(`{"user_id":%q,"quantity":1}`, user), "")
 	})
 	got := map[string]int{}
 	for _, a := range again {

@@ -54,7 +54,7 @@ func bulkDecoder(body []byte) error    { _, err := decodeBulk(body); return err 
 // TestAdminSchemeIsCaseInsensitive: RFC 9110 makes the auth scheme
 // case-insensitive; the token itself is compared exactly.
 func TestAdminSchemeIsCaseInsensitive(t *testing.T) {
-	s := New(reservation.NewService(nil, nil), Config{AdminToken: "0123456789abcdef0123"})
+	s := New(reservation.NewService(nil, nil), Config{AdminTokens: []string{"0123456789abcdef0123"}})
 	for _, tc := range []struct {
 		name, auth string
 		want       int

@@ -84,7 +84,7 @@ func (nopMetrics) ObserveReserve(string, string)                     {}
 
 func metricsServer(t *testing.T, m httpapi.Metrics) *httpapi.Server {
 	t.Helper()
-	cfg := httpapi.Config{AdminToken: adminToken, Log: quietLog()}
+	cfg := httpapi.Config{AdminTokens: []string{adminToken}, Log: quietLog()}
 	if m != nil {
 		cfg.Metrics = m
 	}

@@ -73,7 +73,8 @@ func newRecoveryEnv(t *testing.T, client goredis.UniversalClient, rec reservatio
 	if err != nil {
 		t.Fatalf("redisstore.New: %v", err)
 	}
-	cfg.AdminToken, cfg.ReadyTimeout, cfg.Log = adminToken, 2*time.Second, quietLog()
+	cfg.AdminTokens, cfg.ServiceTokens = []string{adminToken}, serviceTokens
+	cfg.ReadyTimeout, cfg.Log = 2*time.Second, quietLog()
 	srv := httpapi.New(reservation.NewService(store, rec), cfg)
 	return &env{srv: srv, app: srv.App()}
 }
@@ -107,7 +108,7 @@ func TestRecovering(t *testing.T) {
 		{"reserve", "POST", "/v1/items/lost/reservations", `{"user_id":"u1","quantity":1}`, nil},
 		{"reserve with key", "POST", "/v1/items/lost/reservations", `{"user_id":"u1","quantity":1}`, h{"Idempotency-Key": "k1"}},
 		{"get reservation", "GET", "/v1/reservations/" + id, "", nil},
-		{"confirm", "POST", "/v1/reservations/" + id + "/confirm", "", nil},
+		{"confirm", "POST", "/v1/reservations/" + id + "/confirm", "", service},
 		{"cancel", "POST", "/v1/reservations/" + id + "/cancel", "", nil},
 		{"seed", "PUT", "/admin/v1/items/lost", `{"stock":5}`, admin},
 	} {

@@ -29,7 +29,7 @@ func TestShutdownFinishesInFlightRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := httpapi.New(reservation.NewService(store, nil), httpapi.Config{
-		AdminToken: "shutdown-test-token", Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		AdminTokens: []string{"shutdown-test-token"}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	entered := make(chan struct{})
 	srv.App().Get("/slow", func(c *fiber.Ctx) error {

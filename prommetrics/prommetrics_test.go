@@ -78,7 +78,7 @@ func newStack(t *testing.T) *stack {
 		Items: store, Sync: newFakeSync(), Recovery: fakeRecovery{rebuilding: 1, restored: 4},
 	})
 	srv := httpapi.New(reservation.NewService(store, nil), httpapi.Config{
-		AdminToken:     adminToken,
+		AdminTokens:    []string{adminToken},
 		Log:            slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Metrics:        m,
 		MetricsHandler: m.Handler(),
