@@ -24,18 +24,28 @@ build:
 ## run: serve on :3004. With no Redis configured (FLASHSALE_REDIS_ADDR and
 ## FLASHSALE_REDIS_CLUSTER_ADDRS unset) it asks for the embedded in-memory
 ## Redis, which the binary never picks on its own. With no
-## FLASHSALE_ADMIN_TOKEN it uses the token in ADMIN_TOKEN_FILE, made on first
-## use and readable by its owner alone: the README's walkthrough reads it there.
+## FLASHSALE_ADMIN_TOKEN it uses the token in ADMIN_TOKEN_FILE, and with no
+## FLASHSALE_SERVICE_TOKENS the one in SERVICE_TOKEN_FILE (confirm needs it),
+## each made on first use and readable by its owner alone: the README's
+## walkthrough reads them there.
 ADMIN_TOKEN_FILE ?= bin/admin-token
+SERVICE_TOKEN_FILE ?= bin/service-token
 run: build
 	@if [ -z "$$FLASHSALE_REDIS_ADDR$$FLASHSALE_REDIS_CLUSTER_ADDRS" ]; then export FLASHSALE_REDIS_ADDR=embedded; fi; \
-	if [ -z "$$FLASHSALE_ADMIN_TOKEN" ]; then \
-		if [ ! -s '$(ADMIN_TOKEN_FILE)' ]; then \
-			mkdir -p "$$(dirname '$(ADMIN_TOKEN_FILE)')" && \
-			(umask 077 && od -An -N24 -tx1 /dev/urandom | tr -d ' \n' > '$(ADMIN_TOKEN_FILE)') || exit 1; \
+	token_in() { \
+		if [ ! -s "$$1" ]; then \
+			mkdir -p "$$(dirname "$$1")" && \
+			(umask 077 && od -An -N24 -tx1 /dev/urandom | tr -d ' \n' > "$$1") || return 1; \
 		fi; \
-		FLASHSALE_ADMIN_TOKEN=$$(cat '$(ADMIN_TOKEN_FILE)') && export FLASHSALE_ADMIN_TOKEN || exit 1; \
+		cat "$$1"; \
+	}; \
+	if [ -z "$$FLASHSALE_ADMIN_TOKEN" ]; then \
+		FLASHSALE_ADMIN_TOKEN=$$(token_in '$(ADMIN_TOKEN_FILE)') && export FLASHSALE_ADMIN_TOKEN || exit 1; \
 		echo "make run: the admin token is in $(ADMIN_TOKEN_FILE)" >&2; \
+	fi; \
+	if [ -z "$$FLASHSALE_SERVICE_TOKENS" ]; then \
+		FLASHSALE_SERVICE_TOKENS=$$(token_in '$(SERVICE_TOKEN_FILE)') && export FLASHSALE_SERVICE_TOKENS || exit 1; \
+		echo "make run: the service token, which confirm needs, is in $(SERVICE_TOKEN_FILE)" >&2; \
 	fi; \
 	exec ./$(BIN)
 

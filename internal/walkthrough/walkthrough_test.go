@@ -61,7 +61,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-c", script.String())
-	cmd.Dir = dir // where make run keeps bin/admin-token, as in the repository
+	cmd.Dir = dir // where make run keeps bin/admin-token and bin/service-token, as in the repository
 	cmd.Env = cleanEnv()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -97,7 +97,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 
 // startMakeRun runs `make run` from root with the environment of the test
 // minus every FLASHSALE_* setting (a newcomer has none), serving on a free
-// port with its SQLite file and admin token file in dir. It returns the
+// port with its SQLite file and token files in dir. It returns the
 // address and stops the service when the test ends.
 func startMakeRun(t *testing.T, root, dir string) string {
 	t.Helper()
@@ -113,7 +113,9 @@ func startMakeRun(t *testing.T, root, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("make", "-s", "-C", root, "run", "ADMIN_TOKEN_FILE="+filepath.Join(dir, "bin", "admin-token"))
+	cmd := exec.Command("make", "-s", "-C", root, "run",
+		"ADMIN_TOKEN_FILE="+filepath.Join(dir, "bin", "admin-token"),
+		"SERVICE_TOKEN_FILE="+filepath.Join(dir, "bin", "service-token"))
 	cmd.Env = append(cleanEnv(),
 		"FLASHSALE_HTTP_ADDR="+addr,
 		"FLASHSALE_SQLITE_PATH="+filepath.Join(dir, "flashsale.db"))
