@@ -251,6 +251,15 @@ func DecodeReserve(sku string, body []byte, idemKey []byte) (reservation.Reserve
 // decodeReserve parses POST /v1/items/{sku}/reservations. idemKey is nil when
 // the header was absent (an empty header is present and invalid).
 func decodeReserve(sku string, body []byte, idemKey []byte) (reservation.ReserveRequest, error) {
+	return decodeReserveAs(sku, body, idemKey, "")
+}
+
+// decodeReserveAs is decodeReserve for a request whose buyer the bearer
+// token named (buyer; "" when buyers are not authenticated, and user_id is
+// then required). The body's user_id may be left out; one that names
+// someone else is refused rather than overridden, as the client is either
+// confused or trying to act for another buyer.
+func decodeReserveAs(sku string, body []byte, idemKey []byte, buyer string) (reservation.ReserveRequest, error) {
 	req := reservation.ReserveRequest{SKU: sku}
 	if !reservation.ValidSKU(sku) {
 		return req, reservation.ErrInvalidSKU
@@ -264,9 +273,15 @@ func decodeReserve(sku string, body []byte, idemKey []byte) (reservation.Reserve
 	user, qty, ok := parseReserveFast(body)
 	if !ok {
 		var err error
-		if user, qty, err = parseReserveStrict(body); err != nil {
+		if user, qty, err = parseReserveStrict(body, buyer == ""); err != nil {
 			return req, err
 		}
+	}
+	if buyer != "" {
+		if user != "" && user != buyer {
+			return req, errForbiddenUser
+		}
+		user = buyer
 	}
 	if qty < 1 || qty > reservation.MaxPerUserLimit {
 		return req, invalid("quantity must be 1..per_user_limit (at most %d)", reservation.MaxPerUserLimit)
@@ -277,18 +292,22 @@ func decodeReserve(sku string, body []byte, idemKey []byte) (reservation.Reserve
 
 // parseReserveStrict reads any body parseReserveFast leaves, and words the
 // refusal of a bad one.
-func parseReserveStrict(body []byte) (user string, qty int64, err error) {
+// user is "" when the body has no user_id and userRequired is false.
+func parseReserveStrict(body []byte, userRequired bool) (user string, qty int64, err error) {
 	var b reserveBody
 	if err := decodeStrict(body, &b); err != nil {
 		return "", 0, err
 	}
-	if b.UserID == nil {
+	if b.UserID == nil && userRequired {
 		return "", 0, invalid("user_id is required")
 	}
 	if b.Quantity == nil {
 		return "", 0, invalid("quantity is required")
 	}
-	return *b.UserID, *b.Quantity, nil
+	if b.UserID != nil {
+		user = *b.UserID
+	}
+	return user, *b.Quantity, nil
 }
 
 // decodeEmpty accepts no body, or an empty JSON object.

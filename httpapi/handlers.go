@@ -169,7 +169,8 @@ func (s *Server) reserve(c *fiber.Ctx) error {
 	if err := checkJSON(c.Get(fiber.HeaderContentType), c.Request().Body()); err != nil {
 		return err
 	}
-	req, err := decodeReserve(param(c, "sku"), c.Request().Body(), c.Request().Header.Peek("Idempotency-Key"))
+	buyer, _ := buyerOf(c)
+	req, err := decodeReserveAs(param(c, "sku"), c.Request().Body(), c.Request().Header.Peek("Idempotency-Key"), buyer)
 	if err != nil {
 		return err
 	}
@@ -187,7 +188,13 @@ func (s *Server) reserve(c *fiber.Ctx) error {
 }
 
 func (s *Server) reservation(c *fiber.Ctx) error {
-	r, err := s.svc.Reservation(c.UserContext(), param(c, "id"))
+	var r reservation.Reservation
+	var err error
+	if buyer, ok := buyerOf(c); ok {
+		r, err = s.svc.ReservationFor(c.UserContext(), buyer, param(c, "id"))
+	} else {
+		r, err = s.svc.Reservation(c.UserContext(), param(c, "id"))
+	}
 	if err != nil {
 		return err
 	}
@@ -199,6 +206,11 @@ func (s *Server) confirm(c *fiber.Ctx) error {
 }
 
 func (s *Server) cancel(c *fiber.Ctx) error {
+	if buyer, ok := buyerOf(c); ok {
+		return s.transition(c, func(ctx context.Context, id string) (reservation.Reservation, error) {
+			return s.svc.CancelFor(ctx, buyer, id)
+		})
+	}
 	return s.transition(c, s.svc.Cancel)
 }
 

@@ -60,6 +60,10 @@ var (
 		"a valid admin bearer token is required"}
 	errServiceUnauthorized = &httpError{kind{fiber.StatusUnauthorized, "unauthorized", "Unauthorized"},
 		"a valid service bearer token is required: confirm is the payment backend's call"}
+	errBuyerUnauthorized = &httpError{kind{fiber.StatusUnauthorized, "unauthorized", "Unauthorized"},
+		"a buyer bearer token (a JWT from the shop's identity provider) is required"}
+	errForbiddenUser = &httpError{kind{fiber.StatusForbidden, "forbidden", "Forbidden"},
+		"user_id is not the user the bearer token names: a buyer reserves for itself only (leave user_id out)"}
 	errTooLarge = &httpError{kind{fiber.StatusRequestEntityTooLarge, "payload_too_large", "Payload too large"},
 		"the request body is larger than this endpoint accepts"}
 	errMediaType = &httpError{kind{fiber.StatusUnsupportedMediaType, "unsupported_media_type", "Unsupported media type"},
@@ -152,7 +156,15 @@ func (s *Server) writeProblem(c *fiber.Ctx, err error, k kind, detail string) er
 		if errors.Is(err, errServiceUnauthorized) {
 			realm = "flashsale-service"
 		}
-		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="`+realm+`"`)
+		challenge := `Bearer realm="` + realm + `"`
+		var ce *challengeError
+		switch {
+		case errors.As(err, &ce): // a refused buyer token says why (buyer.go)
+			challenge = ce.challenge
+		case errors.Is(err, errBuyerUnauthorized):
+			challenge = buyerChallenge
+		}
+		c.Set(fiber.HeaderWWWAuthenticate, challenge)
 	}
 	var buf [1024]byte
 	return sendRaw(c, k.status, problemContentType, appendProblem(buf[:0], problem{

@@ -51,6 +51,10 @@ type Config struct {
 	IdleTimeout   time.Duration
 	ReadyTimeout  time.Duration // how long /readyz waits for the store
 	Log           *slog.Logger
+	// Buyers, when set, authenticates buyers on reserve, reading and
+	// cancelling a reservation: each acts as the user its token names, on
+	// its own reservations only. Nil: the body's user_id is believed.
+	Buyers BuyerVerifier
 	// Auditor serves GET /admin/v1/items/{sku}/audit; nil: 404.
 	Auditor Auditor
 	// Status adds detail to /readyz (sync backlog, lag, recovery); may be nil.
@@ -73,6 +77,7 @@ type Server struct {
 	log       *slog.Logger
 	admin     tokenSet
 	service   tokenSet
+	buyers    BuyerVerifier
 	readyWait time.Duration
 	auditor   Auditor
 	status    func(ctx context.Context) map[string]any
@@ -89,6 +94,7 @@ func New(svc *reservation.Service, cfg Config) *Server {
 		log:       cfg.Log,
 		admin:     newTokenSet(cfg.AdminTokens),
 		service:   newTokenSet(cfg.ServiceTokens),
+		buyers:    cfg.Buyers,
 		readyWait: cfg.ReadyTimeout,
 		auditor:   cfg.Auditor,
 		status:    cfg.Status,
@@ -160,10 +166,10 @@ func (s *Server) routes() {
 
 	v1 := s.app.Group("/v1", limitBody(bodyLimit))
 	v1.Get("/items/:sku", s.item)
-	v1.Post("/items/:sku/reservations", s.reserve)
-	v1.Get("/reservations/:id", s.reservation)
+	v1.Post("/items/:sku/reservations", s.identifyBuyer, s.reserve)
+	v1.Get("/reservations/:id", s.identifyBuyer, s.reservation)
 	v1.Post("/reservations/:id/confirm", s.requireService, s.confirm)
-	v1.Post("/reservations/:id/cancel", s.cancel)
+	v1.Post("/reservations/:id/cancel", s.identifyBuyer, s.cancel)
 }
 
 // withRequestID keeps a sane incoming X-Request-ID (so a gateway's id runs

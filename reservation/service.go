@@ -199,6 +199,49 @@ func (s *Service) Cancel(ctx context.Context, id string) (Reservation, error) {
 	return r, err
 }
 
+// ReservationFor is Reservation for a buyer known to be userID: another
+// buyer's reservation is ErrReservationNotFound, as an unknown id is.
+func (s *Service) ReservationFor(ctx context.Context, userID, id string) (Reservation, error) {
+	return s.byID(ctx, id, func(ctx context.Context, id string) (Reservation, error) {
+		return s.owned(ctx, userID, id)
+	})
+}
+
+// CancelFor is Cancel for a buyer known to be userID: another buyer's
+// reservation is ErrReservationNotFound and stays as it was.
+func (s *Service) CancelFor(ctx context.Context, userID, id string) (Reservation, error) {
+	r, err := s.byID(ctx, id, func(ctx context.Context, id string) (Reservation, error) {
+		if _, err := s.owned(ctx, userID, id); err != nil {
+			return Reservation{}, err
+		}
+		// Read, then cancel: safe without a script of its own, as a
+		// reservation's user never changes once it is made.
+		return s.store.Cancel(ctx, id)
+	})
+	if err == nil && s.soldOut != nil {
+		s.soldOut.forget(r.SKU)
+	}
+	return r, err
+}
+
+// owned reads reservation id and answers ErrReservationNotFound when it is
+// not userID's. The refusal is the very error the store gives an unknown
+// id, returned from inside byID's call, so it takes the same path after
+// (guard's recovery check and second call): the answer, its body and its
+// timing say nothing about whether the id exists. The ownership rule lives
+// here rather than in the HTTP handler so that every caller that knows the
+// buyer gets it, and the 404 cannot drift from the store's.
+func (s *Service) owned(ctx context.Context, userID, id string) (Reservation, error) {
+	r, err := s.store.Reservation(ctx, id)
+	if err != nil {
+		return Reservation{}, err
+	}
+	if r.UserID != userID {
+		return Reservation{}, ErrReservationNotFound
+	}
+	return r, nil
+}
+
 func (s *Service) byID(ctx context.Context, id string, op func(context.Context, string) (Reservation, error)) (Reservation, error) {
 	sku, ok := ParseID(id)
 	if !ok {
