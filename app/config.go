@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,6 +36,8 @@ type Config struct {
 	KeyPrefix       string        // FLASHSALE_KEY_PREFIX
 	AdminTokens     []string      // FLASHSALE_ADMIN_TOKEN: comma-separated, any of them admits; empty generates one
 	ServiceTokens   []string      // FLASHSALE_SERVICE_TOKENS: comma-separated, for confirm; empty generates one
+	BuyerAuth       string        // FLASHSALE_BUYER_AUTH: none (the body's user_id) or jwt
+	JWT             JWTConfig     // FLASHSALE_JWT_*: read under FLASHSALE_BUYER_AUTH=jwt
 	SweepInterval   time.Duration // FLASHSALE_SWEEP_INTERVAL
 	SweepBatch      int           // FLASHSALE_SWEEP_BATCH
 	ReadTimeout     time.Duration // FLASHSALE_READ_TIMEOUT
@@ -192,8 +195,76 @@ func LoadConfig(env Environ) (Config, error) {
 			}
 		}
 	}
+	cfg.BuyerAuth = r.oneOf("FLASHSALE_BUYER_AUTH", buyerAuthNone, buyerAuthNone, buyerAuthJWT)
+	cfg.JWT = JWTConfig{
+		JWKSURL:   r.str("FLASHSALE_JWT_JWKS_URL", ""),
+		JWKSFile:  r.str("FLASHSALE_JWT_JWKS_FILE", ""),
+		Issuer:    r.str("FLASHSALE_JWT_ISSUER", ""),
+		Audience:  r.str("FLASHSALE_JWT_AUDIENCE", ""),
+		UserClaim: r.str("FLASHSALE_JWT_USER_CLAIM", "sub"),
+	}
+	checkBuyerAuth(&r, cfg)
 	cfg.Settings = r.settings
 	return cfg, errors.Join(append(unknownVariables(env, r.settings), r.errs...)...)
+}
+
+// The values of FLASHSALE_BUYER_AUTH.
+const (
+	buyerAuthNone = "none"
+	buyerAuthJWT  = "jwt"
+)
+
+// JWTConfig is how buyers' tokens are verified (buyerauth.Options).
+type JWTConfig struct {
+	JWKSURL   string // FLASHSALE_JWT_JWKS_URL
+	JWKSFile  string // FLASHSALE_JWT_JWKS_FILE: exactly one of the two
+	Issuer    string // FLASHSALE_JWT_ISSUER
+	Audience  string // FLASHSALE_JWT_AUDIENCE
+	UserClaim string // FLASHSALE_JWT_USER_CLAIM
+}
+
+// checkBuyerAuth: under jwt the keys have one source and a token's issuer
+// and audience are pinned; under none a FLASHSALE_JWT_* setting is refused,
+// as it suggests the operator believes buyers are authenticated when the
+// body's user_id is believed instead.
+func checkBuyerAuth(r *envReader, cfg Config) {
+	j := cfg.JWT
+	if cfg.BuyerAuth != buyerAuthJWT {
+		for _, name := range []string{"FLASHSALE_JWT_JWKS_URL", "FLASHSALE_JWT_JWKS_FILE", "FLASHSALE_JWT_ISSUER",
+			"FLASHSALE_JWT_AUDIENCE", "FLASHSALE_JWT_USER_CLAIM"} {
+			if r.env[name] != "" {
+				r.fail(name, r.env[name], "is read only with FLASHSALE_BUYER_AUTH=jwt (it is "+cfg.BuyerAuth+")")
+			}
+		}
+		return
+	}
+	switch {
+	case j.JWKSURL == "" && j.JWKSFile == "":
+		r.errs = append(r.errs, errors.New("FLASHSALE_BUYER_AUTH=jwt needs the keys: set FLASHSALE_JWT_JWKS_URL "+
+			"(the identity provider's JWKS, fetched and refreshed) or FLASHSALE_JWT_JWKS_FILE (a JWKS file)"))
+	case j.JWKSURL != "" && j.JWKSFile != "":
+		r.fail("FLASHSALE_JWT_JWKS_FILE", j.JWKSFile, "set it or FLASHSALE_JWT_JWKS_URL, not both")
+	case j.JWKSURL != "":
+		if u, err := url.Parse(j.JWKSURL); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && loopback(u.Hostname()))) {
+			r.fail("FLASHSALE_JWT_JWKS_URL", j.JWKSURL, "must be an https:// URL (http:// only to localhost): "+
+				"whoever can change the keys in transit can mint any buyer")
+		}
+	}
+	if j.Issuer == "" {
+		r.errs = append(r.errs, errors.New("FLASHSALE_JWT_ISSUER is unset: FLASHSALE_BUYER_AUTH=jwt needs the iss tokens must carry"))
+	}
+	if j.Audience == "" {
+		r.errs = append(r.errs, errors.New("FLASHSALE_JWT_AUDIENCE is unset: FLASHSALE_BUYER_AUTH=jwt needs the aud tokens must carry, "+
+			"so a token the provider issued for another service is refused"))
+	}
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // reservedVariable reports whether name belongs to the project's own test

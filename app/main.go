@@ -22,6 +22,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/flashsale/flashsale/buyerauth"
 	"github.com/flashsale/flashsale/httpapi"
 	"github.com/flashsale/flashsale/loadtest"
 	"github.com/flashsale/flashsale/persistence"
@@ -84,10 +85,16 @@ func run(ctx context.Context, env Environ, logOut io.Writer) error {
 		return err
 	}
 
+	buyers, err := buyerVerifier(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+
 	metrics, metricsHandler := newMetrics(cfg, store, syncer, recoverer, log)
 	srv := httpapi.New(svc, httpapi.Config{
 		AdminTokens:   adminTokens,
 		ServiceTokens: serviceTokens,
+		Buyers:        buyers,
 		ReadTimeout:   cfg.ReadTimeout,
 		WriteTimeout:  cfg.WriteTimeout,
 		IdleTimeout:   cfg.IdleTimeout,
@@ -170,6 +177,32 @@ func tokensOrGenerated(tokens []string, variable, key string, log *slog.Logger) 
 	token := hex.EncodeToString(b[:])
 	log.Warn(variable+" is unset: generated a token for this run", key, token)
 	return []string{token}, nil
+}
+
+// buyerVerifier verifies buyers' tokens under FLASHSALE_BUYER_AUTH=jwt, its
+// keys refreshed until ctx is done; under none it is nil, and says at start
+// that the body's user_id is believed, so no one runs that way unawares.
+func buyerVerifier(ctx context.Context, cfg Config, log *slog.Logger) (httpapi.BuyerVerifier, error) {
+	if cfg.BuyerAuth != buyerAuthJWT {
+		log.Warn("FLASHSALE_BUYER_AUTH=none: buyers are NOT authenticated; the body's user_id is believed, so anyone " +
+			"who reaches the port can reserve, read and cancel as any user. For make run and networks where a " +
+			"gateway sets user_id; set FLASHSALE_BUYER_AUTH=jwt otherwise (docs/security.md)")
+		return nil, nil
+	}
+	v, err := buyerauth.New(ctx, buyerauth.Options{
+		JWKSURL:   cfg.JWT.JWKSURL,
+		JWKSFile:  cfg.JWT.JWKSFile,
+		Issuer:    cfg.JWT.Issuer,
+		Audience:  cfg.JWT.Audience,
+		UserClaim: cfg.JWT.UserClaim,
+		Log:       log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("FLASHSALE_BUYER_AUTH=jwt: %w", err)
+	}
+	log.Info("buyers authenticated by JWT", "issuer", cfg.JWT.Issuer, "audience", cfg.JWT.Audience,
+		"user_claim", cfg.JWT.UserClaim, "leeway", buyerauth.DefaultLeeway)
+	return v, nil
 }
 
 // deps is what serve and sync both start from: the validated configuration,
