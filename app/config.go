@@ -37,7 +37,11 @@ type Config struct {
 	AdminTokens     []string      // FLASHSALE_ADMIN_TOKEN: comma-separated, any of them admits; empty generates one
 	ServiceTokens   []string      // FLASHSALE_SERVICE_TOKENS: comma-separated, for confirm; empty generates one
 	BuyerAuth       string        // FLASHSALE_BUYER_AUTH: none (the body's user_id) or jwt
-	JWT             JWTConfig     // FLASHSALE_JWT_*: read under FLASHSALE_BUYER_AUTH=jwt
+	JWTJWKSURL      string        // FLASHSALE_JWT_JWKS_URL: under jwt, the identity provider's keys
+	JWTJWKSFile     string        // FLASHSALE_JWT_JWKS_FILE: or a file of them; exactly one of the two
+	JWTIssuer       string        // FLASHSALE_JWT_ISSUER: the iss a buyer's token must carry
+	JWTAudience     string        // FLASHSALE_JWT_AUDIENCE: the aud it must hold
+	JWTUserClaim    string        // FLASHSALE_JWT_USER_CLAIM: the claim naming the buyer
 	SweepInterval   time.Duration // FLASHSALE_SWEEP_INTERVAL
 	SweepBatch      int           // FLASHSALE_SWEEP_BATCH
 	ReadTimeout     time.Duration // FLASHSALE_READ_TIMEOUT
@@ -196,13 +200,11 @@ func LoadConfig(env Environ) (Config, error) {
 		}
 	}
 	cfg.BuyerAuth = r.oneOf("FLASHSALE_BUYER_AUTH", buyerAuthNone, buyerAuthNone, buyerAuthJWT)
-	cfg.JWT = JWTConfig{
-		JWKSURL:   r.str("FLASHSALE_JWT_JWKS_URL", ""),
-		JWKSFile:  r.str("FLASHSALE_JWT_JWKS_FILE", ""),
-		Issuer:    r.str("FLASHSALE_JWT_ISSUER", ""),
-		Audience:  r.str("FLASHSALE_JWT_AUDIENCE", ""),
-		UserClaim: r.str("FLASHSALE_JWT_USER_CLAIM", "sub"),
-	}
+	cfg.JWTJWKSURL = r.str("FLASHSALE_JWT_JWKS_URL", "")
+	cfg.JWTJWKSFile = r.str("FLASHSALE_JWT_JWKS_FILE", "")
+	cfg.JWTIssuer = r.str("FLASHSALE_JWT_ISSUER", "")
+	cfg.JWTAudience = r.str("FLASHSALE_JWT_AUDIENCE", "")
+	cfg.JWTUserClaim = r.str("FLASHSALE_JWT_USER_CLAIM", "sub")
 	checkBuyerAuth(&r, cfg)
 	cfg.Settings = r.settings
 	return cfg, errors.Join(append(unknownVariables(env, r.settings), r.errs...)...)
@@ -214,21 +216,11 @@ const (
 	buyerAuthJWT  = "jwt"
 )
 
-// JWTConfig is how buyers' tokens are verified (buyerauth.Options).
-type JWTConfig struct {
-	JWKSURL   string // FLASHSALE_JWT_JWKS_URL
-	JWKSFile  string // FLASHSALE_JWT_JWKS_FILE: exactly one of the two
-	Issuer    string // FLASHSALE_JWT_ISSUER
-	Audience  string // FLASHSALE_JWT_AUDIENCE
-	UserClaim string // FLASHSALE_JWT_USER_CLAIM
-}
-
 // checkBuyerAuth: under jwt the keys have one source and a token's issuer
 // and audience are pinned; under none a FLASHSALE_JWT_* setting is refused,
 // as it suggests the operator believes buyers are authenticated when the
 // body's user_id is believed instead.
 func checkBuyerAuth(r *envReader, cfg Config) {
-	j := cfg.JWT
 	if cfg.BuyerAuth != buyerAuthJWT {
 		for _, name := range []string{"FLASHSALE_JWT_JWKS_URL", "FLASHSALE_JWT_JWKS_FILE", "FLASHSALE_JWT_ISSUER",
 			"FLASHSALE_JWT_AUDIENCE", "FLASHSALE_JWT_USER_CLAIM"} {
@@ -239,21 +231,21 @@ func checkBuyerAuth(r *envReader, cfg Config) {
 		return
 	}
 	switch {
-	case j.JWKSURL == "" && j.JWKSFile == "":
+	case cfg.JWTJWKSURL == "" && cfg.JWTJWKSFile == "":
 		r.errs = append(r.errs, errors.New("FLASHSALE_BUYER_AUTH=jwt needs the keys: set FLASHSALE_JWT_JWKS_URL "+
 			"(the identity provider's JWKS, fetched and refreshed) or FLASHSALE_JWT_JWKS_FILE (a JWKS file)"))
-	case j.JWKSURL != "" && j.JWKSFile != "":
-		r.fail("FLASHSALE_JWT_JWKS_FILE", j.JWKSFile, "set it or FLASHSALE_JWT_JWKS_URL, not both")
-	case j.JWKSURL != "":
-		if u, err := url.Parse(j.JWKSURL); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && loopback(u.Hostname()))) {
-			r.fail("FLASHSALE_JWT_JWKS_URL", j.JWKSURL, "must be an https:// URL (http:// only to localhost): "+
+	case cfg.JWTJWKSURL != "" && cfg.JWTJWKSFile != "":
+		r.fail("FLASHSALE_JWT_JWKS_FILE", cfg.JWTJWKSFile, "set it or FLASHSALE_JWT_JWKS_URL, not both")
+	case cfg.JWTJWKSURL != "":
+		if u, err := url.Parse(cfg.JWTJWKSURL); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && loopback(u.Hostname()))) {
+			r.fail("FLASHSALE_JWT_JWKS_URL", cfg.JWTJWKSURL, "must be an https:// URL (http:// only to localhost): "+
 				"whoever can change the keys in transit can mint any buyer")
 		}
 	}
-	if j.Issuer == "" {
+	if cfg.JWTIssuer == "" {
 		r.errs = append(r.errs, errors.New("FLASHSALE_JWT_ISSUER is unset: FLASHSALE_BUYER_AUTH=jwt needs the iss tokens must carry"))
 	}
-	if j.Audience == "" {
+	if cfg.JWTAudience == "" {
 		r.errs = append(r.errs, errors.New("FLASHSALE_JWT_AUDIENCE is unset: FLASHSALE_BUYER_AUTH=jwt needs the aud tokens must carry, "+
 			"so a token the provider issued for another service is refused"))
 	}

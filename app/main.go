@@ -190,18 +190,18 @@ func buyerVerifier(ctx context.Context, cfg Config, log *slog.Logger) (httpapi.B
 		return nil, nil
 	}
 	v, err := buyerauth.New(ctx, buyerauth.Options{
-		JWKSURL:   cfg.JWT.JWKSURL,
-		JWKSFile:  cfg.JWT.JWKSFile,
-		Issuer:    cfg.JWT.Issuer,
-		Audience:  cfg.JWT.Audience,
-		UserClaim: cfg.JWT.UserClaim,
+		JWKSURL:   cfg.JWTJWKSURL,
+		JWKSFile:  cfg.JWTJWKSFile,
+		Issuer:    cfg.JWTIssuer,
+		Audience:  cfg.JWTAudience,
+		UserClaim: cfg.JWTUserClaim,
 		Log:       log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("FLASHSALE_BUYER_AUTH=jwt: %w", err)
 	}
-	log.Info("buyers authenticated by JWT", "issuer", cfg.JWT.Issuer, "audience", cfg.JWT.Audience,
-		"user_claim", cfg.JWT.UserClaim, "leeway", buyerauth.DefaultLeeway)
+	log.Info("buyers authenticated by JWT", "issuer", cfg.JWTIssuer, "audience", cfg.JWTAudience,
+		"user_claim", cfg.JWTUserClaim, "leeway", buyerauth.DefaultLeeway)
 	return v, nil
 }
 
