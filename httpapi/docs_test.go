@@ -17,7 +17,7 @@ func TestErrorsDocumented(t *testing.T) {
 	for _, d := range domainKinds {
 		want[d.code] = d.status
 	}
-	for _, e := range []*httpError{errUnauthorized, errServiceUnauthorized, errTooLarge, errMediaType, errContentEncoding} {
+	for _, e := range []*httpError{errUnauthorized, errServiceUnauthorized, errBuyerUnauthorized, errForbiddenUser, errTooLarge, errMediaType, errContentEncoding} {
 		want[e.code] = e.status
 	}
 	want[kindInternal.code] = kindInternal.status
