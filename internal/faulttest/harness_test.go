@@ -31,6 +31,10 @@ import (
 // adminToken is the admin bearer token every instance started here uses.
 const adminToken = "faulttest-admin-token-0123"
 
+// serviceToken is the backend token (confirm: payment captured) every
+// instance started here accepts.
+const serviceToken = "faulttest-service-token-0123"
+
 // holdSeconds is the hold every seeded item gets: long enough that nothing
 // expires during a test, so the end check never races the sweeper.
 const holdSeconds = 600
@@ -56,6 +60,7 @@ func startFlashsale(t testing.TB, redisAddr, mysqlDSN string, extra map[string]s
 		"FLASHSALE_MYSQL_DSN":         mysqlDSN,
 		"FLASHSALE_KEY_PREFIX":        prefix,
 		"FLASHSALE_ADMIN_TOKEN":       adminToken,
+		"FLASHSALE_SERVICE_TOKENS":    serviceToken,
 		"FLASHSALE_SYNC_WAIT":         "20ms",
 		"FLASHSALE_SYNC_TIMEOUT":      "1s",
 		"FLASHSALE_SYNC_CLAIM_IDLE":   "2s",
@@ -371,6 +376,12 @@ func (l *load) transition(id, op string, until context.Context) bool {
 		case status == 0 && code == "": // cancelled by the cleanup
 			l.doubt(id, op)
 			return false
+		case status == http.StatusUnauthorized || status == http.StatusForbidden:
+			// The load's own credentials are wrong: every confirm would be
+			// refused and the fault under test never meet a sale.
+			l.t.Errorf("load: %s %s: %d %s", op, id, status, code)
+			l.resolve(id)
+			return true
 		case status > 0 && status < 500:
 			// A refusal that says nothing about the state and changed
 			// nothing (404 would be a lost reservation, which the end
@@ -434,6 +445,9 @@ func (l *load) do(ctx context.Context, method, path, body string) (int, resJSON,
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if strings.HasSuffix(path, "/confirm") {
+		req.Header.Set("Authorization", "Bearer "+serviceToken)
 	}
 	resp, err := l.client.Do(req)
 	if ctx.Err() != nil {
