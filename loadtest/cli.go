@@ -48,24 +48,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("flashsale loadtest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		baseURL     = fs.String("url", "http://127.0.0.1:3004", "base URL of the flashsale service")
-		adminToken  = fs.String("admin-token", getenv("FLASHSALE_ADMIN_TOKEN"), "admin bearer token (default $FLASHSALE_ADMIN_TOKEN)")
-		name        = fs.String("scenario", "flashcrowd", "the load: "+scenarioNames)
-		clients     = fs.Int("clients", 64, "closed loop: concurrent clients; open loop: max requests in flight")
-		rate        = fs.Float64("rate", 0, "open loop: requests per second (0: closed loop)")
-		duration    = fs.Duration("duration", 0, "stop after this long (default: the scenario's bound)")
-		requests    = fs.Int64("requests", 0, "stop after this many requests (default: the scenario's bound)")
-		stock       = fs.Int64("stock", 0, "units to seed (default: the scenario's)")
-		users       = fs.Int64("users", 0, "distinct users; request i is user i mod users (default: the scenario's; 0 in the scenario means every request a new user)")
-		hold        = fs.Int("hold", 0, "hold seconds of the seeded item (default 600)")
-		buckets     = fs.Int("buckets", 0, "split the seeded item's stock over this many buckets, 1..64 (default: the service's, 1)")
-		confirmPct  = fs.Int("confirm-percent", 0, "share of granted holds confirmed at once (default: the scenario's)")
-		cancelPct   = fs.Int("cancel-percent", 0, "share of granted holds cancelled at once (default: the scenario's)")
-		sku         = fs.String("sku", "", "item to sell (default: a fresh, uniquely named one; a given one must have no reservations)")
-		asJSON      = fs.Bool("json", false, "write the report as JSON")
-		syncTimeout = fs.Duration("timeout", DefaultSyncTimeout, "how long to wait for the durable record to catch up after the load")
-		noSync      = fs.Bool("no-sync-check", false, "do not check the durable record (for a service without the audit endpoint)")
-		reqTimeout  = fs.Duration("request-timeout", DefaultRequestTimeout, "bound on one request")
+		baseURL      = fs.String("url", "http://127.0.0.1:3004", "base URL of the flashsale service")
+		adminToken   = fs.String("admin-token", firstToken(getenv("FLASHSALE_ADMIN_TOKEN")), "admin bearer token, to seed and audit (default: the first of $FLASHSALE_ADMIN_TOKEN)")
+		serviceToken = fs.String("service-token", firstToken(getenv("FLASHSALE_SERVICE_TOKENS")), "service bearer token, to confirm as the payment backend does (default: the first of $FLASHSALE_SERVICE_TOKENS)")
+		name         = fs.String("scenario", "flashcrowd", "the load: "+scenarioNames)
+		clients      = fs.Int("clients", 64, "closed loop: concurrent clients; open loop: max requests in flight")
+		rate         = fs.Float64("rate", 0, "open loop: requests per second (0: closed loop)")
+		duration     = fs.Duration("duration", 0, "stop after this long (default: the scenario's bound)")
+		requests     = fs.Int64("requests", 0, "stop after this many requests (default: the scenario's bound)")
+		stock        = fs.Int64("stock", 0, "units to seed (default: the scenario's)")
+		users        = fs.Int64("users", 0, "distinct users; request i is user i mod users (default: the scenario's; 0 in the scenario means every request a new user)")
+		hold         = fs.Int("hold", 0, "hold seconds of the seeded item (default 600)")
+		buckets      = fs.Int("buckets", 0, "split the seeded item's stock over this many buckets, 1..64 (default: the service's, 1)")
+		confirmPct   = fs.Int("confirm-percent", 0, "share of granted holds confirmed at once (default: the scenario's)")
+		cancelPct    = fs.Int("cancel-percent", 0, "share of granted holds cancelled at once (default: the scenario's)")
+		sku          = fs.String("sku", "", "item to sell (default: a fresh, uniquely named one; a given one must have no reservations)")
+		asJSON       = fs.Bool("json", false, "write the report as JSON")
+		syncTimeout  = fs.Duration("timeout", DefaultSyncTimeout, "how long to wait for the durable record to catch up after the load")
+		noSync       = fs.Bool("no-sync-check", false, "do not check the durable record (for a service without the audit endpoint)")
+		reqTimeout   = fs.Duration("request-timeout", DefaultRequestTimeout, "bound on one request")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -95,6 +96,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		sc.CancelPercent = *cancelPct
 	}
 	sc.HoldSeconds, sc.Buckets, sc.SKU, sc.SyncTimeout, sc.NoSyncCheck = *hold, *buckets, *sku, *syncTimeout, *noSync
+	if sc.ConfirmPercent > 0 && *serviceToken == "" {
+		// Every confirm would be a 401: say so before loading the service.
+		return fmt.Errorf("scenario %s confirms %d%% of the holds: confirm needs -service-token or $FLASHSALE_SERVICE_TOKENS (or -confirm-percent 0)",
+			sc.Name, sc.ConfirmPercent)
+	}
 
 	client, err := NewClient(*baseURL, *adminToken, *clients)
 	if err != nil {
@@ -102,6 +108,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer client.CloseIdleConnections()
 	client.SetTimeout(*reqTimeout)
+	client.SetServiceToken(*serviceToken)
 
 	rep, err := RunScenario(ctx, client, sc, Config{
 		Clients:  *clients,
@@ -127,6 +134,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		errs = append(errs, fmt.Errorf("verification failed: %s", strings.Join(rep.Verification.Problems, "; ")))
 	}
 	return errors.Join(errs...)
+}
+
+// firstToken is the first of a comma-separated token list, as the service
+// reads FLASHSALE_ADMIN_TOKEN and FLASHSALE_SERVICE_TOKENS: any entry admits.
+func firstToken(list string) string {
+	first, _, _ := strings.Cut(list, ",")
+	return strings.TrimSpace(first)
 }
 
 func writeReport(w io.Writer, rep Report, asJSON bool) error {

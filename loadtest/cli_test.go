@@ -21,6 +21,10 @@ func TestMainFails(t *testing.T) {
 		{"oversold", func(t *testing.T) []string {
 			return []string{"-url", overseller(t, 10), "-stock", "10", "-requests", "30", "-users", "30", "-no-sync-check"}
 		}, "verification failed: OVERSOLD by 20: sold 0 + reserved 30 > stock 10", "flashcrowd verification FAILED"},
+		{"confirms without a service token", func(t *testing.T) []string {
+			t.Setenv("FLASHSALE_SERVICE_TOKENS", "")
+			return []string{"-url", "http://127.0.0.1:1", "-admin-token", testToken, "-scenario", "mixed"}
+		}, "confirm needs -service-token", ""},
 		{"no audit endpoint", func(t *testing.T) []string {
 			return []string{"-url", startService(t, serviceOpts{}), "-admin-token", testToken,
 				"-stock", "5", "-requests", "20", "-users", "20", "-clients", "2"}

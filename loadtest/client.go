@@ -49,10 +49,11 @@ func (e *StatusError) Error() string {
 // come from fasthttp's pools and bodies are built and read without
 // encoding/json, so the generator leaves the cores to the service.
 type Client struct {
-	hc        *fasthttp.HostClient
-	base      string // scheme://host[:port][/prefix], no trailing slash
-	adminAuth string // "Bearer <token>"
-	timeout   time.Duration
+	hc          *fasthttp.HostClient
+	base        string // scheme://host[:port][/prefix], no trailing slash
+	adminAuth   string // "Bearer <token>"
+	serviceAuth string // "Bearer <token>" for Confirm; "": none sent
+	timeout     time.Duration
 }
 
 // NewClient returns a client for the service at baseURL (http or https)
@@ -95,6 +96,16 @@ func NewClient(baseURL, adminToken string, maxConns int) (*Client, error) {
 		adminAuth: "Bearer " + adminToken,
 		timeout:   DefaultRequestTimeout,
 	}, nil
+}
+
+// SetServiceToken sets the service token Confirm sends, as the payment
+// backend does: the service refuses a confirm without one (401). Call it
+// before the client is in use.
+func (c *Client) SetServiceToken(token string) {
+	c.serviceAuth = ""
+	if token != "" {
+		c.serviceAuth = "Bearer " + token
+	}
 }
 
 // SetTimeout sets the bound on a request whose context has no deadline.
@@ -189,19 +200,21 @@ func (c *Client) reserve(ctx context.Context, sku, user string, userNum int64, q
 	}
 }
 
-// Confirm confirms reservation id: outcome "confirmed", or a 409's code
-// ("reservation_expired", ...) without an error.
+// Confirm confirms reservation id with the service token (SetServiceToken):
+// outcome "confirmed", or a 409's code ("reservation_expired", ...) without
+// an error.
 func (c *Client) Confirm(ctx context.Context, id string) (outcome string, err error) {
-	return c.transition(ctx, id, "/confirm", "confirmed")
+	return c.transition(ctx, id, "/confirm", "confirmed", c.serviceAuth)
 }
 
 // Cancel cancels reservation id: outcome "cancelled", or a 409's code
 // without an error.
 func (c *Client) Cancel(ctx context.Context, id string) (outcome string, err error) {
-	return c.transition(ctx, id, "/cancel", "cancelled")
+	return c.transition(ctx, id, "/cancel", "cancelled", "")
 }
 
-func (c *Client) transition(ctx context.Context, id, action, done string) (string, error) {
+// transition sends action with auth as its Authorization header ("": none).
+func (c *Client) transition(ctx context.Context, id, action, done, auth string) (string, error) {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
@@ -212,6 +225,9 @@ func (c *Client) transition(ctx context.Context, id, action, done string) (strin
 	// fasthttp would otherwise label the empty POST as a form, which the
 	// API refuses with 415.
 	req.Header.SetContentType("application/json")
+	if auth != "" {
+		req.Header.Set(fasthttp.HeaderAuthorization, auth)
+	}
 	if err := c.do(ctx, req, resp); err != nil {
 		return "transport", err
 	}

@@ -117,6 +117,50 @@ func TestClientAdminToken(t *testing.T) {
 	wantStatus(t, c.Seed(testCtx(t), "tee", 1, 0, 0, 0), 401)
 }
 
+// TestClientServiceToken: Confirm sends the service token it was given, and
+// without one (or with the admin token in its place) it is refused, 401,
+// and the hold stays pending.
+func TestClientServiceToken(t *testing.T) {
+	url := startService(t, serviceOpts{})
+	ctx := testCtx(t)
+	admin := newClient(t, url, 1)
+	if err := admin.Seed(ctx, "tee", 10, 10, 0, 0); err != nil {
+		t.Fatalf("Seed: %v", err)
+	}
+	for _, tt := range []struct {
+		name    string
+		token   string
+		outcome string
+		status  int
+	}{
+		{"no service token", "", "unauthorized", 401},
+		{"the admin token", testToken, "unauthorized", 401},
+		{"a wrong token", "wrong-token-0123456789", "unauthorized", 401},
+		{"the service token", serviceToken, "confirmed", 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			id, _, err := admin.Reserve(ctx, "tee", "alice", 1)
+			if err != nil {
+				t.Fatalf("Reserve: %v", err)
+			}
+			c, err := loadtest.NewClient(url, testToken, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.CloseIdleConnections()
+			c.SetServiceToken(tt.token)
+			outcome, err := c.Confirm(ctx, id)
+			if outcome != tt.outcome {
+				t.Errorf("Confirm outcome %q, want %q", outcome, tt.outcome)
+			}
+			wantStatus(t, err, tt.status)
+		})
+	}
+	if it, err := admin.Item(ctx, "tee"); err != nil || it.Sold != 1 || it.Reserved != 3 {
+		t.Errorf("Item = %+v, %v; want sold 1 (the one confirmed) and reserved 3 (the refused)", it, err)
+	}
+}
+
 func TestClientTransportError(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -19,7 +19,10 @@ import (
 	"github.com/flashsale/flashsale/reservation"
 )
 
-const testToken = "loadtest-admin-token-0123"
+const (
+	testToken    = "loadtest-admin-token-0123"
+	serviceToken = "loadtest-service-token-0123"
+)
 
 // serviceOpts shape the in-process service.
 type serviceOpts struct {
@@ -57,7 +60,7 @@ func startService(t *testing.T, opts serviceOpts) string {
 		t.Fatalf("redisstore.New: %v", err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	cfg := httpapi.Config{AdminToken: testToken, Log: log}
+	cfg := httpapi.Config{AdminTokens: []string{testToken}, ServiceTokens: []string{serviceToken}, Log: log}
 	if opts.record {
 		db, err := persistence.Open(ctx, "", filepath.Join(t.TempDir(), "record.db"))
 		if err != nil {
@@ -95,6 +98,7 @@ func newClient(t testing.TB, url string, conns int) *loadtest.Client {
 	if err != nil {
 		t.Fatalf("NewClient(%q): %v", url, err)
 	}
+	c.SetServiceToken(serviceToken)
 	t.Cleanup(c.CloseIdleConnections)
 	return c
 }

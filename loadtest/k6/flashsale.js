@@ -1,10 +1,11 @@
 // A flash sale against a flashsale deployment, for k6 (https://k6.io):
 //
-//   k6 run -e BASE_URL=https://sale.example.com -e ADMIN_TOKEN=... loadtest/k6/flashsale.js
+//   k6 run -e BASE_URL=https://sale.example.com -e ADMIN_TOKEN=... -e SERVICE_TOKEN=... loadtest/k6/flashsale.js
 //
 // setup() seeds one item through the admin API; every iteration is a new
 // buyer (a distinct user id) who reserves one unit and, for a share of the
-// holds granted, confirms it. The crowd keeps coming after the item is sold
+// holds granted, confirms it as the payment backend would, with a service
+// token (buyers cannot confirm). The crowd keeps coming after the item is sold
 // out, because that is the moment a flash sale is judged on. The run fails
 // (non-zero exit) when any request gets a 5xx, when a reservation gets an
 // answer other than 201 or 409, when the reserve p99 is over P99_MS, or when
@@ -14,6 +15,8 @@
 // real API, so keep each one in the form it parses: `const res =
 // http.<method>(` + a template literal starting with ${BASE_URL} + an inline
 // JSON.stringify({...}) body (or null), and read fields as <const>.json('field').
+// A credential goes inline in the params, as Authorization: `Bearer
+// ${ADMIN_TOKEN}` or `Bearer ${SERVICE_TOKEN}`, so the check sends the same one.
 
 import http from 'k6/http';
 import { check, fail } from 'k6';
@@ -49,6 +52,9 @@ function envRatio(name, fallback) {
 
 const BASE_URL = (__ENV.BASE_URL || 'http://localhost:3004').replace(/\/+$/, '');
 const ADMIN_TOKEN = __ENV.ADMIN_TOKEN || '';
+// Confirm is the payment backend's call: it needs one of the deployment's
+// FLASHSALE_SERVICE_TOKENS.
+const SERVICE_TOKEN = __ENV.SERVICE_TOKEN || '';
 const STOCK = envInt('STOCK', 100, 0);
 const VUS = envInt('VUS', 50, 1);
 const DURATION = __ENV.DURATION || '30s';
@@ -65,6 +71,10 @@ const IDEMPOTENCY = ['1', 'true', 'yes'].includes((__ENV.IDEMPOTENCY || '').toLo
 
 if (ADMIN_TOKEN === '') {
   throw new Error('ADMIN_TOKEN is required: setup() seeds the item through the admin API');
+}
+// Without it every confirm would be a 401: stop before loading the deployment.
+if (SERVICE_TOKEN === '' && CONFIRM_RATIO > 0) {
+  throw new Error('SERVICE_TOKEN is required to confirm (or set CONFIRM_RATIO=0): confirm needs one of FLASHSALE_SERVICE_TOKENS');
 }
 
 // One JSON header object for every request that has a body.
@@ -168,7 +178,10 @@ export default function (data) {
     return; // the hold stays pending until it expires
   }
   const id = reservation.json('id');
-  const confirmation = http.post(`${BASE_URL}/v1/reservations/${id}/confirm`, null, { tags: { name: 'confirm' } });
+  const confirmation = http.post(`${BASE_URL}/v1/reservations/${id}/confirm`, null, {
+    headers: { Authorization: `Bearer ${SERVICE_TOKEN}` },
+    tags: { name: 'confirm' },
+  });
   record(confirmation);
   if (check(confirmation, { 'confirm: 200': (r) => r.status === 200 })) {
     confirmed.add(1);

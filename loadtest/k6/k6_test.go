@@ -28,9 +28,13 @@ import (
 // route or field in either the script or the API fails this test.
 
 const (
-	scriptPath = "flashsale.js"
-	adminToken = "k6-check-admin-token"
+	scriptPath   = "flashsale.js"
+	adminToken   = "k6-check-admin-token"
+	serviceToken = "k6-check-service-token"
 )
+
+// tokens are the values the check sends for the script's credentials.
+var tokens = map[string]string{"ADMIN_TOKEN": adminToken, "SERVICE_TOKEN": serviceToken}
 
 // request is one HTTP call as the script writes it.
 type request struct {
@@ -40,6 +44,7 @@ type request struct {
 	path    string   // after ${BASE_URL}, placeholders still in
 	body    []string // keys of the JSON body; nil: no body
 	reads   []string // fields read from the response, dotted for nesting
+	auth    string   // the script's variable sent as the bearer token; "": none
 	asRoute string   // method and path with placeholders as {name}: what the coverage check compares
 }
 
@@ -57,6 +62,8 @@ var (
 	placeholder = regexp.MustCompile(`\$\{([^}]*)\}`)
 	// res.json('a.b') or res.json().a
 	jsonRead = regexp.MustCompile(`(\w+)\.json\(\s*(?:'([^']*)'|"([^"]*)")?\s*\)(?:\.([A-Za-z_$][\w$]*))?`)
+	// Authorization: `Bearer ${ADMIN_TOKEN}` in a call's params.
+	bearer = regexp.MustCompile("Authorization:\\s*`Bearer \\$\\{(\\w+)\\}`")
 )
 
 // parseScript reads every request and every response read out of src. It
@@ -108,6 +115,11 @@ func parseScript(src string) ([]request, []string) {
 				continue
 			}
 			r.body = body
+		}
+		if call, ok := balanced(src[m[1]-1:]); ok {
+			if b := bearer.FindStringSubmatch(call); b != nil {
+				r.auth = b[1]
+			}
 		}
 		byName[r.name] = len(reqs)
 		reqs = append(reqs, r)
@@ -278,8 +290,10 @@ func newAPI(t *testing.T) *api {
 	if err != nil {
 		t.Fatalf("redisstore.New: %v", err)
 	}
-	a := &api{app: httpapi.New(reservation.NewService(store, nil), httpapi.Config{AdminToken: adminToken}).App()}
-	status, p := a.send(t, http.MethodGet, "/v1/items/k6-check-missing", nil)
+	a := &api{app: httpapi.New(reservation.NewService(store, nil), httpapi.Config{
+		AdminTokens: []string{adminToken}, ServiceTokens: []string{serviceToken},
+	}).App()}
+	status, p := a.send(t, http.MethodGet, "/v1/items/k6-check-missing", nil, "")
 	if status != http.StatusNotFound || p["code"] != "item_not_found" {
 		t.Fatalf("GET a missing item: %d %v, want 404 item_not_found", status, p)
 	}
@@ -287,9 +301,9 @@ func newAPI(t *testing.T) *api {
 	return a
 }
 
-// send makes one request through app.Test, with the admin token on admin
-// paths, and decodes the JSON object it answers (nil if it is not one).
-func (a *api) send(t *testing.T, method, path string, body map[string]any) (int, map[string]any) {
+// send makes one request through app.Test, with token as its bearer token
+// ("": none), and decodes the JSON object it answers (nil if it is not one).
+func (a *api) send(t *testing.T, method, path string, body map[string]any, token string) (int, map[string]any) {
 	t.Helper()
 	var rd io.Reader = http.NoBody
 	if body != nil {
@@ -303,8 +317,8 @@ func (a *api) send(t *testing.T, method, path string, body map[string]any) (int,
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if strings.HasPrefix(path, "/admin/") {
-		req.Header.Set("Authorization", "Bearer "+adminToken)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	res, err := a.app.Test(req, -1)
 	if err != nil {
@@ -334,12 +348,12 @@ func (a *api) fixtures(t *testing.T, path string) (string, error) {
 	a.items++
 	values := map[string]string{"sku": fmt.Sprintf("k6-check-%d", a.items)}
 	seed := map[string]any{"stock": 10, "per_user_limit": 1}
-	if status, body := a.send(t, http.MethodPut, "/admin/v1/items/"+values["sku"], seed); status != http.StatusCreated {
+	if status, body := a.send(t, http.MethodPut, "/admin/v1/items/"+values["sku"], seed, adminToken); status != http.StatusCreated {
 		t.Fatalf("seed fixture %s: %d %v", values["sku"], status, body)
 	}
 	if slices.Contains(names, "id") {
 		hold := map[string]any{"user_id": "k6-fixture", "quantity": 1}
-		status, body := a.send(t, http.MethodPost, "/v1/items/"+values["sku"]+"/reservations", hold)
+		status, body := a.send(t, http.MethodPost, "/v1/items/"+values["sku"]+"/reservations", hold, "")
 		if status != http.StatusCreated {
 			t.Fatalf("reserve fixture on %s: %d %v", values["sku"], status, body)
 		}
@@ -373,7 +387,12 @@ func (a *api) verify(t *testing.T, reqs []request) []string {
 				body[k] = v
 			}
 		}
-		status, got := a.send(t, r.method, path, body)
+		token, ok := tokens[r.auth]
+		if !ok && r.auth != "" {
+			problems = append(problems, fmt.Sprintf("%s: sends ${%s} as its bearer token, which is neither ADMIN_TOKEN nor SERVICE_TOKEN", where, r.auth))
+			continue
+		}
+		status, got := a.send(t, r.method, path, body, token)
 		if status < 200 || status > 299 {
 			problems = append(problems, fmt.Sprintf("%s: %s", where, refusal(status, got)))
 			continue
@@ -493,6 +512,9 @@ func TestCheckCatchesMutations(t *testing.T) {
 		{"request in a form the parser does not know", "http.get(`", "http.request('GET', `", "http.request"},
 		{"placeholder neither sku nor id", "${data.sku}/reservations`", "${data.item}/reservations`", "${data.item}"},
 		{"body hidden in a variable", "JSON.stringify({ user_id: user, quantity: 1 })", "reserveBody", "inline JSON.stringify"},
+		{"confirm without the service token", "headers: { Authorization: `Bearer ${SERVICE_TOKEN}` },", "", "401 unauthorized"},
+		{"confirm with the admin token", "{ Authorization: `Bearer ${SERVICE_TOKEN}` }", "{ Authorization: `Bearer ${ADMIN_TOKEN}` }", "401 unauthorized"},
+		{"seed without the admin token", "Authorization: `Bearer ${ADMIN_TOKEN}`", "'X-Token': ADMIN_TOKEN", "401 unauthorized"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -520,6 +542,7 @@ func TestParseScript(t *testing.T) {
 		wantRoute string
 		wantBody  []string
 		wantReads []string
+		wantAuth  string
 	}{
 		{
 			name:      "body keys, nested values and a trailing comma",
@@ -538,6 +561,12 @@ func TestParseScript(t *testing.T) {
 			src:       "const item = http.get(`${BASE_URL}/v1/items/${sku}`, { tags: { name: 'item' } });",
 			wantRoute: "GET /v1/items/{sku}",
 		},
+		{
+			name:      "a bearer token in the params",
+			src:       "const c = http.post(`${BASE_URL}/v1/r/${id}/confirm`, null, {\n  headers: { Authorization: `Bearer ${SERVICE_TOKEN}` },\n});",
+			wantRoute: "POST /v1/r/{id}/confirm",
+			wantAuth:  "SERVICE_TOKEN",
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -546,9 +575,9 @@ func TestParseScript(t *testing.T) {
 				t.Fatalf("got %d requests, problems %q; want one request", len(reqs), problems)
 			}
 			r := reqs[0]
-			if r.asRoute != tc.wantRoute || !slices.Equal(r.body, tc.wantBody) || !slices.Equal(r.reads, tc.wantReads) {
-				t.Errorf("got %s body %q reads %q; want %s body %q reads %q",
-					r.asRoute, r.body, r.reads, tc.wantRoute, tc.wantBody, tc.wantReads)
+			if r.asRoute != tc.wantRoute || !slices.Equal(r.body, tc.wantBody) || !slices.Equal(r.reads, tc.wantReads) || r.auth != tc.wantAuth {
+				t.Errorf("got %s body %q reads %q auth %q; want %s body %q reads %q auth %q",
+					r.asRoute, r.body, r.reads, r.auth, tc.wantRoute, tc.wantBody, tc.wantReads, tc.wantAuth)
 			}
 		})
 	}
