@@ -420,14 +420,7 @@ func (r *envReader) secret(name string, mask func(string) string) string {
 func (r *envReader) secretList(name string) []string {
 	v := strings.TrimSpace(r.env[name])
 	r.record(name, v, maskSecret(v))
-	if v == "" {
-		return nil
-	}
-	items := strings.Split(v, ",")
-	for i := range items {
-		items[i] = strings.TrimSpace(items[i])
-	}
-	return items
+	return splitList(v)
 }
 
 // list reads a comma-separated list; blanks around items are dropped, and
@@ -435,6 +428,12 @@ func (r *envReader) secretList(name string) []string {
 func (r *envReader) list(name string) []string {
 	v := strings.TrimSpace(r.env[name])
 	r.record(name, v, v)
+	return splitList(v)
+}
+
+// splitList splits a trimmed comma-separated value, trimming each item;
+// empty items stay, for the caller's check to report.
+func splitList(v string) []string {
 	if v == "" {
 		return nil
 	}

@@ -56,11 +56,11 @@ var domainKinds = []struct {
 
 // Errors that come from HTTP itself rather than from the domain.
 var (
-	errUnauthorized = &httpError{kind{fiber.StatusUnauthorized, "unauthorized", "Unauthorized"},
+	errUnauthorized = &httpError{kindUnauthorized,
 		"a valid admin bearer token is required"}
-	errServiceUnauthorized = &httpError{kind{fiber.StatusUnauthorized, "unauthorized", "Unauthorized"},
+	errServiceUnauthorized = &httpError{kindUnauthorized,
 		"a valid service bearer token is required: confirm is the payment backend's call"}
-	errBuyerUnauthorized = &httpError{kind{fiber.StatusUnauthorized, "unauthorized", "Unauthorized"},
+	errBuyerUnauthorized = &httpError{kindUnauthorized,
 		"a buyer bearer token (a JWT from the shop's identity provider) is required"}
 	errForbiddenUser = &httpError{kind{fiber.StatusForbidden, "forbidden", "Forbidden"},
 		"user_id is not the user the bearer token names: a buyer reserves for itself only (leave user_id out)"}
@@ -71,6 +71,9 @@ var (
 	errContentEncoding = &httpError{kind{fiber.StatusUnsupportedMediaType, "unsupported_media_type", "Unsupported media type"},
 		"the request body must be sent without a Content-Encoding (no gzip, deflate or br)"}
 	kindInternal = kind{fiber.StatusInternalServerError, "internal", "Internal server error"}
+	// kindUnauthorized is shared by every missing or refused credential:
+	// the detail and the challenge say which one was wanted.
+	kindUnauthorized = kind{fiber.StatusUnauthorized, "unauthorized", "Unauthorized"}
 )
 
 // httpError is an error raised by the HTTP layer with its own kind.
