@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -67,6 +68,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		syncTimeout  = fs.Duration("timeout", DefaultSyncTimeout, "how long to wait for the durable record to catch up after the load")
 		noSync       = fs.Bool("no-sync-check", false, "do not check the durable record (for a service without the audit endpoint)")
 		reqTimeout   = fs.Duration("request-timeout", DefaultRequestTimeout, "bound on one request")
+		jwtKey       = fs.String("jwt-key", "", "PEM private key (EC P-256 or RSA) to mint each buyer a JWT with, for a service run with FLASHSALE_BUYER_AUTH=jwt")
+		jwtIssuer    = fs.String("jwt-issuer", getenv("FLASHSALE_JWT_ISSUER"), "iss of the minted JWTs (default: $FLASHSALE_JWT_ISSUER)")
+		jwtAudience  = fs.String("jwt-audience", getenv("FLASHSALE_JWT_AUDIENCE"), "aud of the minted JWTs (default: $FLASHSALE_JWT_AUDIENCE)")
+		jwtKID       = fs.String("jwt-kid", DefaultJWTKID, "kid of the minted JWTs: the key's kid in the service's JWKS")
+		jwtTTL       = fs.Duration("jwt-ttl", DefaultJWTTTL, "lifetime of a minted JWT; each is minted again once half of it has passed")
+		jwtKeygen    = fs.String("jwt-keygen", "", "write a new EC P-256 key into this directory ("+JWTKeyFile+" for -jwt-key, "+
+			JWTPrivateJWKFile+" for the k6 script, "+JWTJWKSFile+" for the service's FLASHSALE_JWT_JWKS_FILE) under -jwt-kid, and exit")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -76,6 +84,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if *jwtKeygen != "" {
+		if err := WriteJWTKey(*jwtKeygen, *jwtKID); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintf(stdout, "wrote %[1]s, %[2]s and %[3]s in %[4]s (kid %[5]q)\n"+
+			"service: FLASHSALE_BUYER_AUTH=jwt FLASHSALE_JWT_JWKS_FILE=%[6]s plus FLASHSALE_JWT_ISSUER and FLASHSALE_JWT_AUDIENCE\n"+
+			"load:    flashsale loadtest -jwt-key %[7]s -jwt-kid %[5]s -jwt-issuer <the same> -jwt-audience <the same> ...\n",
+			JWTKeyFile, JWTPrivateJWKFile, JWTJWKSFile, *jwtKeygen, *jwtKID,
+			filepath.Join(*jwtKeygen, JWTJWKSFile), filepath.Join(*jwtKeygen, JWTKeyFile))
+		return err
+	}
+	var buyers *BuyerTokens
+	if *jwtKey != "" {
+		key, err := ReadJWTKey(*jwtKey)
+		if err != nil {
+			return err
+		}
+		if buyers, err = NewBuyerTokens(JWTOptions{Key: key, KID: *jwtKID, Issuer: *jwtIssuer, Audience: *jwtAudience, TTL: *jwtTTL}); err != nil {
+			return err
+		}
 	}
 	sc, ok := scenarioNamed(*name)
 	if !ok {
@@ -109,6 +138,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer client.CloseIdleConnections()
 	client.SetTimeout(*reqTimeout)
 	client.SetServiceToken(*serviceToken)
+	client.SetBuyerTokens(buyers)
 
 	rep, err := RunScenario(ctx, client, sc, Config{
 		Clients:  *clients,

@@ -50,9 +50,10 @@ func (e *StatusError) Error() string {
 // encoding/json, so the generator leaves the cores to the service.
 type Client struct {
 	hc          *fasthttp.HostClient
-	base        string // scheme://host[:port][/prefix], no trailing slash
-	adminAuth   string // "Bearer <token>"
-	serviceAuth string // "Bearer <token>" for Confirm; "": none sent
+	base        string       // scheme://host[:port][/prefix], no trailing slash
+	adminAuth   string       // "Bearer <token>"
+	serviceAuth string       // "Bearer <token>" for Confirm; "": none sent
+	buyers      *BuyerTokens // nil: buyers send no token (FLASHSALE_BUYER_AUTH=none)
 	timeout     time.Duration
 }
 
@@ -106,6 +107,24 @@ func (c *Client) SetServiceToken(token string) {
 	if token != "" {
 		c.serviceAuth = "Bearer " + token
 	}
+}
+
+// SetBuyerTokens makes every buyer call (Reserve, Reservation, Cancel)
+// carry the user's own JWT, minted by b, as a service run with
+// FLASHSALE_BUYER_AUTH=jwt requires. Call it before the client is in use.
+func (c *Client) SetBuyerTokens(b *BuyerTokens) { c.buyers = b }
+
+// buyerAuth is the Authorization header for user+num (num < 0: user alone),
+// "" when buyers send no token. Only then does it build the user id, so the
+// path without tokens allocates nothing.
+func (c *Client) buyerAuth(user string, num int64) (string, error) {
+	if c.buyers == nil {
+		return "", nil
+	}
+	if num >= 0 {
+		user += strconv.FormatInt(num, 10)
+	}
+	return c.buyers.bearer(user)
 }
 
 // SetTimeout sets the bound on a request whose context has no deadline.
@@ -165,10 +184,17 @@ func (c *Client) reserve(ctx context.Context, sku, user string, userNum int64, q
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 
+	auth, err := c.buyerAuth(user, userNum)
+	if err != nil {
+		return "", "jwt", err
+	}
 	var ub [256]byte
 	req.SetRequestURIBytes(c.uri(ub[:0], "/v1/items/", sku, "/reservations"))
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.Header.SetContentType("application/json")
+	if auth != "" {
+		req.Header.Set(fasthttp.HeaderAuthorization, auth)
+	}
 	var nb [20]byte
 	req.AppendBodyString(`{"user_id":"`)
 	req.AppendBodyString(user)
@@ -207,10 +233,41 @@ func (c *Client) Confirm(ctx context.Context, id string) (outcome string, err er
 	return c.transition(ctx, id, "/confirm", "confirmed", c.serviceAuth)
 }
 
-// Cancel cancels reservation id: outcome "cancelled", or a 409's code
-// without an error.
-func (c *Client) Cancel(ctx context.Context, id string) (outcome string, err error) {
-	return c.transition(ctx, id, "/cancel", "cancelled", "")
+// Cancel cancels reservation id as userID, its owner (whose token is sent
+// when buyers carry one): outcome "cancelled", or a 409's code without an
+// error.
+func (c *Client) Cancel(ctx context.Context, id, userID string) (outcome string, err error) {
+	auth, err := c.buyerAuth(userID, -1)
+	if err != nil {
+		return "jwt", err
+	}
+	return c.transition(ctx, id, "/cancel", "cancelled", auth)
+}
+
+// Reservation reads reservation id as userID, its owner (whose token is
+// sent when buyers carry one), and returns its status ("pending",
+// "confirmed", ...).
+func (c *Client) Reservation(ctx context.Context, id, userID string) (string, error) {
+	auth, err := c.buyerAuth(userID, -1)
+	if err != nil {
+		return "", err
+	}
+	path := "/v1/reservations/" + id
+	status, body, err := c.send(ctx, fasthttp.MethodGet, path, nil, auth)
+	if err != nil {
+		return "", err
+	}
+	if status != fasthttp.StatusOK {
+		_, err := refusal(status, body)
+		return "", fmt.Errorf("GET %s: %w", path, err)
+	}
+	var r struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil || r.Status == "" {
+		return "", fmt.Errorf("GET %s: no status in %.200q", path, body)
+	}
+	return r.Status, nil
 }
 
 // transition sends action with auth as its Authorization header ("": none).
@@ -379,13 +436,22 @@ func (c *Client) getJSON(ctx context.Context, path string, admin bool, v any) er
 // roundTrip is the plain path for the few calls outside the load: it
 // returns a copy of the body.
 func (c *Client) roundTrip(ctx context.Context, method, path string, body []byte, admin bool) (int, []byte, error) {
+	auth := ""
+	if admin {
+		auth = c.adminAuth
+	}
+	return c.send(ctx, method, path, body, auth)
+}
+
+// send is roundTrip with auth as the Authorization header ("": none).
+func (c *Client) send(ctx context.Context, method, path string, body []byte, auth string) (int, []byte, error) {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	req.SetRequestURI(c.base + path)
 	req.Header.SetMethod(method)
-	if admin {
-		req.Header.Set(fasthttp.HeaderAuthorization, c.adminAuth)
+	if auth != "" {
+		req.Header.Set(fasthttp.HeaderAuthorization, auth)
 	}
 	if body != nil {
 		req.Header.SetContentType("application/json")

@@ -77,8 +77,8 @@ func TestClient(t *testing.T) {
 	}{
 		{"confirm", func() (string, error) { return c.Confirm(ctx, id) }, "confirmed", 0},
 		{"confirm again", func() (string, error) { return c.Confirm(ctx, id) }, "confirmed", 0},
-		{"cancel confirmed", func() (string, error) { return c.Cancel(ctx, id) }, "reservation_confirmed", 0},
-		{"cancel", func() (string, error) { return c.Cancel(ctx, bobID) }, "cancelled", 0},
+		{"cancel confirmed", func() (string, error) { return c.Cancel(ctx, id, "alice") }, "reservation_confirmed", 0},
+		{"cancel", func() (string, error) { return c.Cancel(ctx, bobID, "bob-7") }, "cancelled", 0},
 		{"confirm cancelled", func() (string, error) { return c.Confirm(ctx, bobID) }, "reservation_cancelled", 0},
 		{"confirm unknown", func() (string, error) { return c.Confirm(ctx, "tee.AAAAAAAAAAAAAAAAAAAAAA") }, "reservation_not_found", 404},
 	}

@@ -33,6 +33,8 @@ type serviceOpts struct {
 	// record adds a durable record (SQLite) with its syncer and the audit
 	// endpoint.
 	record bool
+	// buyers, when set, authenticates buyers (FLASHSALE_BUYER_AUTH=jwt).
+	buyers httpapi.BuyerVerifier
 }
 
 // startService serves the real API (httpapi over reservation.Service over
@@ -60,7 +62,7 @@ func startService(t *testing.T, opts serviceOpts) string {
 		t.Fatalf("redisstore.New: %v", err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	cfg := httpapi.Config{AdminTokens: []string{testToken}, ServiceTokens: []string{serviceToken}, Log: log}
+	cfg := httpapi.Config{AdminTokens: []string{testToken}, ServiceTokens: []string{serviceToken}, Log: log, Buyers: opts.buyers}
 	if opts.record {
 		db, err := persistence.Open(ctx, "", filepath.Join(t.TempDir(), "record.db"))
 		if err != nil {

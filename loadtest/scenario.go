@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -179,7 +180,8 @@ func (sc Scenario) op(c *Client, sku, userPrefix string, t *tally) Op {
 				t.confirmedUnits.Add(qty)
 			}
 		case share < sc.ConfirmPercent+sc.CancelPercent:
-			outcome, err = c.Cancel(ctx, id)
+			// The owner's id, built only for a cancel: its token goes with it.
+			outcome, err = c.Cancel(ctx, id, userPrefix+strconv.FormatInt(user, 10))
 			if err == nil && outcome == "cancelled" {
 				t.cancelledUnits.Add(qty)
 			}
