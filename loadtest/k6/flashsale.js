@@ -2,6 +2,12 @@
 //
 //   k6 run -e BASE_URL=https://sale.example.com -e ADMIN_TOKEN=... -e SERVICE_TOKEN=... loadtest/k6/flashsale.js
 //
+// Against a deployment with FLASHSALE_BUYER_AUTH=jwt, add -e
+// JWT_PRIVATE_JWK="$(cat keys/key.jwk.json)" -e JWT_ISSUER=... -e
+// JWT_AUDIENCE=... (and JWT_KID if not loadtest): every buyer then sends an
+// ES256 token minted for it (jwt.js), whose public key the deployment's JWKS
+// holds (flashsale loadtest -jwt-keygen keys writes both).
+//
 // setup() seeds one item through the admin API; every iteration is a new
 // buyer (a distinct user id) who reserves one unit and, for a share of the
 // holds granted, confirms it as the payment backend would, with a service
@@ -16,12 +22,14 @@
 // http.<method>(` + a template literal starting with ${BASE_URL} + an inline
 // JSON.stringify({...}) body (or null), and read fields as <const>.json('field').
 // A credential goes inline in the params, as Authorization: `Bearer
-// ${ADMIN_TOKEN}` or `Bearer ${SERVICE_TOKEN}`, so the check sends the same one.
+// ${ADMIN_TOKEN}`, `Bearer ${SERVICE_TOKEN}` or `Bearer ${buyerToken}` (the
+// buyer's minted JWT), so the check sends the same one.
 
 import http from 'k6/http';
 import { check, fail } from 'k6';
 import exec from 'k6/execution';
 import { Counter, Rate } from 'k6/metrics';
+import { importSigningKey, mintToken } from './jwt.js';
 
 // envInt reads an integer option of at least min. A typo must stop the run
 // (an exception in the init context exits before any request) rather than
@@ -68,6 +76,17 @@ const BUCKETS = envInt('BUCKETS', 1, 1);
 // Idempotency keys cost the service a write per reservation; off by default,
 // on to measure that cost.
 const IDEMPOTENCY = ['1', 'true', 'yes'].includes((__ENV.IDEMPOTENCY || '').toLowerCase());
+// Buyers' JWTs, for a deployment with FLASHSALE_BUYER_AUTH=jwt: the private
+// EC P-256 JWK (its JSON text) whose public half the deployment's JWKS holds
+// under JWT_KID, and the issuer and audience the deployment expects. Unset:
+// buyers send no token, as FLASHSALE_BUYER_AUTH=none wants.
+const JWT_PRIVATE_JWK = __ENV.JWT_PRIVATE_JWK || '';
+const JWT_ISSUER = __ENV.JWT_ISSUER || '';
+const JWT_AUDIENCE = __ENV.JWT_AUDIENCE || '';
+const JWT_KID = __ENV.JWT_KID || 'loadtest';
+// Short, as an identity provider's access tokens are; each buyer's token is
+// minted for its one iteration.
+const JWT_TTL_SECONDS = envInt('JWT_TTL_SECONDS', 300, 30);
 
 if (ADMIN_TOKEN === '') {
   throw new Error('ADMIN_TOKEN is required: setup() seeds the item through the admin API');
@@ -75,6 +94,14 @@ if (ADMIN_TOKEN === '') {
 // Without it every confirm would be a 401: stop before loading the deployment.
 if (SERVICE_TOKEN === '' && CONFIRM_RATIO > 0) {
   throw new Error('SERVICE_TOKEN is required to confirm (or set CONFIRM_RATIO=0): confirm needs one of FLASHSALE_SERVICE_TOKENS');
+}
+
+if (JWT_PRIVATE_JWK !== '') {
+  // A typo in the key or a missing claim would make every reserve a 401.
+  JSON.parse(JWT_PRIVATE_JWK);
+  if (JWT_ISSUER === '' || JWT_AUDIENCE === '') {
+    throw new Error('JWT_PRIVATE_JWK needs JWT_ISSUER and JWT_AUDIENCE: the deployment FLASHSALE_JWT_ISSUER and FLASHSALE_JWT_AUDIENCE');
+  }
 }
 
 // One JSON header object for every request that has a body.
@@ -142,17 +169,38 @@ export function setup() {
   return { sku, run };
 }
 
-export default function (data) {
+// The VU's signing key, imported on its first iteration (importKey is
+// asynchronous, which the init context cannot wait for).
+let signingKey;
+
+// tokenFor is user's JWT, or '' when buyers send none.
+async function tokenFor(user) {
+  if (JWT_PRIVATE_JWK === '') {
+    return '';
+  }
+  if (signingKey === undefined) {
+    signingKey = await importSigningKey(JWT_PRIVATE_JWK);
+  }
+  return mintToken(signingKey, { kid: JWT_KID, issuer: JWT_ISSUER, audience: JWT_AUDIENCE, subject: user, ttlSeconds: JWT_TTL_SECONDS });
+}
+
+export default async function (data) {
   // exec.vu.idInTest is unique across the whole test and __ITER within the VU,
   // so every iteration is a buyer never seen before.
   const user = `${data.run}-${exec.vu.idInTest}-${__ITER}`;
+  const buyerToken = await tokenFor(user);
   const headers = IDEMPOTENCY ? { ...JSON_HEADERS, 'Idempotency-Key': `k6-${user}` } : JSON_HEADERS;
   const reservation = http.post(
     `${BASE_URL}/v1/items/${data.sku}/reservations`,
     JSON.stringify({ user_id: user, quantity: 1 }),
     // 409 is a correct answer in a flash sale; telling k6 so keeps its
-    // built-in http_req_failed metric meaningful in the summary.
-    { headers, tags: { name: 'reserve' }, responseCallback: http.expectedStatuses(201, 409) },
+    // built-in http_req_failed metric meaningful in the summary. The
+    // buyer's token goes only when there is one (spreading '' adds nothing).
+    {
+      headers: { ...headers, ...(buyerToken && { Authorization: `Bearer ${buyerToken}` }) },
+      tags: { name: 'reserve' },
+      responseCallback: http.expectedStatuses(201, 409),
+    },
   );
   record(reservation);
   const ok = check(reservation, {

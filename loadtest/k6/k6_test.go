@@ -16,7 +16,9 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/flashsale/flashsale/buyerauth"
 	"github.com/flashsale/flashsale/httpapi"
+	"github.com/flashsale/flashsale/internal/jwttest"
 	"github.com/flashsale/flashsale/internal/redistest"
 	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/reservation"
@@ -33,8 +35,17 @@ const (
 	serviceToken = "k6-check-service-token"
 )
 
-// tokens are the values the check sends for the script's credentials.
-var tokens = map[string]string{"ADMIN_TOKEN": adminToken, "SERVICE_TOKEN": serviceToken}
+// buyerTokenVar is the script's variable holding the buyer's minted JWT;
+// the check sends one minted for the sample user in its place.
+const buyerTokenVar = "buyerToken"
+
+// buyerRoutes need the buyer's own token when the deployment authenticates
+// buyers (FLASHSALE_BUYER_AUTH=jwt), which the check's API does.
+var buyerRoutes = []string{
+	"POST /v1/items/{sku}/reservations",
+	"GET /v1/reservations/{id}",
+	"POST /v1/reservations/{id}/cancel",
+}
 
 // request is one HTTP call as the script writes it.
 type request struct {
@@ -63,6 +74,8 @@ var (
 	// res.json('a.b') or res.json().a
 	jsonRead = regexp.MustCompile(`(\w+)\.json\(\s*(?:'([^']*)'|"([^"]*)")?\s*\)(?:\.([A-Za-z_$][\w$]*))?`)
 	// Authorization: `Bearer ${ADMIN_TOKEN}` in a call's params.
+	// The buyer's, sent only when there is one, is spread in:
+	// ...(buyerToken && { Authorization: `Bearer ${buyerToken}` }).
 	bearer = regexp.MustCompile("Authorization:\\s*`Bearer \\$\\{(\\w+)\\}`")
 )
 
@@ -264,21 +277,32 @@ func lastIdent(expr string) string {
 	return expr[strings.LastIndexByte(expr, '.')+1:]
 }
 
+// sampleUser is the user the check's buyer is: its body's user_id and its
+// token's sub.
+const sampleUser = "k6-check-buyer"
+
+// buyerToken is a valid JWT for sampleUser.
+func (a *api) buyerToken(t *testing.T) string {
+	t.Helper()
+	return a.buyers.Sign(t, jwttest.Claims(sampleUser))
+}
+
 // sampleValues are valid values for every field the script may send; a
 // field the API does not have still goes out (as a string) and is refused,
 // which is the point.
 var sampleValues = map[string]any{
 	"stock": 100, "per_user_limit": 1, "hold_seconds": 600, "name": "k6 check", "buckets": 1,
 	"starts_at": "2000-01-01T00:00:00Z", "ends_at": "9999-01-01T00:00:00Z",
-	"user_id": "k6-check-buyer", "quantity": 1,
+	"user_id": sampleUser, "quantity": 1,
 }
 
 // api is the real server (httpapi over reservation.Service over redisstore)
-// on a miniredis.
+// on a miniredis, authenticating buyers as FLASHSALE_BUYER_AUTH=jwt does.
 type api struct {
 	app     *fiber.App
 	items   int
 	problem map[string]any // one problem document: every endpoint may answer with one
+	buyers  jwttest.Key    // signs the buyers' tokens the API accepts
 }
 
 func newAPI(t *testing.T) *api {
@@ -290,8 +314,13 @@ func newAPI(t *testing.T) *api {
 	if err != nil {
 		t.Fatalf("redisstore.New: %v", err)
 	}
-	a := &api{app: httpapi.New(reservation.NewService(store, nil), httpapi.Config{
-		AdminTokens: []string{adminToken}, ServiceTokens: []string{serviceToken},
+	key := jwttest.EC(t, "k6-check")
+	verifier, err := buyerauth.New(ctx, buyerauth.Options{JWKSFile: jwttest.JWKSFile(t, key), Issuer: jwttest.Issuer, Audience: jwttest.Audience})
+	if err != nil {
+		t.Fatalf("buyerauth.New: %v", err)
+	}
+	a := &api{buyers: key, app: httpapi.New(reservation.NewService(store, nil), httpapi.Config{
+		AdminTokens: []string{adminToken}, ServiceTokens: []string{serviceToken}, Buyers: verifier,
 	}).App()}
 	status, p := a.send(t, http.MethodGet, "/v1/items/k6-check-missing", nil, "")
 	if status != http.StatusNotFound || p["code"] != "item_not_found" {
@@ -352,8 +381,9 @@ func (a *api) fixtures(t *testing.T, path string) (string, error) {
 		t.Fatalf("seed fixture %s: %d %v", values["sku"], status, body)
 	}
 	if slices.Contains(names, "id") {
-		hold := map[string]any{"user_id": "k6-fixture", "quantity": 1}
-		status, body := a.send(t, http.MethodPost, "/v1/items/"+values["sku"]+"/reservations", hold, "")
+		// The sample buyer's, so a read or cancel as that buyer finds it.
+		hold := map[string]any{"user_id": sampleUser, "quantity": 1}
+		status, body := a.send(t, http.MethodPost, "/v1/items/"+values["sku"]+"/reservations", hold, a.buyerToken(t))
 		if status != http.StatusCreated {
 			t.Fatalf("reserve fixture on %s: %d %v", values["sku"], status, body)
 		}
@@ -387,9 +417,18 @@ func (a *api) verify(t *testing.T, reqs []request) []string {
 				body[k] = v
 			}
 		}
-		token, ok := tokens[r.auth]
-		if !ok && r.auth != "" {
-			problems = append(problems, fmt.Sprintf("%s: sends ${%s} as its bearer token, which is neither ADMIN_TOKEN nor SERVICE_TOKEN", where, r.auth))
+		var token string
+		switch r.auth {
+		case "":
+		case "ADMIN_TOKEN":
+			token = adminToken
+		case "SERVICE_TOKEN":
+			token = serviceToken
+		case buyerTokenVar:
+			token = a.buyerToken(t)
+		default:
+			problems = append(problems, fmt.Sprintf("%s: sends ${%s} as its bearer token, which is none of ADMIN_TOKEN, SERVICE_TOKEN and %s",
+				where, r.auth, buyerTokenVar))
 			continue
 		}
 		status, got := a.send(t, r.method, path, body, token)
@@ -487,6 +526,12 @@ func TestScriptCallsOnlyTheAPI(t *testing.T) {
 	var reads int
 	for _, r := range reqs {
 		reads += len(r.reads)
+		// The check's API refuses a buyer route without the token anyway;
+		// this says which variable it must be, so a script that sends some
+		// other credential there is caught by name.
+		if slices.Contains(buyerRoutes, r.asRoute) && r.auth != buyerTokenVar {
+			t.Errorf("%s:%d: %s sends %q as its bearer, want ${%s}, the buyer's minted JWT", scriptPath, r.line, r.asRoute, r.auth, buyerTokenVar)
+		}
 	}
 	if reads == 0 {
 		t.Errorf("found no response reads in the script: the field check checked nothing")
@@ -514,6 +559,8 @@ func TestCheckCatchesMutations(t *testing.T) {
 		{"body hidden in a variable", "JSON.stringify({ user_id: user, quantity: 1 })", "reserveBody", "inline JSON.stringify"},
 		{"confirm without the service token", "headers: { Authorization: `Bearer ${SERVICE_TOKEN}` },", "", "401 unauthorized"},
 		{"confirm with the admin token", "{ Authorization: `Bearer ${SERVICE_TOKEN}` }", "{ Authorization: `Bearer ${ADMIN_TOKEN}` }", "401 unauthorized"},
+		{"reserve without the buyer's token", "...(buyerToken && { Authorization: `Bearer ${buyerToken}` })", "", "401 unauthorized"},
+		{"reserve with the service token", "Authorization: `Bearer ${buyerToken}`", "Authorization: `Bearer ${SERVICE_TOKEN}`", "401 unauthorized"},
 		{"seed without the admin token", "Authorization: `Bearer ${ADMIN_TOKEN}`", "'X-Token': ADMIN_TOKEN", "401 unauthorized"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -566,6 +613,12 @@ func TestParseScript(t *testing.T) {
 			src:       "const c = http.post(`${BASE_URL}/v1/r/${id}/confirm`, null, {\n  headers: { Authorization: `Bearer ${SERVICE_TOKEN}` },\n});",
 			wantRoute: "POST /v1/r/{id}/confirm",
 			wantAuth:  "SERVICE_TOKEN",
+		},
+		{
+			name:      "a buyer's token spread in when there is one",
+			src:       "const r = http.post(`${BASE_URL}/v1/items/${sku}/reservations`, null, {\n  headers: { ...h, ...(buyerToken && { Authorization: `Bearer ${buyerToken}` }) },\n});",
+			wantRoute: "POST /v1/items/{sku}/reservations",
+			wantAuth:  "buyerToken",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
