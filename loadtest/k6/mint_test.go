@@ -26,8 +26,13 @@ import (
 // verifier checks what it minted against the JWKS written beside it.
 
 // mintDriver imports jwt.js (its file URL in JWTJS) and prints one token per
-// subject in SUBJECTS, or the error.
+// subject in SUBJECTS, or the error. $K6_TEST_NODE_FLAGS adds node flags, such
+// as --no-experimental-global-webcrypto to run it as on Node 18.
 const mintDriver = `
+if (globalThis.crypto?.subtle === undefined) {
+  // Node 18 (Debian 12's) has WebCrypto, but not yet as a global.
+  globalThis.crypto = (await import('node:crypto')).webcrypto;
+}
 const { importSigningKey, mintToken } = await import(process.env.JWTJS);
 const key = await importSigningKey(process.env.JWK);
 for (const subject of JSON.parse(process.env.SUBJECTS)) {
@@ -52,7 +57,8 @@ func nodeMint(t *testing.T, jwk, kid, issuer string, subjects []string) ([]strin
 	subj, _ := json.Marshal(subjects)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "--input-type=module", "-")
+	args := append(strings.Fields(os.Getenv("K6_TEST_NODE_FLAGS")), "--input-type=module", "-")
+	cmd := exec.CommandContext(ctx, node, args...)
 	cmd.Stdin = strings.NewReader(mintDriver)
 	cmd.Env = append(os.Environ(), "JWTJS="+(&url.URL{Scheme: "file", Path: abs}).String(), "JWK="+jwk, "KID="+kid,
 		"ISS="+issuer, "AUD="+jwttest.Audience, "SUBJECTS="+string(subj))
