@@ -65,9 +65,22 @@ func TestMintedTokensVerify(t *testing.T) {
 	if err := os.WriteFile(rsaPEM, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// openssl ecparam -genkey writes the curve's parameters first, then the
+	// key in SEC 1.
+	ecKey := jwttest.EC(t, "ec-1")
+	sec1, err := x509.MarshalECPrivateKey(ecKey.Private.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecPEM := filepath.Join(t.TempDir(), "ec.pem")
+	params := pem.EncodeToMemory(&pem.Block{Type: "EC PARAMETERS", Bytes: []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}})
+	if err := os.WriteFile(ecPEM, append(params, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1})...), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, key, kid, jwks string
 	}{
+		{"an EC key in SEC 1 after its parameters", ecPEM, "ec-1", jwttest.JWKSFile(t, ecKey)},
 		{"keygen's EC key", filepath.Join(dir, loadtest.JWTKeyFile), loadtest.DefaultJWTKID, filepath.Join(dir, loadtest.JWTJWKSFile)},
 		{"an RSA key in PKCS #1", rsaPEM, "rsa-1", jwttest.JWKSFile(t, rsaKey)},
 	} {
