@@ -59,7 +59,11 @@ type Config struct {
 	MaxItems int
 	// ScrapeTimeout bounds the store read of one scrape; 0 is 5s.
 	ScrapeTimeout time.Duration
-	Log           *slog.Logger
+	// ItemsMaxAge is how old the exported item counters may be: every
+	// scrape within it shares one read of the catalogue. 0 is
+	// DefaultItemsMaxAge.
+	ItemsMaxAge time.Duration
+	Log         *slog.Logger
 }
 
 // Metrics owns the registry and the instruments the HTTP layer and the
@@ -104,6 +108,9 @@ func New(cfg Config) *Metrics {
 	}
 	if cfg.ScrapeTimeout <= 0 {
 		cfg.ScrapeTimeout = defaultScrapeTimeout
+	}
+	if cfg.ItemsMaxAge <= 0 {
+		cfg.ItemsMaxAge = DefaultItemsMaxAge
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -160,9 +167,10 @@ func (m *Metrics) Handler() http.Handler {
 		// A failing collector costs its own metrics, not the whole scrape:
 		// the rest is what an operator needs while Redis is down.
 		ErrorHandling: promhttp.ContinueOnError,
-		// Each scrape reads every item from Redis; a burst of scrapers must
-		// not turn into a burst of reads beside the buyers.
-		MaxRequestsInFlight: 2,
+		// Scrapes share one read of the items a second (itemCache), so a
+		// few scrapers at once cost little; the bound keeps a flood of them
+		// from rendering megabytes each beside the buyers.
+		MaxRequestsInFlight: 16,
 	})
 }
 

@@ -1,7 +1,6 @@
 package prommetrics
 
 import (
-	"context"
 	"log/slog"
 	"time"
 
@@ -10,12 +9,12 @@ import (
 
 // stateCollector reads the service's state at scrape time instead of
 // keeping gauges up to date: the item counters live in Redis and change
-// with every buyer, the syncer and the recoverer keep their own counters.
+// with every buyer (read through itemCache), the syncer and the recoverer
+// keep their own counters.
 type stateCollector struct {
-	items    ItemSource
+	items    *itemCache // nil: no item metrics
 	sync     SyncSource
 	recovery RecoverySource
-	maxItems int
 	timeout  time.Duration
 	log      *slog.Logger
 
@@ -31,16 +30,19 @@ func newStateCollector(cfg Config) *stateCollector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, labels, nil)
 	}
+	var items *itemCache
+	if cfg.Items != nil {
+		items = newItemCache(cfg.Items, cfg.MaxItems, cfg.ItemsMaxAge)
+	}
 	return &stateCollector{
-		items:    cfg.Items,
+		items:    items,
 		sync:     cfg.Sync,
 		recovery: cfg.Recovery,
-		maxItems: cfg.MaxItems,
 		timeout:  cfg.ScrapeTimeout,
 		log:      cfg.Log,
 
 		itemUnits: d("flashsale_item_units",
-			"Units of an item by state (available, reserved, sold), read from Redis at scrape; they sum to its stock. "+
+			"Units of an item by state (available, reserved, sold), read from Redis at most once a second (ItemsMaxAge); they sum to its stock. "+
 				"Holds past expiry count as reserved until the sweeper returns them.", "sku", "state"),
 		catalogItems: d("flashsale_catalog_items",
 			"Items in the catalogue; only the first MaxItems by SKU have flashsale_item_units series."),
@@ -87,26 +89,6 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.recovery != nil {
 		ch <- gauge(c.rebuilding, float64(c.recovery.Rebuilding()))
 		ch <- counter(c.restored, float64(c.recovery.Restored()))
-	}
-}
-
-func (c *stateCollector) collectItems(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	items, total, err := c.items.Counters(ctx, c.maxItems)
-	if err != nil {
-		// Debug only: flashsale_redis_up says it on every scrape, and the
-		// outage is logged where buyers meet it.
-		c.log.Debug("metrics: read item counters", "err", err)
-		ch <- gauge(c.redisUp, 0)
-		return
-	}
-	ch <- gauge(c.redisUp, 1)
-	ch <- gauge(c.catalogItems, float64(total))
-	for _, it := range items {
-		ch <- gauge(c.itemUnits, float64(it.Available), it.SKU, "available")
-		ch <- gauge(c.itemUnits, float64(it.Reserved), it.SKU, "reserved")
-		ch <- gauge(c.itemUnits, float64(it.Sold), it.SKU, "sold")
 	}
 }
 
