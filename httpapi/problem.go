@@ -3,6 +3,8 @@ package httpapi
 import (
 	"errors"
 	"log/slog"
+	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -124,8 +126,23 @@ func classify(err error) (kind, string) {
 // errorHandler is Fiber's ErrorHandler: every error any handler or
 // middleware returns ends here as a problem document.
 func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
+	if errors.Is(err, fiber.ErrRequestEntityTooLarge) && !s.bulkAdmitted(&c.Request().Header) &&
+		c.Method() == fiber.MethodPut && strings.TrimSuffix(c.Path(), "/") == bulkPath {
+		// A bulk seed over bodyLimit without a valid token: refused unread
+		// for the token, so say so (bodyLimitFor).
+		err = errUnauthorized
+	}
 	k, detail := classify(err)
-	return s.writeProblem(c, err, k, detail)
+	if err := s.writeProblem(c, err, k, detail); err != nil {
+		return err
+	}
+	if s.metrics != nil {
+		// With metrics on, observe handles every error of the chain; what
+		// ends here was refused by fasthttp before any route ran (a body
+		// over its limit, headers too large), so nothing counted it yet.
+		s.metrics.ObserveRequest("/", c.Method(), c.Response().StatusCode(), max(time.Since(c.Context().Time()), time.Nanosecond))
+	}
+	return nil
 }
 
 // writeProblem logs err as its kind deserves and answers its problem

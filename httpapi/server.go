@@ -21,11 +21,13 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/recover"
+	"github.com/valyala/fasthttp"
 
 	"github.com/flashsale/flashsale/reservation"
 )
 
-// Body limits. Buyers' bodies are tiny; the bulk seed carries a catalogue.
+// Body limits. Buyers' bodies are tiny; the bulk seed carries a catalogue,
+// and only an admin may send one that large (see bodyLimitFor).
 const (
 	bodyLimit     = 4 << 10
 	bulkBodyLimit = 8 << 20
@@ -85,6 +87,8 @@ type Server struct {
 
 	metrics        Metrics
 	metricsHandler http.Handler
+
+	adminRoutes bool // this app serves /admin/v1 (see bodyLimitFor)
 }
 
 // New builds the Fiber app with every route and middleware.
@@ -102,6 +106,7 @@ func New(svc *reservation.Service, cfg Config) *Server {
 
 		metrics:        cfg.Metrics,
 		metricsHandler: cfg.MetricsHandler,
+		adminRoutes:    true,
 	}
 	if s.readyWait <= 0 {
 		s.readyWait = time.Second
@@ -114,6 +119,7 @@ func New(svc *reservation.Service, cfg Config) *Server {
 	fc := FiberConfig(cfg)
 	fc.ErrorHandler = s.errorHandler
 	s.app = fiber.New(fc)
+	s.app.Server().HeaderReceived = s.bodyLimitFor
 	s.routes()
 	return s
 }
@@ -124,11 +130,14 @@ func FiberConfig(cfg Config) fiber.Config {
 	return fiber.Config{
 		AppName:               "flashsale",
 		DisableStartupMessage: true,
-		BodyLimit:             bulkBodyLimit,
-		ReadTimeout:           cfg.ReadTimeout,
-		WriteTimeout:          cfg.WriteTimeout,
-		IdleTimeout:           cfg.IdleTimeout,
-		CaseSensitive:         true,
+		// fasthttp refuses a larger body by its Content-Length before
+		// reading any of it (a chunked one after bodyLimit bytes); the bulk
+		// seed's larger limit is granted per request by bodyLimitFor.
+		BodyLimit:     bodyLimit,
+		ReadTimeout:   cfg.ReadTimeout,
+		WriteTimeout:  cfg.WriteTimeout,
+		IdleTimeout:   cfg.IdleTimeout,
+		CaseSensitive: true,
 	}
 }
 
@@ -158,13 +167,13 @@ func (s *Server) routes() {
 	s.serveMetrics()
 
 	admin := s.app.Group("/admin/v1", s.requireAdmin)
-	admin.Put("/items", s.seedMany)
-	admin.Put("/items/:sku", limitBody(bodyLimit), s.seed)
+	admin.Put("/items", s.seedMany) // bulkPath
+	admin.Put("/items/:sku", s.seed)
 	if s.auditor != nil {
 		admin.Get("/items/:sku/audit", s.audit)
 	}
 
-	v1 := s.app.Group("/v1", limitBody(bodyLimit))
+	v1 := s.app.Group("/v1")
 	v1.Get("/items/:sku", s.item)
 	v1.Post("/items/:sku/reservations", s.identifyBuyer, s.reserve)
 	v1.Get("/reservations/:id", s.identifyBuyer, s.reservation)
@@ -233,13 +242,35 @@ func validRequestID(s string) bool {
 	return true
 }
 
-func limitBody(n int) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		if len(c.Request().Body()) > n {
-			return errTooLarge
-		}
-		return c.Next()
+// bulkPath is the bulk seed's route, the one route whose body may exceed
+// bodyLimit.
+const bulkPath = "/admin/v1/items"
+
+// bodyLimitFor is fasthttp's HeaderReceived hook: it runs once a request's
+// headers are in and before any of its body is read, and grants the bulk
+// seed's limit to a PUT of bulkPath with a valid admin token only. Every
+// other request, the bulk seed without the token included, keeps
+// bodyLimit: fasthttp refuses a longer body by its Content-Length unread
+// (a chunked one after bodyLimit bytes), so a flood of 8 MiB bodies costs
+// the process kilobytes, not megabytes each.
+func (s *Server) bodyLimitFor(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	if s.bulkAdmitted(h) {
+		return fasthttp.RequestConfig{MaxRequestBodySize: bulkBodyLimit}
 	}
+	return fasthttp.RequestConfig{} // the server's: bodyLimit
+}
+
+// bulkAdmitted reports whether h is a bulk seed with a valid admin token.
+// The path is compared as sent (a query or one trailing slash aside): a
+// spelling that would still route to the bulk seed only gets the small
+// limit, which errs on the safe side.
+func (s *Server) bulkAdmitted(h *fasthttp.RequestHeader) bool {
+	if !s.adminRoutes || string(h.Method()) != fiber.MethodPut {
+		return false
+	}
+	path, _, _ := bytes.Cut(h.RequestURI(), []byte("?"))
+	path = bytes.TrimSuffix(path, []byte("/"))
+	return string(path) == bulkPath && s.admin.admits(string(h.Peek(fiber.HeaderAuthorization)))
 }
 
 // refuseContentEncoding answers 415 to a body sent with a Content-Encoding.
