@@ -29,18 +29,19 @@ const reserveRoute = "/v1/items/:sku/reservations"
 
 // useMetrics installs the metrics middleware, outermost, so the latency
 // covers every other middleware and the status it sees is final.
-func (s *Server) useMetrics() {
+func (s *Server) useMetrics(app *fiber.App) {
 	if s.metrics != nil {
-		s.app.Use(s.observe)
+		app.Use(s.observe)
 	}
 }
 
-// serveMetrics registers GET /metrics. Like most exporters it needs no
-// credentials: it shows counts, never user ids, and item counters are
-// public through GET /v1/items/{sku} anyway.
-func (s *Server) serveMetrics() {
+// serveMetrics registers GET /metrics on app. Like most exporters it needs
+// no credentials: it shows counts, never user ids. It does show every
+// item's stock, sales window or not: a deployment that wants that private
+// serves it on the internal listener (Config.Internal).
+func (s *Server) serveMetrics(app *fiber.App) {
 	if s.metricsHandler != nil {
-		s.app.Get("/metrics", adaptor.HTTPHandler(s.metricsHandler))
+		app.Get("/metrics", adaptor.HTTPHandler(s.metricsHandler))
 	}
 }
 

@@ -126,8 +126,9 @@ func classify(err error) (kind, string) {
 // errorHandler is Fiber's ErrorHandler: every error any handler or
 // middleware returns ends here as a problem document.
 func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
-	if errors.Is(err, fiber.ErrRequestEntityTooLarge) && !s.bulkAdmitted(&c.Request().Header) &&
-		c.Method() == fiber.MethodPut && strings.TrimSuffix(c.Path(), "/") == bulkPath {
+	if errors.Is(err, fiber.ErrRequestEntityTooLarge) && c.App() == s.internalApp() &&
+		c.Method() == fiber.MethodPut && strings.TrimSuffix(c.Path(), "/") == bulkPath &&
+		!s.bulkAdmitted(&c.Request().Header) {
 		// A bulk seed over bodyLimit without a valid token: refused unread
 		// for the token, so say so (bodyLimitFor).
 		err = errUnauthorized

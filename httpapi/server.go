@@ -10,6 +10,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -65,6 +66,12 @@ type Config struct {
 	Metrics Metrics
 	// MetricsHandler serves GET /metrics; nil: 404.
 	MetricsHandler http.Handler
+	// Internal moves /metrics, /admin/v1 and confirm (the backend's routes)
+	// to a second app, Server.Internal, served on a listener of their own
+	// (ListenInternal) that a deployment keeps off the public network. The
+	// public app then answers them 404, as unknown routes. False: one app
+	// serves everything.
+	Internal bool
 }
 
 // Auditor compares an item's counters in Redis with the durable record.
@@ -75,6 +82,7 @@ type Auditor interface {
 // Server is the HTTP API over a reservation.Service.
 type Server struct {
 	app       *fiber.App
+	internal  *fiber.App // nil: app serves the internal routes too
 	svc       *reservation.Service
 	log       *slog.Logger
 	admin     tokenSet
@@ -87,8 +95,6 @@ type Server struct {
 
 	metrics        Metrics
 	metricsHandler http.Handler
-
-	adminRoutes bool // this app serves /admin/v1 (see bodyLimitFor)
 }
 
 // New builds the Fiber app with every route and middleware.
@@ -106,7 +112,6 @@ func New(svc *reservation.Service, cfg Config) *Server {
 
 		metrics:        cfg.Metrics,
 		metricsHandler: cfg.MetricsHandler,
-		adminRoutes:    true,
 	}
 	if s.readyWait <= 0 {
 		s.readyWait = time.Second
@@ -119,9 +124,20 @@ func New(svc *reservation.Service, cfg Config) *Server {
 	fc := FiberConfig(cfg)
 	fc.ErrorHandler = s.errorHandler
 	s.app = fiber.New(fc)
-	s.app.Server().HeaderReceived = s.bodyLimitFor
+	if cfg.Internal {
+		s.internal = fiber.New(fc)
+	}
+	s.internalApp().Server().HeaderReceived = s.bodyLimitFor
 	s.routes()
 	return s
+}
+
+// internalApp is the app that serves the internal routes.
+func (s *Server) internalApp() *fiber.App {
+	if s.internal != nil {
+		return s.internal
+	}
+	return s.app
 }
 
 // FiberConfig is the server's Fiber settings without its error handler, so
@@ -141,43 +157,67 @@ func FiberConfig(cfg Config) fiber.Config {
 	}
 }
 
-// App exposes the Fiber app, for tests through app.Test.
+// App exposes the public Fiber app, for tests through app.Test. Without
+// Config.Internal it serves every route.
 func (s *Server) App() *fiber.App { return s.app }
 
-// Listen serves on addr until Shutdown.
+// Internal exposes the internal routes' app (Config.Internal); nil without.
+func (s *Server) Internal() *fiber.App { return s.internal }
+
+// Listen serves the public app on addr until Shutdown.
 func (s *Server) Listen(addr string) error { return s.app.Listen(addr) }
 
-// Shutdown stops accepting connections and waits for in-flight requests
-// until ctx is done.
-func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
+// ListenInternal serves the internal app on addr until Shutdown.
+func (s *Server) ListenInternal(addr string) error {
+	if s.internal == nil {
+		return errors.New("httpapi: ListenInternal without Config.Internal")
+	}
+	return s.internal.Listen(addr)
+}
+
+// Shutdown stops accepting connections on every listener and waits for
+// in-flight requests until ctx is done.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.app.ShutdownWithContext(ctx)
+	if s.internal != nil {
+		err = errors.Join(err, s.internal.ShutdownWithContext(ctx))
+	}
+	return err
+}
 
 func (s *Server) routes() {
-	s.useMetrics()
-	s.app.Use(s.withRequestID, recover.New(recover.Config{
-		EnableStackTrace: true,
-		StackTraceHandler: func(c *fiber.Ctx, e any) {
-			s.log.Error("panic", "request_id", requestID(c), "panic", fmt.Sprint(e), "stack", string(debug.Stack()))
-		},
-	}))
+	in := s.internalApp()
+	apps := []*fiber.App{s.app}
+	if s.internal != nil {
+		apps = append(apps, s.internal)
+	}
+	for _, app := range apps {
+		s.useMetrics(app)
+		app.Use(s.withRequestID, recover.New(recover.Config{
+			EnableStackTrace: true,
+			StackTraceHandler: func(c *fiber.Ctx, e any) {
+				s.log.Error("panic", "request_id", requestID(c), "panic", fmt.Sprint(e), "stack", string(debug.Stack()))
+			},
+		}))
+		app.Use(refuseContentEncoding)
+		app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+		app.Get("/readyz", s.ready)
+	}
+	s.serveMetrics(in)
 
-	s.app.Use(refuseContentEncoding)
-
-	s.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
-	s.app.Get("/readyz", s.ready)
-	s.serveMetrics()
-
-	admin := s.app.Group("/admin/v1", s.requireAdmin)
+	admin := in.Group("/admin/v1", s.requireAdmin)
 	admin.Put("/items", s.seedMany) // bulkPath
 	admin.Put("/items/:sku", s.seed)
 	if s.auditor != nil {
 		admin.Get("/items/:sku/audit", s.audit)
 	}
+	// Confirm is the payment backend's call: internal, beside the admin's.
+	in.Post("/v1/reservations/:id/confirm", s.requireService, s.confirm)
 
 	v1 := s.app.Group("/v1")
 	v1.Get("/items/:sku", s.item)
 	v1.Post("/items/:sku/reservations", s.identifyBuyer, s.reserve)
 	v1.Get("/reservations/:id", s.identifyBuyer, s.reservation)
-	v1.Post("/reservations/:id/confirm", s.requireService, s.confirm)
 	v1.Post("/reservations/:id/cancel", s.identifyBuyer, s.cancel)
 }
 
@@ -265,7 +305,7 @@ func (s *Server) bodyLimitFor(h *fasthttp.RequestHeader) fasthttp.RequestConfig 
 // spelling that would still route to the bulk seed only gets the small
 // limit, which errs on the safe side.
 func (s *Server) bulkAdmitted(h *fasthttp.RequestHeader) bool {
-	if !s.adminRoutes || string(h.Method()) != fiber.MethodPut {
+	if string(h.Method()) != fiber.MethodPut {
 		return false
 	}
 	path, _, _ := bytes.Cut(h.RequestURI(), []byte("?"))
