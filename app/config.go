@@ -26,6 +26,7 @@ const embeddedRedis = "embedded"
 // and validated as a whole before anything starts.
 type Config struct {
 	HTTPAddr        string        // FLASHSALE_HTTP_ADDR
+	InternalAddr    string        // FLASHSALE_INTERNAL_ADDR: /metrics, admin and confirm on their own listener; "": on HTTPAddr
 	RedisAddr       string        // FLASHSALE_REDIS_ADDR: host:port, or "embedded"; required unless the cluster is set
 	RedisCluster    []string      // FLASHSALE_REDIS_CLUSTER_ADDRS: seed host:port list of a Redis Cluster
 	RedisPassword   string        // FLASHSALE_REDIS_PASSWORD
@@ -108,6 +109,7 @@ func LoadConfig(env Environ) (Config, error) {
 	r := envReader{env: env}
 	cfg := Config{
 		HTTPAddr:        r.str("FLASHSALE_HTTP_ADDR", ":3004"),
+		InternalAddr:    r.str("FLASHSALE_INTERNAL_ADDR", ""),
 		RedisAddr:       r.str("FLASHSALE_REDIS_ADDR", ""),
 		RedisCluster:    r.list("FLASHSALE_REDIS_CLUSTER_ADDRS"),
 		RedisPassword:   r.secret("FLASHSALE_REDIS_PASSWORD", maskSecret),
@@ -157,6 +159,13 @@ func LoadConfig(env Environ) (Config, error) {
 	}
 	if _, _, err := net.SplitHostPort(cfg.HTTPAddr); err != nil {
 		r.fail("FLASHSALE_HTTP_ADDR", cfg.HTTPAddr, "must be host:port, such as :3004")
+	}
+	if cfg.InternalAddr != "" {
+		if _, port, err := net.SplitHostPort(cfg.InternalAddr); err != nil {
+			r.fail("FLASHSALE_INTERNAL_ADDR", cfg.InternalAddr, "must be host:port, such as 127.0.0.1:3005, or unset")
+		} else if _, httpPort, _ := net.SplitHostPort(cfg.HTTPAddr); port == httpPort {
+			r.fail("FLASHSALE_INTERNAL_ADDR", cfg.InternalAddr, "must listen on another port than FLASHSALE_HTTP_ADDR")
+		}
 	}
 	switch {
 	case cfg.RedisAddr == "" && len(cfg.RedisCluster) == 0:

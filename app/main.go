@@ -104,6 +104,7 @@ func run(ctx context.Context, env Environ, logOut io.Writer) error {
 
 		Metrics:        metrics,
 		MetricsHandler: metricsHandler,
+		Internal:       cfg.InternalAddr != "",
 	})
 
 	// Background work stops after the HTTP server has drained, so requests
@@ -121,14 +122,21 @@ func run(ctx context.Context, env Environ, logOut io.Writer) error {
 		bg.run((&persistence.Auditor{Store: store, DB: db, Interval: cfg.AuditInterval, Log: log}).Run)
 	}
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Listen(cfg.HTTPAddr) }()
-	log.Info("flashsale serving", "addr", cfg.HTTPAddr, "redis", d.redisAddr, "key_prefix", cfg.KeyPrefix,
-		"record", recordName(cfg), "sync", cfg.Sync, "metrics", cfg.Metrics)
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- fmt.Errorf("http: %w", srv.Listen(cfg.HTTPAddr)) }()
+	if cfg.InternalAddr != "" {
+		go func() { serveErr <- fmt.Errorf("internal http: %w", srv.ListenInternal(cfg.InternalAddr)) }()
+	}
+	log.Info("flashsale serving", "addr", cfg.HTTPAddr, "internal_addr", cfg.InternalAddr, "redis", d.redisAddr,
+		"key_prefix", cfg.KeyPrefix, "record", recordName(cfg), "sync", cfg.Sync, "metrics", cfg.Metrics)
 
 	select {
 	case err := <-serveErr:
-		return fmt.Errorf("http: %w", err)
+		// One listener failed (its port taken, say): stop the other too.
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		_ = srv.Shutdown(shutdownCtx)
+		return err
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: finishing in-flight requests", "timeout", cfg.ShutdownTimeout)

@@ -58,6 +58,9 @@ func TestLoadConfig(t *testing.T) {
 			wantErr: []string{"FLASHSALE_REDIS_DB", "FLASHSALE_SWEEP_INTERVAL", "FLASHSALE_LOG_FORMAT"},
 		},
 		{name: "bad http addr", vars: map[string]string{"FLASHSALE_HTTP_ADDR": "3004"}, wantErr: []string{"FLASHSALE_HTTP_ADDR"}},
+		{name: "bad internal addr", vars: map[string]string{"FLASHSALE_INTERNAL_ADDR": "3005"}, wantErr: []string{"FLASHSALE_INTERNAL_ADDR", "host:port"}},
+		{name: "internal addr on the public port", vars: map[string]string{"FLASHSALE_HTTP_ADDR": ":3004", "FLASHSALE_INTERNAL_ADDR": "127.0.0.1:3004"},
+			wantErr: []string{"FLASHSALE_INTERNAL_ADDR", "another port"}},
 		{name: "bad redis addr", vars: map[string]string{"FLASHSALE_REDIS_ADDR": "localhost"}, wantErr: []string{"FLASHSALE_REDIS_ADDR"}},
 		{
 			name: "redis unset",
@@ -413,6 +416,43 @@ func TestRunEmbeddedServesAndShutsDown(t *testing.T) {
 	svc.shutdown(t)
 	if _, err := http.Get(svc.base + "/healthz"); err == nil {
 		t.Error("server still answers after shutdown")
+	}
+}
+
+// TestRunInternalListener: with FLASHSALE_INTERNAL_ADDR the admin routes,
+// confirm and /metrics answer there, not on the public address, and both
+// listeners stop on shutdown.
+func TestRunInternalListener(t *testing.T) {
+	internal := freeAddr(t)
+	const admin, service = "internal-test-admin-token", "internal-test-service-token"
+	svc := startRun(t, map[string]string{"FLASHSALE_INTERNAL_ADDR": internal,
+		"FLASHSALE_ADMIN_TOKEN": admin, "FLASHSALE_SERVICE_TOKENS": service})
+	in := &running{base: "http://" + internal}
+	const confirm = "/v1/reservations/nothing-here.AAAAAAAAAAAAAAAAAAAAAA/confirm"
+	for _, tc := range []struct {
+		name, token, method, path, body string
+		public, internal                int
+	}{
+		{"seed", admin, "PUT", "/admin/v1/items/mug", `{"stock":2}`, 404, 201},
+		{"confirm", service, "POST", confirm, "", 404, 404}, // unknown reservation internally
+		{"metrics", "", "GET", "/metrics", "", 404, 200},
+		{"item", "", "GET", "/v1/items/mug", "", 200, 404},
+		{"readyz", "", "GET", "/readyz", "", 200, 200},
+	} {
+		if status, body := svc.call(t, tc.token, tc.method, tc.path, tc.body); status != tc.public {
+			t.Errorf("%s on the public address = %d %s, want %d", tc.name, status, body, tc.public)
+		}
+		status, body := in.call(t, tc.token, tc.method, tc.path, tc.body)
+		if status != tc.internal {
+			t.Errorf("%s on the internal address = %d %s, want %d", tc.name, status, body, tc.internal)
+		}
+		if tc.name == "confirm" && !strings.Contains(body, "reservation_not_found") {
+			t.Errorf("confirm on the internal address did not reach the handler: %s", body)
+		}
+	}
+	svc.shutdown(t)
+	if _, err := http.Get(in.base + "/healthz"); err == nil {
+		t.Error("the internal listener still answers after shutdown")
 	}
 }
 
