@@ -56,6 +56,8 @@ type env struct {
 	mallory     string
 	aliceHold   string // reservation ids
 	malloryHold string
+	pid         int    // the service's process
+	prefix      string // its key prefix in Redis
 }
 
 // call is one request of an attack and the answer it must get.
@@ -115,6 +117,8 @@ func attacks(t *testing.T, e *env) []attack {
 	one := `{"quantity":1}`
 
 	cases := []attack{
+		{name: "row7/8 MiB bodies, 16 at a time, to reserve, healthz and the bulk seed without a token", send: bigBodies},
+		{name: "row8/parallel scrapes of a large catalogue", send: parallelScrapes},
 		{name: "row1/buyer confirms own hold", calls: []call{
 			confirm(e.malloryHold, as(e.mallory)),
 			confirm(e.malloryHold, nil),
@@ -252,7 +256,7 @@ func start(t *testing.T) *env {
 		"FLASHSALE_JWT_AUDIENCE":   jwttest.Audience,
 		"FLASHSALE_LOG_LEVEL":      "warn",
 	})
-	e.base = svc.URL()
+	e.base, e.pid, e.prefix = svc.URL(), svc.Pid(), prefix
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	store, err := redisstore.New(ctx, rdb, prefix)
