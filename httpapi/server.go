@@ -22,6 +22,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/recover"
 
+	"github.com/flashsale/flashsale/console"
 	"github.com/flashsale/flashsale/reservation"
 )
 
@@ -63,6 +64,8 @@ type Config struct {
 	Metrics Metrics
 	// MetricsHandler serves GET /metrics; nil: 404.
 	MetricsHandler http.Handler
+	// Console serves the sale console under /admin/console; nil: 404.
+	Console *console.Hub
 }
 
 // Auditor compares an item's counters in Redis with the durable record.
@@ -85,6 +88,7 @@ type Server struct {
 
 	metrics        Metrics
 	metricsHandler http.Handler
+	console        *console.Hub
 }
 
 // New builds the Fiber app with every route and middleware.
@@ -102,6 +106,7 @@ func New(svc *reservation.Service, cfg Config) *Server {
 
 		metrics:        cfg.Metrics,
 		metricsHandler: cfg.MetricsHandler,
+		console:        cfg.Console,
 	}
 	if s.readyWait <= 0 {
 		s.readyWait = time.Second
@@ -140,7 +145,12 @@ func (s *Server) Listen(addr string) error { return s.app.Listen(addr) }
 
 // Shutdown stops accepting connections and waits for in-flight requests
 // until ctx is done.
-func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.console != nil {
+		s.console.Close() // open event streams would hold the drain to its timeout
+	}
+	return s.app.ShutdownWithContext(ctx)
+}
 
 func (s *Server) routes() {
 	s.useMetrics()
@@ -163,6 +173,7 @@ func (s *Server) routes() {
 	if s.auditor != nil {
 		admin.Get("/items/:sku/audit", s.audit)
 	}
+	s.consoleRoutes(admin)
 
 	v1 := s.app.Group("/v1", limitBody(bodyLimit))
 	v1.Get("/items/:sku", s.item)
