@@ -224,4 +224,3 @@ func TestConsoleEventsStream(t *testing.T) {
 		}
 	}
 }
-

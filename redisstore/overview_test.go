@@ -39,11 +39,11 @@ func TestOverview(t *testing.T) {
 		t.Fatalf("Overview = %+v, want a, b, c", got)
 	}
 	tests := []struct {
-		name                              string
-		sku                               string
+		name                             string
+		sku                              string
 		stock, available, reserved, sold int64
-		buckets                           int
-		starts, ends                      time.Time
+		buckets                          int
+		starts, ends                     time.Time
 	}{
 		{"no window", "a", 3, 3, 0, 0, 1, time.Time{}, time.Time{}},
 		{"window and a due hold", "b", 5, 3, 2, 0, 1, starts, starts.Add(2 * time.Hour)},
