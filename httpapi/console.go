@@ -24,10 +24,11 @@ const consoleCSP = "default-src 'none'; script-src 'self'; style-src 'self'; con
 // lives for hours moves its deadline forward before every event.
 const consoleWriteWindow = 10 * time.Second
 
-// consoleRoutes serves the sale console under /admin/, so it moves with the
-// other admin routes. The page and its files need no token (they carry no
-// data); the event stream is an admin route.
-func (s *Server) consoleRoutes(admin fiber.Router) {
+// consoleRoutes serves the sale console under /admin/ on root (the page and
+// its files, which carry no data and need no token) and admin (the event
+// stream, behind the admin token), so it moves with the other admin routes
+// to whichever listener serves them.
+func (s *Server) consoleRoutes(root, admin fiber.Router) {
 	if s.console == nil {
 		return
 	}
@@ -43,7 +44,7 @@ func (s *Server) consoleRoutes(admin fiber.Router) {
 		}
 		ctype := map[string]string{".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
 			".css": "text/css; charset=utf-8"}[name[strings.LastIndexByte(name, '.'):]]
-		s.app.Get(path, func(c *fiber.Ctx) error {
+		root.Get(path, func(c *fiber.Ctx) error {
 			c.Set(fiber.HeaderContentSecurityPolicy, consoleCSP)
 			c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
 			c.Set(fiber.HeaderReferrerPolicy, "no-referrer")

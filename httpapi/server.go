@@ -173,7 +173,7 @@ func (s *Server) routes() {
 	if s.auditor != nil {
 		admin.Get("/items/:sku/audit", s.audit)
 	}
-	s.consoleRoutes(admin)
+	s.consoleRoutes(s.app, admin)
 
 	v1 := s.app.Group("/v1", limitBody(bodyLimit))
 	v1.Get("/items/:sku", s.item)
