@@ -34,6 +34,7 @@ type itemTrack struct {
 	soldOutAt        time.Time
 	soldOutBefore    bool // sold out when first seen: the moment is earlier than soldOutAt
 	wasSoldOut       bool
+	name, key        string // key: the search's lower-case SKU and name, kept while the name is
 }
 
 // tracker holds the per-item memory; the poller is its only writer, but a
@@ -46,22 +47,24 @@ type tracker struct {
 
 // itemView is one item as consoles see it.
 type itemView struct {
-	SKU           string   `json:"sku"`
-	Name          string   `json:"name"`
-	Stock         int64    `json:"stock"`
-	Available     int64    `json:"available"`
-	Reserved      int64    `json:"reserved"`
-	Sold          int64    `json:"sold"`
-	Buckets       int      `json:"buckets"`
-	StartsAt      *string  `json:"starts_at"`
-	EndsAt        *string  `json:"ends_at"`
-	Phase         string   `json:"phase"` // scheduled, open, sold_out or ended
-	GrantsPerS    *float64 `json:"grants_per_s"`
-	RefusalsPerS  *float64 `json:"refusals_per_s"`
-	GrantsSeries  []uint32 `json:"grants_series,omitempty"`   // per slot, oldest first
-	RefusalSeries []uint32 `json:"refusals_series,omitempty"` // per slot, oldest first
-	SoldOutAt     *string  `json:"sold_out_at"`
-	SoldOutBefore bool     `json:"sold_out_before,omitempty"`
+	SKU          string  `json:"sku"`
+	Name         string  `json:"name"`
+	Stock        int64   `json:"stock"`
+	Available    int64   `json:"available"`
+	Reserved     int64   `json:"reserved"`
+	Sold         int64   `json:"sold"`
+	Buckets      int     `json:"buckets"`
+	StartsAt     *string `json:"starts_at"`
+	EndsAt       *string `json:"ends_at"`
+	Phase        string  `json:"phase"`        // scheduled, open, sold_out or ended
+	GrantsPerS   float64 `json:"grants_per_s"` // 0 when the update's rates is false
+	RefusalsPerS float64 `json:"refusals_per_s"`
+	// Per ten-second slot, oldest first; arrays, so a reading of 10,000
+	// items allocates them with its one slice of views.
+	GrantsSeries  [slots]uint32 `json:"grants_series"`
+	RefusalSeries [slots]uint32 `json:"refusals_series"`
+	SoldOutAt     *string       `json:"sold_out_at"`
+	SoldOutBefore bool          `json:"sold_out_before,omitempty"`
 
 	key string // lower-case SKU and name, for the search
 }
@@ -117,21 +120,19 @@ func (h *Hub) track(items []reservation.Item, readErr error, health *Health, pre
 			t.ring = [slots]slot{}
 		}
 	}
-	counts := map[string]*[2]uint64{}
+	counts := make(map[string][2]uint64, len(items))
 	if h.opts.Counts != nil {
 		h.opts.Counts(func(sku, outcome string, n uint64) {
 			c := counts[sku]
-			if c == nil {
-				c = new([2]uint64)
-				counts[sku] = c
-			}
 			switch outcome {
 			case "created":
 				c[0] += n
 			case "replayed": // the same grant answered again
+				return
 			default:
 				c[1] += n
 			}
+			counts[sku] = c
 		})
 	}
 	epoch := now.Unix() / slotSeconds
@@ -153,7 +154,7 @@ func (h *Hub) track(items []reservation.Item, readErr error, health *Health, pre
 			tr.items[it.SKU] = t
 		}
 		var g, r uint64
-		if c := counts[it.SKU]; c != nil {
+		if c, ok := counts[it.SKU]; ok {
 			g, r = c[0], c[1]
 		}
 		if !fresh && !rebase && g >= t.grants && r >= t.refusals {
@@ -179,14 +180,16 @@ func (h *Hub) track(items []reservation.Item, readErr error, health *Health, pre
 			SKU: it.SKU, Name: it.Name, Stock: it.Stock, Available: it.Available, Reserved: it.Reserved,
 			Sold: it.Sold, Buckets: max(it.Buckets, 1), StartsAt: optTime(it.StartsAt), EndsAt: optTime(it.EndsAt),
 			Phase: phase(it, now), SoldOutAt: optTime(t.soldOutAt), SoldOutBefore: t.soldOutBefore,
-			key: strings.ToLower(it.SKU + "\x00" + it.Name),
 		}
+		if t.key == "" || t.name != it.Name {
+			t.name, t.key = it.Name, strings.ToLower(it.SKU+"\x00"+it.Name)
+		}
+		v.key = t.key
 		if soldOut {
 			st.soldOut++
 		}
 		if st.ratesOn {
 			var sg, sr uint64
-			v.GrantsSeries, v.RefusalSeries = make([]uint32, slots), make([]uint32, slots)
 			for k := range slots {
 				e := oldest + int64(k)
 				s := t.ring[e%int64(slots)]
@@ -196,10 +199,9 @@ func (h *Hub) track(items []reservation.Item, readErr error, health *Health, pre
 					sr += uint64(s.refusals)
 				}
 			}
-			gps, rps := float64(sg)/st.windowSecs, float64(sr)/st.windowSecs
-			v.GrantsPerS, v.RefusalsPerS = &gps, &rps
-			st.grantsPerS += gps
-			st.refusePerS += rps
+			v.GrantsPerS, v.RefusalsPerS = float64(sg)/st.windowSecs, float64(sr)/st.windowSecs
+			st.grantsPerS += v.GrantsPerS
+			st.refusePerS += v.RefusalsPerS
 		}
 		st.items[i] = v
 	}
@@ -291,7 +293,7 @@ func (st *state) encode(view View) []byte {
 	if view.Sort == "busy" {
 		matched = slices.Clone(matched)
 		slices.SortStableFunc(matched, func(a, b itemView) int {
-			ga, gb := deref(a.GrantsPerS)+deref(a.RefusalsPerS), deref(b.GrantsPerS)+deref(b.RefusalsPerS)
+			ga, gb := a.GrantsPerS+a.RefusalsPerS, b.GrantsPerS+b.RefusalsPerS
 			switch {
 			case ga > gb:
 				return -1
@@ -317,11 +319,4 @@ func (st *state) encode(view View) []byte {
 	}
 	st.cache[view] = b
 	return b
-}
-
-func deref(f *float64) float64 {
-	if f == nil {
-		return 0
-	}
-	return *f
 }
