@@ -55,7 +55,8 @@ func screenshotDir(t *testing.T) string {
 }
 
 // TestConsoleInBrowser drives the console in headless Chromium against a
-// real flashsale process on the real Redis: sign in with the admin token,
+// real flashsale process on the real Redis, with a catalogue of 10,000
+// items: sign in with the admin token, page through them,
 // seed an item through the form (confirmed in the dialog), make holds and
 // refusals through the API, and see the bar and the rates move within two
 // seconds; then end the sale with the button and see buyers refused. It
@@ -75,6 +76,25 @@ func TestConsoleInBrowser(t *testing.T) {
 		"FLASHSALE_SERVICE_TOKENS": "console-browser-service-token",
 		"FLASHSALE_SQLITE_PATH":    filepath.Join(t.TempDir(), "record.db"),
 	})
+
+	// A catalogue of 10,000 items: the console pages and searches it.
+	var bulk strings.Builder
+	bulk.WriteString(`{"items": [`)
+	for i := range 9_999 {
+		if i > 0 {
+			bulk.WriteString(",")
+		}
+		fmt.Fprintf(&bulk, `{"sku": "cat-%05d", "stock": 100, "name": "Catalogue item %d"}`, i, i)
+	}
+	bulk.WriteString("]}")
+	req, _ := http.NewRequest("PUT", svc.URL()+"/admin/v1/items", strings.NewReader(bulk.String()))
+	req.Header.Set("Authorization", "Bearer "+browserAdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("bulk seed: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(browser),
@@ -127,6 +147,11 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.ID("main")),
 	)
 	waitJS(t, ctx, "the feed to go live", `document.getElementById("conn").textContent.startsWith("live")`, 5*time.Second)
+	waitJS(t, ctx, "200 pages of 50", `document.getElementById("pageinfo").textContent === "1 / 200 (9999)" &&
+		document.querySelectorAll("#items article").length === 50`, 3*time.Second)
+	run("next page", chromedp.Click(chromedp.ID("next")))
+	waitJS(t, ctx, "the second page", `document.getElementById("pageinfo").textContent === "2 / 200 (9999)" &&
+		document.querySelector("#items article").dataset.sku === "cat-00050"`, 3*time.Second)
 
 	// Seed through the form; nothing happens until the dialog is confirmed.
 	run("fill the seed form",
@@ -142,6 +167,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	run("confirm the seed", chromedp.Click(chromedp.ID("confirm-yes")))
 	waitJS(t, ctx, "the seed's answer", `document.getElementById("seed-result").textContent.startsWith("created browser-mug")`, 5*time.Second)
+	run("search", chromedp.SendKeys(chromedp.ID("search"), "mug"))
+	waitJS(t, ctx, "the search to find the one item", `document.getElementById("pageinfo").textContent === "1 / 1 (1)" &&
+		document.querySelectorAll("#items article").length === 1`, 3*time.Second)
 	waitJS(t, ctx, "the item's bar", `(() => { const n = document.querySelector('`+item+` .nums');
 		return n && n.dataset.available === "20" && n.dataset.reserved === "0"; })()`, 2*time.Second)
 
@@ -209,6 +237,8 @@ func waitJS(t *testing.T, ctx context.Context, what, expr string, within time.Du
 		}
 		if time.Now().After(deadline) {
 			state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("conn").textContent + " | " +
+				document.getElementById("redis").textContent + " " + document.getElementById("redis").title + " | " +
+				document.getElementById("pageinfo").textContent + " | " +
 				document.getElementById("seed-result").textContent + " | " +
 				(document.querySelector("#items") || {}).innerText`))
 			t.Fatalf("waited %v for %s (last error %v); page: %s", within, what, err, state)
