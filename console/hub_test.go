@@ -106,7 +106,7 @@ func catalogue(n int) []reservation.Item {
 func TestOneReadPerIntervalWhateverTheConsoles(t *testing.T) {
 	items := &fakeItems{items: catalogue(3)}
 	const interval = 50 * time.Millisecond
-	h := New(Options{Items: items, Interval: interval})
+	h := New(Options{Items: items, Interval: interval, Buffer: 1000})
 	defer h.Close()
 	if h.Running() {
 		t.Fatal("poller runs before anyone subscribed")
@@ -148,14 +148,19 @@ func TestOneReadPerIntervalWhateverTheConsoles(t *testing.T) {
 // its buffer fills; the others keep their updates.
 func TestSlowSubscriberDropped(t *testing.T) {
 	items := &fakeItems{items: catalogue(1)}
-	h := New(Options{Items: items, Interval: 10 * time.Millisecond, Buffer: 2})
+	// The poller reads once at start; the test makes the other reads itself,
+	// so the fast subscriber is never behind, however slow the machine.
+	h := New(Options{Items: items, Interval: time.Hour, Buffer: 2})
 	defer h.Close()
 	slow, _ := h.Subscribe(View{})
 	fast, _ := h.Subscribe(View{})
-	deadline := time.Now().Add(2 * time.Second)
-	for h.Subscribers() == 2 && time.Now().Before(deadline) {
-		next(t, fast)
+	next(t, fast) // the poller's first read: one update queued for slow
+	h.readOnce(context.Background(), false)
+	next(t, fast) // two queued for slow: its buffer is full
+	if h.Subscribers() != 2 {
+		t.Fatalf("%d subscribers before the slow one's buffer was full", h.Subscribers())
 	}
+	h.readOnce(context.Background(), false)
 	if h.Subscribers() != 1 {
 		t.Fatalf("%d subscribers, want the slow one dropped", h.Subscribers())
 	}
@@ -180,7 +185,7 @@ func TestRatesAndSoldOut(t *testing.T) {
 	counts := &fakeCounts{}
 	var clock atomic.Int64
 	clock.Store(time.Date(2026, 12, 12, 0, 0, 0, 0, time.UTC).UnixNano())
-	h := New(Options{Items: items, Counts: counts.visit, Interval: 20 * time.Millisecond,
+	h := New(Options{Items: items, Counts: counts.visit, Interval: 20 * time.Millisecond, Buffer: 1000,
 		Now: func() time.Time { return time.Unix(0, clock.Add(int64(time.Second))) }})
 	defer h.Close()
 	sub, _ := h.Subscribe(View{})
@@ -214,7 +219,7 @@ func TestRatesAndSoldOut(t *testing.T) {
 // TestPagesAndSearch: 10,000 items come 50 a page; a search narrows them.
 func TestPagesAndSearch(t *testing.T) {
 	items := &fakeItems{items: catalogue(10_000)}
-	h := New(Options{Items: items, Interval: 20 * time.Millisecond})
+	h := New(Options{Items: items, Interval: 20 * time.Millisecond, Buffer: 1000})
 	defer h.Close()
 	tests := []struct {
 		name                 string
@@ -253,7 +258,7 @@ func TestPagesAndSearch(t *testing.T) {
 // last items on screen.
 func TestRedisDownKeepsItems(t *testing.T) {
 	items := &fakeItems{items: catalogue(2)}
-	h := New(Options{Items: items, Interval: 20 * time.Millisecond})
+	h := New(Options{Items: items, Interval: 20 * time.Millisecond, Buffer: 1000})
 	defer h.Close()
 	sub, _ := h.Subscribe(View{})
 	if d := next(t, sub); !d.RedisUp || d.Items != 2 {

@@ -35,7 +35,7 @@ func newConsoleEnv(t *testing.T) *consoleEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := console.New(console.Options{Items: store, Interval: 100 * time.Millisecond})
+	hub := console.New(console.Options{Items: store, Interval: 100 * time.Millisecond, Buffer: 100})
 	srv := httpapi.New(reservation.NewService(store, nil), httpapi.Config{
 		AdminTokens:   []string{adminToken},
 		ServiceTokens: serviceTokens,
