@@ -203,7 +203,9 @@ func TestRatesAndSoldOut(t *testing.T) {
 	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) {
 		d = next(t, sub)
-		if a := d.PageItems[0]; a.GrantsPerS > 0 {
+		// The counters and the catalogue change apart: wait for a read that
+		// saw both.
+		if a := d.PageItems[0]; a.GrantsPerS > 0 && a.Available == 0 {
 			if a.SoldOutAt == nil || a.SoldOutBefore || a.Phase != "sold_out" || a.RefusalsPerS <= 0 {
 				t.Errorf("a after selling out: %+v, want a sold-out moment, refusals", a)
 			}
