@@ -92,7 +92,8 @@ type Hub struct {
 	stop   context.CancelFunc // the running poller's; nil when none runs
 	done   chan struct{}      // closed when the running poller has returned
 	closed bool
-	last   *state // the latest reading, for a new subscriber's first update
+	last   *state  // the latest reading, for a new subscriber's first update
+	health *Health // the latest health check; nil before the first
 
 	tr *tracker
 
@@ -215,13 +216,39 @@ func (h *Hub) Running() bool {
 // moments) outlives a stopped poller; restarting re-bases the counters so
 // the time nobody watched is not counted as one burst.
 func (h *Hub) poll(ctx context.Context, done chan struct{}) {
+	var checks sync.WaitGroup
 	defer close(done)
+	defer checks.Wait()
+	if h.opts.Health != nil {
+		// Health has a loop of its own: a slow check of the durable record
+		// (a ping waiting behind a large write) must not delay the items.
+		checks.Go(func() { h.checkHealth(ctx) })
+	}
 	tick := time.NewTicker(h.opts.Interval)
 	defer tick.Stop()
 	rebase := true
 	for {
 		h.readOnce(ctx, rebase)
 		rebase = false
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// checkHealth refreshes the latest health once an interval until ctx ends.
+func (h *Hub) checkHealth(ctx context.Context) {
+	tick := time.NewTicker(h.opts.Interval)
+	defer tick.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, h.opts.ReadTimeout)
+		hl := h.opts.Health(cctx)
+		cancel()
+		h.mu.Lock()
+		h.health = &hl
+		h.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
@@ -237,14 +264,9 @@ func (h *Hub) readOnce(ctx context.Context, rebase bool) {
 	if ctx.Err() != nil {
 		return
 	}
-	var health *Health
-	if h.opts.Health != nil {
-		hl := h.opts.Health(rctx)
-		health = &hl
-	}
 	h.mu.Lock()
 	h.reads++
-	prev := h.last
+	prev, health := h.last, h.health
 	h.mu.Unlock()
 
 	st := h.track(items, err, health, prev, rebase)

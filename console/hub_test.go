@@ -308,3 +308,44 @@ func BenchmarkTrack10000(b *testing.B) {
 		prev = st
 	}
 }
+
+// TestSlowHealthDoesNotDelayItems: a health check stuck for a second (a
+// ping behind a large write) leaves the item updates on time, and its
+// answer shows once it comes.
+func TestSlowHealthDoesNotDelayItems(t *testing.T) {
+	items := &fakeItems{items: catalogue(1)}
+	h := New(Options{Items: items, Interval: 20 * time.Millisecond, Buffer: 1000,
+		Health: func(ctx context.Context) Health {
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+			}
+			return Health{DatabaseUp: true, Rebuilding: 3}
+		}})
+	defer h.Close()
+	sub, _ := h.Subscribe(View{})
+	start := time.Now()
+	for range 10 {
+		next(t, sub)
+	}
+	if took := time.Since(start); took > 700*time.Millisecond {
+		t.Errorf("10 updates took %v behind a 1s health check", took)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		b := <-sub.C
+		var u struct {
+			Health *Health `json:"health"`
+		}
+		if err := json.Unmarshal(b, &u); err != nil {
+			t.Fatal(err)
+		}
+		if u.Health != nil {
+			if !u.Health.DatabaseUp || u.Health.Rebuilding != 3 {
+				t.Errorf("health %+v, want the check's answer", *u.Health)
+			}
+			return
+		}
+	}
+	t.Fatal("the health check's answer never showed")
+}
