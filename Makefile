@@ -16,7 +16,7 @@ TAGS    := integration,fault
 STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BENCHSTAT   := $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 
-.PHONY: build run check test test-integration test-fault lint fuzz bench bench-go bench-cluster clean
+.PHONY: build run check test test-integration test-fault lint fuzz bench bench-go bench-cluster clean check-rules check-dashboard
 
 build:
 	$(GO) build -o $(BIN) ./app
@@ -61,7 +61,7 @@ check: lint
 ## integration and fault) with the race detector, at full strength.
 ## Under CI=true an integration test that cannot reach its server fails
 ## instead of skipping.
-test: lint
+test: lint check-rules
 	$(GO) test -race -count=1 -timeout 15m -tags $(TAGS) $(PKGS)
 
 ## test-integration: the untagged tests plus those on the real Redis,
@@ -87,6 +87,30 @@ lint:
 		done; \
 	else case "$$CI" in 1|t|T|true|TRUE|True) echo "node is required under CI to check loadtest/k6/*.js"; exit 1;; \
 		*) echo "warning: node not found, loadtest/k6/*.js not syntax-checked";; esac; fi
+
+## check-rules: promtool (Debian's prometheus package; .ci/run installs it)
+## checks deploy/prometheus's config and alert rules and runs the rules' unit
+## tests. Without promtool it warns, and fails under CI=true.
+check-rules:
+	@if command -v promtool >/dev/null 2>&1; then \
+		promtool check config deploy/prometheus/prometheus.yml && \
+		promtool check rules deploy/prometheus/alerts.yml && \
+		promtool test rules deploy/prometheus/alerts_test.yml && \
+		$(MAKE) -s check-dashboard; \
+	else case "$$CI" in 1|t|T|true|TRUE|True) echo "promtool is required under CI (apt-get install prometheus)"; exit 1;; \
+		*) echo "warning: promtool not found, deploy/prometheus not checked";; esac; fi
+
+# check-dashboard: every query of the Grafana dashboard parses as PromQL
+# (promtool checks them as recording rules; Grafana's $__rate_interval and
+# $__range become fixed ranges).
+check-dashboard:
+	@tmp=$$(mktemp --suffix=.yml) && trap 'rm -f "$$tmp"' EXIT && \
+	{ echo "groups: [{name: dashboard, rules: ["; \
+	  jq -r '.. | .expr? // empty' deploy/grafana/flashsale.json | \
+	  sed 's/\$$__rate_interval/1m/g; s/\$$__range/1h/g' | \
+	  awk '{ printf "{record: \"dashboard:panel_%d\", expr: '"'"'%s'"'"'},\n", NR, $$0 }'; \
+	  echo "]}]"; } > "$$tmp" && \
+	echo "deploy/grafana/flashsale.json:" && promtool check rules "$$tmp"
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s

@@ -105,6 +105,7 @@ func run(ctx context.Context, env Environ, logOut io.Writer) error {
 		Metrics:        metrics,
 		MetricsHandler: metricsHandler,
 		Internal:       cfg.InternalAddr != "",
+		Console:        newConsole(store, syncer, recoverer, db, metrics, log),
 	})
 
 	// Background work stops after the HTTP server has drained, so requests

@@ -24,6 +24,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/valyala/fasthttp"
 
+	"github.com/flashsale/flashsale/console"
 	"github.com/flashsale/flashsale/reservation"
 )
 
@@ -66,12 +67,14 @@ type Config struct {
 	Metrics Metrics
 	// MetricsHandler serves GET /metrics; nil: 404.
 	MetricsHandler http.Handler
-	// Internal moves /metrics, /admin/v1 and confirm (the backend's routes)
-	// to a second app, Server.Internal, served on a listener of their own
-	// (ListenInternal) that a deployment keeps off the public network. The
-	// public app then answers them 404, as unknown routes. False: one app
-	// serves everything.
+	// Internal moves /metrics, /admin/v1, the console and confirm (the
+	// backend's routes) to a second app, Server.Internal, served on a
+	// listener of their own (ListenInternal) that a deployment keeps off the
+	// public network. The public app then answers them 404, as unknown
+	// routes. False: one app serves everything.
 	Internal bool
+	// Console serves the sale console under /admin/console; nil: 404.
+	Console *console.Hub
 }
 
 // Auditor compares an item's counters in Redis with the durable record.
@@ -95,6 +98,7 @@ type Server struct {
 
 	metrics        Metrics
 	metricsHandler http.Handler
+	console        *console.Hub
 }
 
 // New builds the Fiber app with every route and middleware.
@@ -112,6 +116,7 @@ func New(svc *reservation.Service, cfg Config) *Server {
 
 		metrics:        cfg.Metrics,
 		metricsHandler: cfg.MetricsHandler,
+		console:        cfg.Console,
 	}
 	if s.readyWait <= 0 {
 		s.readyWait = time.Second
@@ -178,6 +183,9 @@ func (s *Server) ListenInternal(addr string) error {
 // Shutdown stops accepting connections on every listener and waits for
 // in-flight requests until ctx is done.
 func (s *Server) Shutdown(ctx context.Context) error {
+	if s.console != nil {
+		s.console.Close() // open event streams would hold the drain to its timeout
+	}
 	err := s.app.ShutdownWithContext(ctx)
 	if s.internal != nil {
 		err = errors.Join(err, s.internal.ShutdownWithContext(ctx))
@@ -211,6 +219,7 @@ func (s *Server) routes() {
 	if s.auditor != nil {
 		admin.Get("/items/:sku/audit", s.audit)
 	}
+	s.consoleRoutes(in, admin)
 	// Confirm is the payment backend's call: internal, beside the admin's.
 	in.Post("/v1/reservations/:id/confirm", s.requireService, s.confirm)
 
