@@ -104,7 +104,9 @@ func run(ctx context.Context, env Environ, logOut io.Writer) error {
 
 		Metrics:        metrics,
 		MetricsHandler: metricsHandler,
-		Internal:       cfg.InternalAddr != "",
+		Limits: httpapi.RateLimits{Limiter: store, PerUser: cfg.RatePerUser, PerIP: cfg.RatePerIP,
+			TrustedProxies: cfg.TrustedProxies},
+		Internal: cfg.InternalAddr != "",
 	})
 
 	// Background work stops after the HTTP server has drained, so requests
