@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -25,32 +26,35 @@ const embeddedRedis = "embedded"
 // Config is every setting of the service, read once from the environment
 // and validated as a whole before anything starts.
 type Config struct {
-	HTTPAddr        string        // FLASHSALE_HTTP_ADDR
-	InternalAddr    string        // FLASHSALE_INTERNAL_ADDR: /metrics, admin and confirm on their own listener; "": on HTTPAddr
-	RedisAddr       string        // FLASHSALE_REDIS_ADDR: host:port, or "embedded"; required unless the cluster is set
-	RedisCluster    []string      // FLASHSALE_REDIS_CLUSTER_ADDRS: seed host:port list of a Redis Cluster
-	RedisPassword   string        // FLASHSALE_REDIS_PASSWORD
-	RedisDB         int           // FLASHSALE_REDIS_DB
-	RedisPoolSize   int           // FLASHSALE_REDIS_POOL_SIZE; 0 is go-redis's default
-	RedisPipelines  int           // FLASHSALE_REDIS_PIPELINES: concurrent calls share this many pipelines; 0: none
-	SoldOutMemory   time.Duration // FLASHSALE_SOLD_OUT_MEMORY: how long a sold-out answer is reused; 0: never
-	KeyPrefix       string        // FLASHSALE_KEY_PREFIX
-	AdminTokens     []string      // FLASHSALE_ADMIN_TOKEN: comma-separated, any of them admits; empty generates one
-	ServiceTokens   []string      // FLASHSALE_SERVICE_TOKENS: comma-separated, for confirm; empty generates one
-	BuyerAuth       string        // FLASHSALE_BUYER_AUTH: none (the body's user_id) or jwt
-	JWTJWKSURL      string        // FLASHSALE_JWT_JWKS_URL: under jwt, the identity provider's keys
-	JWTJWKSFile     string        // FLASHSALE_JWT_JWKS_FILE: or a file of them; exactly one of the two
-	JWTIssuer       string        // FLASHSALE_JWT_ISSUER: the iss a buyer's token must carry
-	JWTAudience     string        // FLASHSALE_JWT_AUDIENCE: the aud it must hold
-	JWTUserClaim    string        // FLASHSALE_JWT_USER_CLAIM: the claim naming the buyer
-	SweepInterval   time.Duration // FLASHSALE_SWEEP_INTERVAL
-	SweepBatch      int           // FLASHSALE_SWEEP_BATCH
-	ReadTimeout     time.Duration // FLASHSALE_READ_TIMEOUT
-	WriteTimeout    time.Duration // FLASHSALE_WRITE_TIMEOUT
-	IdleTimeout     time.Duration // FLASHSALE_IDLE_TIMEOUT
-	ShutdownTimeout time.Duration // FLASHSALE_SHUTDOWN_TIMEOUT
-	LogLevel        slog.Level    // FLASHSALE_LOG_LEVEL: debug, info, warn, error
-	LogFormat       string        // FLASHSALE_LOG_FORMAT: json or text
+	HTTPAddr        string            // FLASHSALE_HTTP_ADDR
+	InternalAddr    string            // FLASHSALE_INTERNAL_ADDR: /metrics, admin and confirm on their own listener; "": on HTTPAddr
+	RedisAddr       string            // FLASHSALE_REDIS_ADDR: host:port, or "embedded"; required unless the cluster is set
+	RedisCluster    []string          // FLASHSALE_REDIS_CLUSTER_ADDRS: seed host:port list of a Redis Cluster
+	RedisPassword   string            // FLASHSALE_REDIS_PASSWORD
+	RedisDB         int               // FLASHSALE_REDIS_DB
+	RedisPoolSize   int               // FLASHSALE_REDIS_POOL_SIZE; 0 is go-redis's default
+	RedisPipelines  int               // FLASHSALE_REDIS_PIPELINES: concurrent calls share this many pipelines; 0: none
+	SoldOutMemory   time.Duration     // FLASHSALE_SOLD_OUT_MEMORY: how long a sold-out answer is reused; 0: never
+	KeyPrefix       string            // FLASHSALE_KEY_PREFIX
+	AdminTokens     []string          // FLASHSALE_ADMIN_TOKEN: comma-separated, any of them admits; empty generates one
+	ServiceTokens   []string          // FLASHSALE_SERVICE_TOKENS: comma-separated, for confirm; empty generates one
+	BuyerAuth       string            // FLASHSALE_BUYER_AUTH: none (the body's user_id) or jwt
+	RatePerUser     reservation.Limit // FLASHSALE_RATE_PER_USER: each buyer's budget; zero: none
+	RatePerIP       reservation.Limit // FLASHSALE_RATE_PER_IP: each client address's budget; zero: none
+	TrustedProxies  []netip.Prefix    // FLASHSALE_TRUSTED_PROXIES: peers whose X-Forwarded-For is believed
+	JWTJWKSURL      string            // FLASHSALE_JWT_JWKS_URL: under jwt, the identity provider's keys
+	JWTJWKSFile     string            // FLASHSALE_JWT_JWKS_FILE: or a file of them; exactly one of the two
+	JWTIssuer       string            // FLASHSALE_JWT_ISSUER: the iss a buyer's token must carry
+	JWTAudience     string            // FLASHSALE_JWT_AUDIENCE: the aud it must hold
+	JWTUserClaim    string            // FLASHSALE_JWT_USER_CLAIM: the claim naming the buyer
+	SweepInterval   time.Duration     // FLASHSALE_SWEEP_INTERVAL
+	SweepBatch      int               // FLASHSALE_SWEEP_BATCH
+	ReadTimeout     time.Duration     // FLASHSALE_READ_TIMEOUT
+	WriteTimeout    time.Duration     // FLASHSALE_WRITE_TIMEOUT
+	IdleTimeout     time.Duration     // FLASHSALE_IDLE_TIMEOUT
+	ShutdownTimeout time.Duration     // FLASHSALE_SHUTDOWN_TIMEOUT
+	LogLevel        slog.Level        // FLASHSALE_LOG_LEVEL: debug, info, warn, error
+	LogFormat       string            // FLASHSALE_LOG_FORMAT: json or text
 
 	MySQLDSN   string // FLASHSALE_MYSQL_DSN; empty uses the SQLite file below
 	SQLitePath string // FLASHSALE_SQLITE_PATH
@@ -215,6 +219,9 @@ func LoadConfig(env Environ) (Config, error) {
 	cfg.JWTAudience = r.str("FLASHSALE_JWT_AUDIENCE", "")
 	cfg.JWTUserClaim = r.str("FLASHSALE_JWT_USER_CLAIM", "sub")
 	checkBuyerAuth(&r, cfg)
+	cfg.RatePerUser = r.limit("FLASHSALE_RATE_PER_USER")
+	cfg.RatePerIP = r.limit("FLASHSALE_RATE_PER_IP")
+	cfg.TrustedProxies = r.prefixes("FLASHSALE_TRUSTED_PROXIES")
 	cfg.Settings = r.settings
 	return cfg, errors.Join(append(unknownVariables(env, r.settings), r.errs...)...)
 }
@@ -451,6 +458,38 @@ func splitList(v string) []string {
 		items[i] = strings.TrimSpace(items[i])
 	}
 	return items
+}
+
+// limit reads a rate limit such as "10/s burst 20"; unset is none.
+func (r *envReader) limit(name string) reservation.Limit {
+	v := r.env[name]
+	l, err := reservation.ParseLimit(v)
+	if err != nil {
+		r.record(name, v, v)
+		r.fail(name, v, "must be a rate such as 10/s, 600/m or 10/s burst 20, or unset for none")
+		return reservation.Limit{}
+	}
+	r.record(name, v, l.String()) // "" when off
+	return l
+}
+
+// prefixes reads a comma-separated list of CIDRs (a bare address is its
+// own /32 or /128).
+func (r *envReader) prefixes(name string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, item := range r.list(name) {
+		p, err := netip.ParsePrefix(item)
+		if err != nil {
+			a, aerr := netip.ParseAddr(item)
+			if aerr != nil {
+				r.fail(name, item, "each entry must be a CIDR such as 10.0.0.0/8 or an address")
+				continue
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out
 }
 
 func (r *envReader) int(name string, def, lo, hi int) int {

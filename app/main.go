@@ -106,6 +106,8 @@ func run(ctx context.Context, env Environ, logOut io.Writer) error {
 		MetricsHandler: metricsHandler,
 		Internal:       cfg.InternalAddr != "",
 		Console:        newConsole(store, syncer, recoverer, db, metrics, log),
+		Limits: httpapi.RateLimits{Limiter: store, PerUser: cfg.RatePerUser, PerIP: cfg.RatePerIP,
+			TrustedProxies: cfg.TrustedProxies},
 	})
 
 	// Background work stops after the HTTP server has drained, so requests

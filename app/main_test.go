@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flashsale/flashsale/reservation"
 )
 
 func env(vars map[string]string) Environ { return Environ(vars) }
@@ -58,6 +61,21 @@ func TestLoadConfig(t *testing.T) {
 			wantErr: []string{"FLASHSALE_REDIS_DB", "FLASHSALE_SWEEP_INTERVAL", "FLASHSALE_LOG_FORMAT"},
 		},
 		{name: "bad http addr", vars: map[string]string{"FLASHSALE_HTTP_ADDR": "3004"}, wantErr: []string{"FLASHSALE_HTTP_ADDR"}},
+		{name: "bad rate limits", vars: map[string]string{"FLASHSALE_RATE_PER_USER": "10/d", "FLASHSALE_RATE_PER_IP": "fast",
+			"FLASHSALE_TRUSTED_PROXIES": "10.0.0.0/8,nowhere"},
+			wantErr: []string{"FLASHSALE_RATE_PER_USER", "FLASHSALE_RATE_PER_IP", `FLASHSALE_TRUSTED_PROXIES="nowhere"`}},
+		{
+			name: "rate limits",
+			vars: map[string]string{"FLASHSALE_RATE_PER_USER": "10/s burst 20", "FLASHSALE_RATE_PER_IP": "600/m",
+				"FLASHSALE_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7, 2001:db8::/32", "FLASHSALE_REDIS_ADDR": "embedded"},
+			check: func(t *testing.T, c Config) {
+				if c.RatePerUser != (reservation.Limit{Rate: 10, Per: time.Second, Burst: 20}) ||
+					c.RatePerIP != (reservation.Limit{Rate: 600, Per: time.Minute, Burst: 600}) ||
+					fmt.Sprint(c.TrustedProxies) != "[10.0.0.0/8 192.0.2.7/32 2001:db8::/32]" {
+					t.Errorf("limits %+v %+v, proxies %v", c.RatePerUser, c.RatePerIP, c.TrustedProxies)
+				}
+			},
+		},
 		{name: "bad internal addr", vars: map[string]string{"FLASHSALE_INTERNAL_ADDR": "3005"}, wantErr: []string{"FLASHSALE_INTERNAL_ADDR", "host:port"}},
 		{name: "internal addr on the public port", vars: map[string]string{"FLASHSALE_HTTP_ADDR": ":3004", "FLASHSALE_INTERNAL_ADDR": "127.0.0.1:3004"},
 			wantErr: []string{"FLASHSALE_INTERNAL_ADDR", "another port"}},

@@ -158,6 +158,9 @@ func (s *Server) seedMany(c *fiber.Ctx) error {
 }
 
 func (s *Server) item(c *fiber.Ctx) error {
+	if err := s.limitBuyer(c, ""); err != nil {
+		return err
+	}
 	it, err := s.svc.Item(c.UserContext(), param(c, "sku"))
 	if err != nil {
 		return err
@@ -174,6 +177,14 @@ func (s *Server) reserve(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	// What the instance answers from memory comes first; whatever would
+	// reach Redis passes the limit first, Idempotency-Key or not.
+	if err := s.svc.RefusedFromMemory(req); err != nil {
+		return err
+	}
+	if err := s.limitBuyer(c, req.UserID); err != nil {
+		return err
+	}
 	r, replayed, err := s.svc.Reserve(c.UserContext(), req)
 	if err != nil {
 		return err
@@ -188,9 +199,13 @@ func (s *Server) reserve(c *fiber.Ctx) error {
 }
 
 func (s *Server) reservation(c *fiber.Ctx) error {
+	buyer, ok := buyerOf(c)
+	if err := s.limitBuyer(c, buyer); err != nil {
+		return err
+	}
 	var r reservation.Reservation
 	var err error
-	if buyer, ok := buyerOf(c); ok {
+	if ok {
 		r, err = s.svc.ReservationFor(c.UserContext(), buyer, param(c, "id"))
 	} else {
 		r, err = s.svc.Reservation(c.UserContext(), param(c, "id"))
@@ -206,7 +221,11 @@ func (s *Server) confirm(c *fiber.Ctx) error {
 }
 
 func (s *Server) cancel(c *fiber.Ctx) error {
-	if buyer, ok := buyerOf(c); ok {
+	buyer, ok := buyerOf(c)
+	if err := s.limitBuyer(c, buyer); err != nil {
+		return err
+	}
+	if ok {
 		return s.transition(c, func(ctx context.Context, id string) (reservation.Reservation, error) {
 			return s.svc.CancelFor(ctx, buyer, id)
 		})

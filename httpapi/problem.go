@@ -52,6 +52,7 @@ var domainKinds = []struct {
 	{reservation.ErrStockBelowCommitted, kind{fiber.StatusConflict, "stock_below_committed", "Stock below committed units"}},
 	{reservation.ErrBucketsImmutable, kind{fiber.StatusConflict, "buckets_immutable", "Bucket count cannot change"}},
 	{reservation.ErrIdempotencyKeyReused, kind{fiber.StatusUnprocessableEntity, "idempotency_key_reused", "Idempotency key reused"}},
+	{reservation.ErrRateLimited, kind{fiber.StatusTooManyRequests, "rate_limited", "Too many requests"}},
 	{reservation.ErrRecovering, kind{fiber.StatusServiceUnavailable, "recovering", "Item recovering"}},
 	{reservation.ErrUnavailable, kind{fiber.StatusServiceUnavailable, "unavailable", "Service unavailable"}},
 }

@@ -67,6 +67,8 @@ type Config struct {
 	Metrics Metrics
 	// MetricsHandler serves GET /metrics; nil: 404.
 	MetricsHandler http.Handler
+	// Limits rate-limits the buyer routes (the zero value: none).
+	Limits RateLimits
 	// Internal moves /metrics, /admin/v1, the console and confirm (the
 	// backend's routes) to a second app, Server.Internal, served on a
 	// listener of their own (ListenInternal) that a deployment keeps off the
@@ -99,6 +101,9 @@ type Server struct {
 	metrics        Metrics
 	metricsHandler http.Handler
 	console        *console.Hub
+
+	limits RateLimits
+	denied denyCache
 }
 
 // New builds the Fiber app with every route and middleware.
@@ -117,6 +122,7 @@ func New(svc *reservation.Service, cfg Config) *Server {
 		metrics:        cfg.Metrics,
 		metricsHandler: cfg.MetricsHandler,
 		console:        cfg.Console,
+		limits:         cfg.Limits,
 	}
 	if s.readyWait <= 0 {
 		s.readyWait = time.Second

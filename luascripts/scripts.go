@@ -51,6 +51,9 @@ var ack string
 //go:embed prune.lua
 var prune string
 
+//go:embed ratelimit.lua
+var ratelimit string
+
 // Source is the text of one loadable script: the shared helpers of lib.lua
 // followed by the script's own body.
 type Source string
@@ -75,5 +78,8 @@ func Ack() Source { return Source(ack) }
 
 // Prune, like Ack, stands alone.
 func Prune() Source { return Source(prune) }
+
+// RateLimit works on rate budgets, not items: it stands alone too.
+func RateLimit() Source { return Source(ratelimit) }
 
 func join(body string) Source { return Source(lib + "\n" + body) }

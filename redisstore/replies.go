@@ -41,6 +41,12 @@ const (
 	expireLen
 )
 
+// ratelimit.lua: {code, retry_us, then per budget remaining, reset_us}.
+const (
+	rateRetry = iota + 1
+	rateFirst // budget i's remaining is at rateFirst + 2i, its reset one after; also the length with no budget
+)
+
 // lib.lua's reply (a reservation): {code, id, status, quantity, user,
 // created_ms, expires_ms, updated_ms}.
 const (

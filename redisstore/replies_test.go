@@ -55,6 +55,31 @@ func TestReplyLayouts(t *testing.T) {
 			t.Fatalf("now_ms %d, stock %d", rep.int(itemNow), rep.int(itemStock))
 		}
 	})
+	t.Run("ratelimit allowed and limited", func(t *testing.T) {
+		keys := []reservation.RateKey{{Policy: "user", Subject: "pin", Limit: reservation.Limit{Rate: 4, Per: time.Second, Burst: 1}},
+			{Policy: "ip", Subject: "pin", Limit: reservation.Limit{Rate: 1, Per: time.Second, Burst: 3}}}
+		take := func(code string) []reservation.RateState {
+			t.Helper()
+			rep, err := reply(rateLimitScript.Run(ctx, rdb, []string{s.rateKey(keys[0]), s.rateKey(keys[1])}, 250_000, 1, 1_000_000, 3).Result())
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantLen(t, rep, code, rateFirst+4)
+			states, err := rep.rate(keys)
+			if (code == "limited") != (err != nil) {
+				t.Fatalf("%s: %v", code, err)
+			}
+			return states
+		}
+		want := []reservation.RateState{{Policy: "user", Limit: keys[0].Limit, Remaining: 0, Reset: 250 * time.Millisecond},
+			{Policy: "ip", Limit: keys[1].Limit, Remaining: 2, Reset: time.Second}}
+		if got := take("allowed"); got[0] != want[0] || got[1] != want[1] {
+			t.Fatalf("allowed: %+v, want %+v", got, want)
+		}
+		if got := take("limited"); got[0] != want[0] || got[1] != want[1] {
+			t.Fatalf("limited: %+v, want %+v (unchanged)", got, want)
+		}
+	})
 	t.Run("reserve created: reply", func(t *testing.T) {
 		rep := run(t, s.reserve, "pin", "pin.r1", "alice", 2, "", 64, 1)
 		wantLen(t, rep, "created", resLen)

@@ -148,8 +148,8 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reservation,
 	remember := s.soldOut != nil && req.IdempotencyKey == ""
 	var gen uint64
 	if remember {
-		if available, ok := s.soldOut.refuses(req.SKU, req.Quantity); ok {
-			return Reservation{}, false, &SoldOutError{Available: available, NextExpiry: -1}
+		if err := s.memoryRefusal(req); err != nil {
+			return Reservation{}, false, err
 		}
 		gen = s.soldOut.gen.Load()
 	}
@@ -177,6 +177,28 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reservation,
 		s.soldOut.remember(req.SKU, gen, soldOut)
 	}
 	return res.r, res.replayed, err
+}
+
+// RefusedFromMemory is the answer Reserve would give req without asking
+// the store (its validation, or a sold-out answer from the sold-out memory),
+// or nil when Reserve must ask the store. It changes nothing, so callers
+// may answer it before spending anything on the request, such as a rate
+// limit: a refusal from memory costs nothing to protect.
+func (s *Service) RefusedFromMemory(req ReserveRequest) error {
+	if err := req.Validate(); err != nil {
+		return err
+	}
+	if s.soldOut == nil || req.IdempotencyKey != "" {
+		return nil
+	}
+	return s.memoryRefusal(req)
+}
+
+func (s *Service) memoryRefusal(req ReserveRequest) error {
+	if available, ok := s.soldOut.refuses(req.SKU, req.Quantity); ok {
+		return &SoldOutError{Available: available, NextExpiry: -1}
+	}
+	return nil
 }
 
 // Reservation returns one reservation; a pending hold past its expiry reads
