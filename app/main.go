@@ -301,6 +301,14 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*redisstore.S
 			// backoff (10 ms doubling, capped at 1 s) wait it out, where 3
 			// gave up after about 100 ms.
 			MaxRedirects: 8,
+			// How stale the slot map may get before a request reloads it
+			// (CLUSTER SLOTS, in the background). A master that dies
+			// outright answers no MOVED, the only other trigger, so with
+			// go-redis's default of 60s its slots stayed on the dead address
+			// for up to a minute after the cluster had promoted its replica
+			// (TestClusterMasterKilledUnderLoad). One reload a second per
+			// instance while it serves is cheap.
+			ClusterStateReloadInterval: time.Second,
 		})
 	} else {
 		client = goredis.NewClient(&goredis.Options{

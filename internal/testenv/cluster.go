@@ -545,3 +545,48 @@ func (c *RedisCluster) logOf(addr string) string {
 	}
 	return ""
 }
+
+// KillMaster kills the master at addr outright (SIGKILL: no manual
+// failover, no goodbye to its replica), as a lost machine fails, and waits
+// until the cluster has promoted its replica by itself (after about
+// cluster-node-timeout). It returns the replica's address and the moment
+// the replica reported itself master. It needs Replicas: 1.
+func (c *RedisCluster) KillMaster(t testing.TB, addr string) (string, time.Time) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	m, err := c.self(ctx, addr)
+	if err != nil {
+		t.Fatalf("testenv: kill master: %v", err)
+	}
+	replica := ""
+	for _, r := range c.nodes {
+		if n, err := c.self(ctx, r.addr); err == nil && n.of == m.id {
+			replica = r.addr
+			break
+		}
+	}
+	if replica == "" {
+		t.Fatalf("testenv: kill master: %s has no replica", addr)
+	}
+	var victim *Redis
+	for _, r := range c.nodes {
+		if r.addr == addr {
+			victim = r
+		}
+	}
+	begin := time.Now()
+	victim.Kill(t)
+	for {
+		if n, err := c.self(ctx, replica); err == nil && n.has("master") {
+			at := time.Now()
+			t.Logf("testenv: %s killed; %s promoted itself %v later", addr, replica, at.Sub(begin).Round(time.Millisecond))
+			return replica, at
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("testenv: %s was not promoted within %v of killing %s\n%s", replica, startTimeout, addr, logTail(c.logOf(replica)))
+		case <-time.After(pollInterval):
+		}
+	}
+}
