@@ -3,7 +3,6 @@ package httpapi
 import (
 	"errors"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -127,13 +126,6 @@ func classify(err error) (kind, string) {
 // errorHandler is Fiber's ErrorHandler: every error any handler or
 // middleware returns ends here as a problem document.
 func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
-	if errors.Is(err, fiber.ErrRequestEntityTooLarge) && c.App() == s.internalApp() &&
-		c.Method() == fiber.MethodPut && strings.TrimSuffix(c.Path(), "/") == bulkPath &&
-		!s.bulkAdmitted(&c.Request().Header) {
-		// A bulk seed over bodyLimit without a valid token: refused unread
-		// for the token, so say so (bodyLimitFor).
-		err = errUnauthorized
-	}
 	k, detail := classify(err)
 	if err := s.writeProblem(c, err, k, detail); err != nil {
 		return err
