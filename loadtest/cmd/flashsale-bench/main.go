@@ -58,9 +58,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("flashsale-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		s        settings
-		only     string
-		ceilAddr string
+		s                      settings
+		only                   string
+		ceilAddr               string
+		plainAddr, plainPrefix string
 	)
 	fs.IntVar(&s.clients, "clients", 64, "concurrent clients of every row")
 	fs.DurationVar(&s.duration, "duration", 10*time.Second, "length of each timed row (the flash crowd is bounded by its requests)")
@@ -68,12 +69,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.BoolVar(&s.asJSON, "json", false, "write the report as JSON instead of a table")
 	fs.StringVar(&s.flashsale, "flashsale", "bin/flashsale", "the flashsale binary (make build)")
 	fs.StringVar(&ceilAddr, internalCeilingFlag, "", "")
+	fs.StringVar(&plainAddr, internalPlainFlag, "", "")
+	fs.StringVar(&plainPrefix, internalPlainPrefixFlag, "", "")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: flashsale-bench [flags]\n\n"+
 			"Environment: FLASHSALE_BENCH_REDIS_ADDR (default %s), FLASHSALE_BENCH_MYSQL_DSN (default %s).\n\nFlags:\n",
 			defaultRedisAddr, defaultMySQLDSN)
 		fs.VisitAll(func(f *flag.Flag) {
-			if f.Name != internalCeilingFlag {
+			if !strings.HasPrefix(f.Name, "internal-") {
 				fmt.Fprintf(stderr, "  -%s\n\t%s (default %q)\n", f.Name, f.Usage, f.DefValue)
 			}
 		})
@@ -92,6 +95,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return exitOK
 	}
 	s.redisAddr = envOr(getenv, "FLASHSALE_BENCH_REDIS_ADDR", defaultRedisAddr)
+	if plainAddr != "" {
+		if err := servePlain(ctx, plainAddr, s.redisAddr, plainPrefix); err != nil {
+			fmt.Fprintln(stderr, "flashsale-bench plain endpoint:", err)
+			return exitFailed
+		}
+		return exitOK
+	}
 	s.mysqlDSN = envOr(getenv, "FLASHSALE_BENCH_MYSQL_DSN", defaultMySQLDSN)
 	var err error
 	if s.only, err = parseOnly(only); err != nil {
