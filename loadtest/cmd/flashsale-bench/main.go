@@ -65,7 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	)
 	fs.IntVar(&s.clients, "clients", 64, "concurrent clients of every row")
 	fs.DurationVar(&s.duration, "duration", 10*time.Second, "length of each timed row (the flash crowd is bounded by its requests)")
-	fs.StringVar(&only, "only", "", "comma-separated rows to run (default all): "+strings.Join(rowNames, ", "))
+	fs.StringVar(&only, "only", "", "comma-separated rows to run (default all): "+strings.Join(rowNames, ", ")+", "+rowIdle)
 	fs.BoolVar(&s.asJSON, "json", false, "write the report as JSON instead of a table")
 	fs.StringVar(&s.flashsale, "flashsale", "bin/flashsale", "the flashsale binary (make build)")
 	fs.StringVar(&ceilAddr, internalCeilingFlag, "", "")
@@ -151,8 +151,8 @@ func parseOnly(only string) ([]string, error) {
 	var rows []string
 	for name := range strings.SplitSeq(only, ",") {
 		name = strings.TrimSpace(name)
-		if !slices.Contains(rowNames, name) {
-			return nil, fmt.Errorf("-only: unknown row %q (want some of %s)", name, strings.Join(rowNames, ", "))
+		if !slices.Contains(rowNames, name) && name != rowIdle {
+			return nil, fmt.Errorf("-only: unknown row %q (want some of %s, %s)", name, strings.Join(rowNames, ", "), rowIdle)
 		}
 		if !slices.Contains(rows, name) {
 			rows = append(rows, name)

@@ -32,6 +32,7 @@ func TestParseOnly(t *testing.T) {
 		{name: "blank runs everything", in: "  ", want: nil},
 		{name: "one row", in: "http-ceiling", want: []string{"http-ceiling"}},
 		{name: "spaces and repeats", in: "mysql-naive, http-ceiling,mysql-naive", want: []string{"mysql-naive", "http-ceiling"}},
+		{name: "the idle rows", in: "idle,plain-endpoint", want: []string{"idle", "plain-endpoint"}},
 		{name: "unknown row", in: "http-ceiling,ceiling", wantErr: true},
 		{name: "empty item", in: "http-ceiling,", wantErr: true},
 	}
@@ -114,6 +115,7 @@ const (
 	chkP99SoldOut
 	chkVsCeiling
 	chkVsForUpdate
+	chkIdle
 	chkOversold
 )
 
@@ -139,7 +141,7 @@ func TestEvaluate(t *testing.T) {
 	}{
 		{name: "every target met", rows: passingRows(), wantPass: true,
 			want: map[int]string{chkVsPlain: pass, chkRedisCPU: pass, chkSvcCPU: pass, chkP99Success: pass,
-				chkP99SoldOut: pass, chkVsCeiling: pass, chkVsForUpdate: pass, chkOversold: pass}},
+				chkP99SoldOut: pass, chkVsCeiling: pass, chkVsForUpdate: pass, chkIdle: notRun, chkOversold: pass}},
 		{name: "success path below the plain endpoint", rows: with(rowSvcSuccess, func(r *row) { r.Throughput = 39_999 }),
 			want: map[int]string{chkVsPlain: fail}},
 		{name: "Redis CPU per hold above the plain endpoint's", rows: with(rowSvcSuccess, func(r *row) { r.CPU[procRedis] += time.Millisecond }),

@@ -84,26 +84,28 @@ type report struct {
 	Duration time.Duration
 	LoadAvg  string   // 1, 5 and 15 minutes, from /proc/loadavg where there is one
 	Notes    []string // how the servers' CPU was read, where not from /proc
+	Idle     []idleRow
 	Rows     []row
 	Checks   []check
 	Pass     bool // every check that could be evaluated passed, and every row was measured
 }
 
 type reportJSON struct {
-	RunID      string   `json:"run_id"`
-	Clients    int      `json:"clients"`
-	DurationMS float64  `json:"duration_ms"`
-	LoadAvg    string   `json:"load_average,omitempty"`
-	Notes      []string `json:"notes,omitempty"`
-	Rows       []row    `json:"rows"`
-	Checks     []check  `json:"checks"`
-	Pass       bool     `json:"pass"`
+	RunID      string    `json:"run_id"`
+	Clients    int       `json:"clients"`
+	DurationMS float64   `json:"duration_ms"`
+	LoadAvg    string    `json:"load_average,omitempty"`
+	Notes      []string  `json:"notes,omitempty"`
+	Idle       []idleRow `json:"idle,omitempty"`
+	Rows       []row     `json:"rows"`
+	Checks     []check   `json:"checks"`
+	Pass       bool      `json:"pass"`
 }
 
 // MarshalJSON writes durations as milliseconds.
 func (r report) MarshalJSON() ([]byte, error) {
 	return json.Marshal(reportJSON{RunID: r.RunID, Clients: r.Clients, DurationMS: ms(r.Duration),
-		LoadAvg: r.LoadAvg, Notes: r.Notes, Rows: r.Rows, Checks: r.Checks, Pass: r.Pass})
+		LoadAvg: r.LoadAvg, Notes: r.Notes, Idle: r.Idle, Rows: r.Rows, Checks: r.Checks, Pass: r.Pass})
 }
 
 // evaluate computes the checks from the rows: the targets (targets.go),
@@ -114,7 +116,7 @@ func (r *report) evaluate() {
 	for i := range r.Rows {
 		byName[r.Rows[i].Name] = &r.Rows[i]
 	}
-	r.Checks = append(targets(byName), r.neverOversold(byName))
+	r.Checks = append(targets(byName), r.idleTarget(), r.neverOversold(byName))
 
 	r.Pass = true
 	for _, c := range r.Checks {
@@ -124,6 +126,11 @@ func (r *report) evaluate() {
 	}
 	for _, rw := range r.Rows {
 		if rw.Failure != "" {
+			r.Pass = false
+		}
+	}
+	for _, ir := range r.Idle {
+		if ir.Failure != "" {
 			r.Pass = false
 		}
 	}
@@ -193,6 +200,9 @@ func (r report) writeTable(w io.Writer) error {
 			oversold(rw.Oversold), rw.Errors, rw.cpuCells(), detail)
 	}
 	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if err := r.writeIdle(w); err != nil {
 		return err
 	}
 	fmt.Fprintln(w)

@@ -67,6 +67,8 @@ type bench struct {
 	cleanup cleanups
 	cpuBase []cpuSource // Redis and MySQL, measured in every row
 	svcPID  int         // the flashsale process startService started last
+	// idleResults are the idle rows, reported apart from the load rows.
+	idleResults []idleRow
 }
 
 // benchmark runs every selected row and evaluates the targets. The report
@@ -80,6 +82,7 @@ func benchmark(ctx context.Context, s settings, log io.Writer) (rep report, err 
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
 		err = errors.Join(err, b.cleanup.run(cctx))
+		rep.Idle = b.idleResults
 		rep.evaluate()
 	}()
 
@@ -106,6 +109,7 @@ func benchmark(ctx context.Context, s settings, log io.Writer) (rep report, err 
 		{[]string{rowPlain}, b.plainRow},
 		{[]string{rowSvcSuccess, rowSvcSoldOut, rowSvcFlashCrowd}, b.serviceRows},
 		{[]string{rowNaive, rowForUpdate, rowConditional, rowIncident}, b.mysqlRows},
+		{[]string{rowIdle}, func(ctx context.Context, _ func(row)) error { return b.idleRows(ctx) }},
 	}
 	add := func(r row) {
 		rep.Rows = append(rep.Rows, r)
