@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -50,6 +52,9 @@ type idleRow struct {
 	RedisCPU    float64       `json:"redis_cpu_share"`     // of one core
 	Commands    float64       `json:"redis_commands_rps"`  // per second
 	InstanceCPU float64       `json:"instances_cpu_share"` // all instances together, of one core
+	// TopCommands are the commands called most per second over the window
+	// (those run by scripts counted too), busiest first.
+	TopCommands []commandRate `json:"top_commands,omitempty"`
 	Failure     string        `json:"failure,omitempty"`
 }
 
@@ -123,6 +128,10 @@ func measureIdle(ctx context.Context, rdb *goredis.Client, redisPID int, instanc
 	if err != nil {
 		return idleRow{}, fmt.Errorf("INFO stats: %w", err)
 	}
+	statsBefore, err := rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return idleRow{}, fmt.Errorf("INFO commandstats: %w", err)
+	}
 	start := time.Now()
 	done := meter(ctx, srcs)
 	select {
@@ -136,6 +145,10 @@ func measureIdle(ctx context.Context, rdb *goredis.Client, redisPID int, instanc
 	if err != nil {
 		return idleRow{}, fmt.Errorf("INFO stats: %w", err)
 	}
+	statsAfter, err := rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return idleRow{}, fmt.Errorf("INFO commandstats: %w", err)
+	}
 	redisCPU, ok := use[procRedis]
 	if !ok {
 		return idleRow{}, errors.New("the idle Redis's CPU could not be read")
@@ -146,7 +159,8 @@ func measureIdle(ctx context.Context, rdb *goredis.Client, redisPID int, instanc
 		RedisCPU:    share(redisCPU, elapsed),
 		InstanceCPU: share(use[procService], elapsed),
 		// INFO itself is one command at each end.
-		Commands: float64(after-before-1) / elapsed.Seconds(),
+		Commands:    float64(after-before-1) / elapsed.Seconds(),
+		TopCommands: topCommands(parseCommandStats(statsBefore), parseCommandStats(statsAfter), elapsed, 10),
 	}, nil
 }
 
@@ -277,13 +291,65 @@ func (r report) writeIdle(w io.Writer) error {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "idle (nobody buying)\titems\tinstances\tRedis CPU\tRedis commands/s\tinstances' CPU")
+	fmt.Fprintln(tw, "idle (nobody buying)\titems\tinstances\tRedis CPU\tRedis commands/s\tinstances' CPU\tbusiest commands")
 	for _, ir := range r.Idle {
 		if ir.Failure != "" {
 			fmt.Fprintf(tw, "%s\t%d\t-\t-\t-\tFAILED: %s\n", rowIdle, ir.Items, ir.Failure)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f%%\t%.0f\t%.1f%%\n", rowIdle, ir.Items, ir.Instances, 100*ir.RedisCPU, ir.Commands, 100*ir.InstanceCPU)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f%%\t%.0f\t%.1f%%\t%s\n", rowIdle, ir.Items, ir.Instances, 100*ir.RedisCPU, ir.Commands,
+			100*ir.InstanceCPU, formatCommands(ir.TopCommands))
 	}
 	return tw.Flush()
+}
+
+// commandRate is one command's calls per second over a window.
+type commandRate struct {
+	Name  string  `json:"name"`
+	Calls float64 `json:"calls_per_second"`
+}
+
+// parseCommandStats reads INFO commandstats: calls by command name.
+func parseCommandStats(info string) map[string]int64 {
+	calls := map[string]int64{}
+	for line := range strings.SplitSeq(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") {
+			continue
+		}
+		for field := range strings.SplitSeq(rest, ",") {
+			if v, ok := strings.CutPrefix(field, "calls="); ok {
+				if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+					calls[strings.TrimPrefix(name, "cmdstat_")] = n
+				}
+			}
+		}
+	}
+	return calls
+}
+
+// topCommands are the n commands called most between before and after.
+func topCommands(before, after map[string]int64, elapsed time.Duration, n int) []commandRate {
+	var out []commandRate
+	for name, a := range after {
+		if d := a - before[name]; d > 0 && elapsed > 0 {
+			out = append(out, commandRate{Name: name, Calls: float64(d) / elapsed.Seconds()})
+		}
+	}
+	slices.SortFunc(out, func(x, y commandRate) int {
+		if c := cmp.Compare(y.Calls, x.Calls); c != 0 {
+			return c
+		}
+		return strings.Compare(x.Name, y.Name)
+	})
+	return out[:min(n, len(out))]
+}
+
+// formatCommands is "evalsha 20k/s, zrangebyscore 20k/s, ...".
+func formatCommands(cs []commandRate) string {
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		parts[i] = fmt.Sprintf("%s %.1fk/s", c.Name, c.Calls/1000)
+	}
+	return strings.Join(parts, ", ")
 }

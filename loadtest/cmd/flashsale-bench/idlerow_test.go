@@ -76,3 +76,19 @@ func TestShare(t *testing.T) {
 		t.Errorf("share over nothing = %v, want 0", got)
 	}
 }
+
+func TestTopCommands(t *testing.T) {
+	before := parseCommandStats("# Commandstats\r\ncmdstat_evalsha:calls=100,usec=9,usec_per_call=0.09,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_xreadgroup:calls=10,usec=1,usec_per_call=0.1\r\ncmdstat_ping:calls=5,usec=1,usec_per_call=0.2\r\n")
+	after := parseCommandStats("# Commandstats\r\ncmdstat_evalsha:calls=20100,usec=9,usec_per_call=0.09\r\n" +
+		"cmdstat_xreadgroup:calls=10010,usec=1,usec_per_call=0.1\r\ncmdstat_ping:calls=5,usec=1\r\n" +
+		"cmdstat_zrangebyscore:calls=20000,usec=1\r\ncmdstat_hlen:calls=20000,usec=1\r\n")
+	got := formatCommands(topCommands(before, after, 10*time.Second, 3))
+	// Ties go by name; a command not called in the window is left out.
+	if want := "evalsha 2.0k/s, hlen 2.0k/s, zrangebyscore 2.0k/s"; got != want {
+		t.Errorf("top commands %q, want %q", got, want)
+	}
+	if got := formatCommands(topCommands(before, after, 10*time.Second, 9)); !strings.HasSuffix(got, "xreadgroup 1.0k/s") {
+		t.Errorf("all commands %q, want xreadgroup last and no ping", got)
+	}
+}
