@@ -49,7 +49,10 @@ type settings struct {
 	asJSON    bool
 	flashsale string // path of the flashsale binary
 	redisAddr string
-	mysqlDSN  string // server DSN without a database; each row gets its own
+	// privateRedis: the rows run on a redis-server the bench starts, not
+	// on FLASHSALE_BENCH_REDIS_ADDR.
+	privateRedis bool
+	mysqlDSN     string // server DSN without a database; each row gets its own
 }
 
 func (s settings) selected(row string) bool { return len(s.only) == 0 || slices.Contains(s.only, row) }
@@ -66,6 +69,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.IntVar(&s.clients, "clients", 64, "concurrent clients of every row")
 	fs.DurationVar(&s.duration, "duration", 10*time.Second, "length of each timed row (the flash crowd is bounded by its requests)")
 	fs.StringVar(&only, "only", "", "comma-separated rows to run (default all): "+strings.Join(rowNames, ", ")+", "+rowIdle)
+	fs.BoolVar(&s.privateRedis, "private-redis", false, "run every row on a redis-server of the run's own (a shared Redis's other clients would count in its CPU per request)")
 	fs.BoolVar(&s.asJSON, "json", false, "write the report as JSON instead of a table")
 	fs.StringVar(&s.flashsale, "flashsale", "bin/flashsale", "the flashsale binary (make build)")
 	fs.StringVar(&ceilAddr, internalCeilingFlag, "", "")
