@@ -158,8 +158,9 @@ func measureIdle(ctx context.Context, rdb *goredis.Client, redisPID int, instanc
 		Window:      elapsed,
 		RedisCPU:    share(redisCPU, elapsed),
 		InstanceCPU: share(use[procService], elapsed),
-		// INFO itself is one command at each end.
-		Commands:    float64(after-before-1) / elapsed.Seconds(),
+		// A reply counts the commands before it: the window's count
+		// includes the first INFO stats and INFO commandstats.
+		Commands:    float64(after-before-2) / elapsed.Seconds(),
 		TopCommands: topCommands(parseCommandStats(statsBefore), parseCommandStats(statsAfter), elapsed, 10),
 	}, nil
 }
