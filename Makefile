@@ -120,8 +120,9 @@ fuzz:
 	done
 
 ## bench: one run at 64 clients: the limits (redis-benchmark on the reserve
-## script, a bare Fiber server), the service, and the MySQL approaches it
-## replaces; one table and the targets, in about two minutes. Redis and MySQL
+## script, a bare Fiber server, the plain endpoint), the service, and the MySQL
+## approaches it replaces, with each process's CPU per request; then the idle
+## cost of 10,000 items; one table and the targets, in about three minutes. Redis and MySQL
 ## from FLASHSALE_BENCH_REDIS_ADDR and FLASHSALE_BENCH_MYSQL_DSN (default the
 ## local ones); flags through BENCHFLAGS, e.g. BENCHFLAGS='-only http-ceiling -json'.
 bench: build

@@ -41,9 +41,15 @@ func TestRun(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 
-			res, err := Run(ctx, client, tt.path, Config{Prefix: prefix, Requests: requests})
+			var arounds, dones int
+			res, err := Run(ctx, client, tt.path, Config{Prefix: prefix, Requests: requests,
+				Around: func() func() { arounds++; return func() { dones++ } }})
 			if err != nil {
 				t.Fatalf("Run: %v", err)
+			}
+			if arounds != 1 || dones != 1 || res.ClientCPU <= 0 {
+				t.Errorf("Around called %d times, its end %d times, redis-benchmark's CPU %v: want once, once, above zero",
+					arounds, dones, res.ClientCPU)
 			}
 			t.Logf("%s: %.0f calls/s, p50 %v, p99 %v", tt.path, res.Throughput, res.P50, res.P99)
 			if res.Granted < tt.minGranted || res.Granted > tt.maxGranted {

@@ -67,6 +67,10 @@ type Config struct {
 	Clients  int    // parallel connections; 64 when zero
 	Requests int    // calls in total, at least 1
 	Binary   string // redis-benchmark when empty
+	// Around, when set, is called just before redis-benchmark starts, and
+	// what it returns as soon as redis-benchmark has exited: a caller can
+	// measure the run alone, without the seeding, probe and checks.
+	Around func() (done func())
 }
 
 // Result is what redis-benchmark reported, checked against Redis.
@@ -80,6 +84,8 @@ type Result struct {
 	// Granted is how many holds the run took (the success path's proof that
 	// the calls ran the script); zero on the sold-out path.
 	Granted int64
+	// ClientCPU is the user + system CPU time redis-benchmark itself used.
+	ClientCPU time.Duration
 }
 
 // Run seeds an item under cfg.Prefix for path, runs redis-benchmark against
@@ -129,12 +135,19 @@ func Run(ctx context.Context, client *goredis.Client, path Path, cfg Config) (re
 	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	done := func() {}
+	if cfg.Around != nil {
+		done = cfg.Around()
+	}
 	start := time.Now()
-	if err := cmd.Run(); err != nil {
+	err = cmd.Run()
+	res.Elapsed = time.Since(start)
+	done()
+	if err != nil {
 		// redis-benchmark exits 1 on the first error reply and says which.
 		return Result{}, fmt.Errorf("redisbench: %s: %w: %s", cmd.Path, err, strings.TrimSpace(stderr.String()))
 	}
-	res.Elapsed = time.Since(start)
+	res.ClientCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if res.Throughput, res.P50, res.P99, err = parseCSV(stdout.Bytes()); err != nil {
 		return Result{}, err
 	}

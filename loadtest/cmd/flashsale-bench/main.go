@@ -49,7 +49,10 @@ type settings struct {
 	asJSON    bool
 	flashsale string // path of the flashsale binary
 	redisAddr string
-	mysqlDSN  string // server DSN without a database; each row gets its own
+	// privateRedis: the rows run on a redis-server the bench starts, not
+	// on FLASHSALE_BENCH_REDIS_ADDR.
+	privateRedis bool
+	mysqlDSN     string // server DSN without a database; each row gets its own
 }
 
 func (s settings) selected(row string) bool { return len(s.only) == 0 || slices.Contains(s.only, row) }
@@ -58,22 +61,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("flashsale-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		s        settings
-		only     string
-		ceilAddr string
+		s                      settings
+		only                   string
+		ceilAddr               string
+		plainAddr, plainPrefix string
 	)
 	fs.IntVar(&s.clients, "clients", 64, "concurrent clients of every row")
 	fs.DurationVar(&s.duration, "duration", 10*time.Second, "length of each timed row (the flash crowd is bounded by its requests)")
-	fs.StringVar(&only, "only", "", "comma-separated rows to run (default all): "+strings.Join(rowNames, ", "))
+	fs.StringVar(&only, "only", "", "comma-separated rows to run (default all): "+strings.Join(rowNames, ", ")+", "+rowIdle)
+	fs.BoolVar(&s.privateRedis, "private-redis", false, "run every row on a redis-server of the run's own (a shared Redis's other clients would count in its CPU per request)")
 	fs.BoolVar(&s.asJSON, "json", false, "write the report as JSON instead of a table")
 	fs.StringVar(&s.flashsale, "flashsale", "bin/flashsale", "the flashsale binary (make build)")
 	fs.StringVar(&ceilAddr, internalCeilingFlag, "", "")
+	fs.StringVar(&plainAddr, internalPlainFlag, "", "")
+	fs.StringVar(&plainPrefix, internalPlainPrefixFlag, "", "")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: flashsale-bench [flags]\n\n"+
 			"Environment: FLASHSALE_BENCH_REDIS_ADDR (default %s), FLASHSALE_BENCH_MYSQL_DSN (default %s).\n\nFlags:\n",
 			defaultRedisAddr, defaultMySQLDSN)
 		fs.VisitAll(func(f *flag.Flag) {
-			if f.Name != internalCeilingFlag {
+			if !strings.HasPrefix(f.Name, "internal-") {
 				fmt.Fprintf(stderr, "  -%s\n\t%s (default %q)\n", f.Name, f.Usage, f.DefValue)
 			}
 		})
@@ -92,6 +99,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return exitOK
 	}
 	s.redisAddr = envOr(getenv, "FLASHSALE_BENCH_REDIS_ADDR", defaultRedisAddr)
+	if plainAddr != "" {
+		if err := servePlain(ctx, plainAddr, s.redisAddr, plainPrefix); err != nil {
+			fmt.Fprintln(stderr, "flashsale-bench plain endpoint:", err)
+			return exitFailed
+		}
+		return exitOK
+	}
 	s.mysqlDSN = envOr(getenv, "FLASHSALE_BENCH_MYSQL_DSN", defaultMySQLDSN)
 	var err error
 	if s.only, err = parseOnly(only); err != nil {
@@ -141,8 +155,8 @@ func parseOnly(only string) ([]string, error) {
 	var rows []string
 	for name := range strings.SplitSeq(only, ",") {
 		name = strings.TrimSpace(name)
-		if !slices.Contains(rowNames, name) {
-			return nil, fmt.Errorf("-only: unknown row %q (want some of %s)", name, strings.Join(rowNames, ", "))
+		if !slices.Contains(rowNames, name) && name != rowIdle {
+			return nil, fmt.Errorf("-only: unknown row %q (want some of %s, %s)", name, strings.Join(rowNames, ", "), rowIdle)
 		}
 		if !slices.Contains(rows, name) {
 			rows = append(rows, name)

@@ -15,7 +15,7 @@ import (
 // TestMain lets the test binary stand in for the bench when the ceiling
 // row re-executes itself with the hidden flag.
 func TestMain(m *testing.M) {
-	if len(os.Args) == 3 && os.Args[1] == "-"+internalCeilingFlag {
+	if len(os.Args) >= 3 && strings.HasPrefix(os.Args[1], "-internal-") {
 		os.Exit(run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
@@ -32,6 +32,7 @@ func TestParseOnly(t *testing.T) {
 		{name: "blank runs everything", in: "  ", want: nil},
 		{name: "one row", in: "http-ceiling", want: []string{"http-ceiling"}},
 		{name: "spaces and repeats", in: "mysql-naive, http-ceiling,mysql-naive", want: []string{"mysql-naive", "http-ceiling"}},
+		{name: "the idle rows", in: "idle,plain-endpoint", want: []string{"idle", "plain-endpoint"}},
 		{name: "unknown row", in: "http-ceiling,ceiling", wantErr: true},
 		{name: "empty item", in: "http-ceiling,", wantErr: true},
 	}
@@ -84,14 +85,18 @@ func TestUsageHidesInternalFlag(t *testing.T) {
 
 func ptr(n int64) *int64 { return &n }
 
-// passingRows meet every target: 0.8 of EVALSHA, 0.9 of the ceiling, p99s
-// of 5 ms, 40 times the row lock's purchases.
+// passingRows meet every target: the plain endpoint's rate with its
+// Redis CPU per hold, 20 us of service CPU per hold, 0.9 of the ceiling,
+// p99s of 5 ms, 40 times the row lock's purchases.
 func passingRows() []row {
 	return []row{
 		{Name: rowRedisSuccess, Throughput: 50_000, Purchases: 50_000},
 		{Name: rowRedisSoldOut, Throughput: 60_000},
 		{Name: rowCeiling, Throughput: 40_000},
-		{Name: rowSvcSuccess, Throughput: 40_000, Purchases: 40_000, P99: 5 * time.Millisecond, Oversold: ptr(0)},
+		{Name: rowPlain, Requests: 400_000, Throughput: 40_000, Purchases: 40_000, Oversold: ptr(0),
+			CPU: cpuUse{procService: 12 * time.Second, procRedis: 8 * time.Second, procLoadGen: 10 * time.Second}},
+		{Name: rowSvcSuccess, Requests: 400_000, Throughput: 40_000, Purchases: 40_000, P99: 5 * time.Millisecond, Oversold: ptr(0),
+			CPU: cpuUse{procService: 8 * time.Second, procRedis: 8 * time.Second, procMySQL: 4 * time.Second, procLoadGen: 10 * time.Second}},
 		{Name: rowSvcSoldOut, Throughput: 36_000, P99: 5 * time.Millisecond, Oversold: ptr(0)},
 		{Name: rowSvcFlashCrowd, Throughput: 30_000, Oversold: ptr(0)},
 		{Name: rowNaive, Throughput: 3_000, Purchases: 3_000, Oversold: ptr(0)},
@@ -100,6 +105,19 @@ func passingRows() []row {
 		{Name: rowIncident, Throughput: 500, Oversold: ptr(45)}, // expected, not checked
 	}
 }
+
+// The checks in the order evaluate makes them.
+const (
+	chkVsPlain = iota
+	chkRedisCPU
+	chkSvcCPU
+	chkP99Success
+	chkP99SoldOut
+	chkVsCeiling
+	chkVsForUpdate
+	chkIdle
+	chkOversold
+)
 
 func TestEvaluate(t *testing.T) {
 	with := func(name string, change func(*row)) []row {
@@ -122,23 +140,34 @@ func TestEvaluate(t *testing.T) {
 		want map[int]string
 	}{
 		{name: "every target met", rows: passingRows(), wantPass: true,
-			want: map[int]string{0: pass, 1: pass, 2: pass, 3: pass, 4: pass, 5: pass}},
-		{name: "success path below 0.7 of EVALSHA", rows: with(rowSvcSuccess, func(r *row) { r.Throughput = 34_000 }),
-			want: map[int]string{0: fail}},
-		{name: "sold-out path below 0.8 of the ceiling", rows: with(rowSvcSoldOut, func(r *row) { r.Throughput = 31_000 }),
-			want: map[int]string{1: fail}},
-		{name: "success p99 over 10ms", rows: with(rowSvcSuccess, func(r *row) { r.P99 = 11 * time.Millisecond }),
-			want: map[int]string{2: fail, 3: pass}},
-		{name: "sold-out p99 over 10ms", rows: with(rowSvcSoldOut, func(r *row) { r.P99 = 10*time.Millisecond + 1 }),
-			want: map[int]string{3: fail}},
+			want: map[int]string{chkVsPlain: pass, chkRedisCPU: pass, chkSvcCPU: pass, chkP99Success: pass,
+				chkP99SoldOut: pass, chkVsCeiling: pass, chkVsForUpdate: pass, chkIdle: notRun, chkOversold: pass}},
+		{name: "success path below the plain endpoint", rows: with(rowSvcSuccess, func(r *row) { r.Throughput = 39_999 }),
+			want: map[int]string{chkVsPlain: fail}},
+		{name: "Redis CPU per hold above the plain endpoint's", rows: with(rowSvcSuccess, func(r *row) { r.CPU[procRedis] += time.Millisecond }),
+			want: map[int]string{chkRedisCPU: fail, chkSvcCPU: pass}},
+		{name: "service CPU per hold over 25us", rows: with(rowSvcSuccess, func(r *row) { r.CPU[procService] = 10*time.Second + time.Millisecond }),
+			want: map[int]string{chkSvcCPU: fail, chkRedisCPU: pass}},
+		{name: "service CPU of exactly 25us passes", rows: with(rowSvcSuccess, func(r *row) { r.CPU[procService] = 10 * time.Second }),
+			wantPass: true, want: map[int]string{chkSvcCPU: pass}},
+		{name: "service CPU not measured is n/a", rows: with(rowSvcSuccess, func(r *row) { delete(r.CPU, procService) }),
+			wantPass: true, want: map[int]string{chkSvcCPU: notRun, chkRedisCPU: pass}},
+		{name: "plain endpoint not run: its checks are n/a", rows: without(rowPlain), wantPass: true,
+			want: map[int]string{chkVsPlain: notRun, chkRedisCPU: notRun, chkSvcCPU: pass}},
+		{name: "success p99 over 5ms", rows: with(rowSvcSuccess, func(r *row) { r.P99 = 5*time.Millisecond + 1 }),
+			want: map[int]string{chkP99Success: fail, chkP99SoldOut: pass}},
+		{name: "sold-out p99 over 5ms", rows: with(rowSvcSoldOut, func(r *row) { r.P99 = 6 * time.Millisecond }),
+			want: map[int]string{chkP99SoldOut: fail}},
+		{name: "sold-out path below 0.9 of the ceiling", rows: with(rowSvcSoldOut, func(r *row) { r.Throughput = 35_999 }),
+			want: map[int]string{chkVsCeiling: fail}},
 		{name: "under 20 times the row lock", rows: with(rowForUpdate, func(r *row) { r.Purchases = 2_001 }),
-			want: map[int]string{4: fail}},
+			want: map[int]string{chkVsForUpdate: fail}},
 		{name: "service oversold", rows: with(rowSvcFlashCrowd, func(r *row) { r.Oversold = ptr(1) }),
-			want: map[int]string{5: fail}},
+			want: map[int]string{chkOversold: fail}},
 		{name: "ceiling not run: its ratio is n/a, not a failure", rows: without(rowCeiling), wantPass: true,
-			want: map[int]string{1: notRun, 0: pass}},
-		{name: "a failed row is n/a in the checks and fails the run", rows: with(rowRedisSuccess, func(r *row) { r.Failure = "boom" }),
-			want: map[int]string{0: notRun}},
+			want: map[int]string{chkVsCeiling: notRun, chkVsPlain: pass}},
+		{name: "a failed row is n/a in the checks and fails the run", rows: with(rowPlain, func(r *row) { r.Failure = "boom" }),
+			want: map[int]string{chkVsPlain: notRun, chkRedisCPU: notRun}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -165,7 +194,8 @@ func TestWriteReport(t *testing.T) {
 	if err := rep.write(&table, false); err != nil {
 		t.Fatalf("write table: %v", err)
 	}
-	for _, want := range append(slices.Clone(rowNames), "FAILED: the ceiling did not start", "n/a (http-ceiling failed)", "overall: FAIL") {
+	for _, want := range append(slices.Clone(rowNames), "FAILED: the ceiling did not start", "n/a (http-ceiling failed)", "overall: FAIL",
+		"svc us/req", "<= 25.0us", "<= 20.0us") {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
@@ -178,9 +208,10 @@ func TestWriteReport(t *testing.T) {
 	var got struct {
 		Clients int `json:"clients"`
 		Rows    []struct {
-			Name     string  `json:"name"`
-			P99MS    float64 `json:"p99_ms"`
-			Oversold *int64  `json:"oversold"`
+			Name     string             `json:"name"`
+			P99MS    float64            `json:"p99_ms"`
+			Oversold *int64             `json:"oversold"`
+			CPU      map[string]float64 `json:"cpu_us_per_request"`
 		} `json:"rows"`
 		Checks []check `json:"checks"`
 		Pass   bool    `json:"pass"`
@@ -191,8 +222,11 @@ func TestWriteReport(t *testing.T) {
 	if got.Clients != 64 || got.Pass || len(got.Rows) != len(rowNames) || len(got.Checks) != len(rep.Checks) {
 		t.Errorf("JSON = %+v", got)
 	}
-	if r := got.Rows[3]; r.Name != rowSvcSuccess || r.P99MS != 5 || r.Oversold == nil || *r.Oversold != 0 {
+	if r := got.Rows[4]; r.Name != rowSvcSuccess || r.P99MS != 5 || r.Oversold == nil || *r.Oversold != 0 {
 		t.Errorf("service-success in JSON = %+v", r)
+	}
+	if cpu := got.Rows[4].CPU; cpu[procService] != 20 || cpu[procRedis] != 20 || cpu[procMySQL] != 10 || cpu[procLoadGen] != 25 {
+		t.Errorf("service-success CPU in JSON = %v", cpu)
 	}
 	if got.Rows[0].Oversold != nil {
 		t.Errorf("redis row oversold = %v, want null", *got.Rows[0].Oversold)

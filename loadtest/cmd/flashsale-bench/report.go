@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -24,6 +23,7 @@ type row struct {
 	Detail     string
 	FirstError string
 	Failure    string // why the row could not be measured, or failed its verification
+	CPU        cpuUse // CPU time of each process over the row; a process missing was not measured
 }
 
 func (r *row) fromResult(res loadtest.Result) {
@@ -44,13 +44,15 @@ type rowJSON struct {
 	Detail     string  `json:"detail,omitempty"`
 	FirstError string  `json:"first_error,omitempty"`
 	Failure    string  `json:"failure,omitempty"`
+	// CPUPerRequest is microseconds of CPU per request by process.
+	CPUPerRequest map[string]float64 `json:"cpu_us_per_request,omitempty"`
 }
 
 // MarshalJSON writes durations as milliseconds.
 func (r row) MarshalJSON() ([]byte, error) {
 	return json.Marshal(rowJSON{Name: r.Name, Requests: r.Requests, ElapsedMS: ms(r.Elapsed), Throughput: r.Throughput,
 		Purchases: r.Purchases, P50MS: ms(r.P50), P99MS: ms(r.P99), Oversold: r.Oversold, Errors: r.Errors,
-		Detail: r.Detail, FirstError: r.FirstError, Failure: r.Failure})
+		Detail: r.Detail, FirstError: r.FirstError, Failure: r.Failure, CPUPerRequest: r.cpuPerRequest()})
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -60,7 +62,6 @@ const (
 	pass    = "PASS"
 	fail    = "FAIL"
 	notRun  = "n/a"
-	p99Max  = 10 * time.Millisecond
 	atLeast = ">="
 	atMost  = "<="
 )
@@ -81,86 +82,41 @@ type report struct {
 	RunID    string
 	Clients  int
 	Duration time.Duration
-	LoadAvg  string // 1, 5 and 15 minutes, from /proc/loadavg where there is one
+	LoadAvg  string   // 1, 5 and 15 minutes, from /proc/loadavg where there is one
+	Notes    []string // how the servers' CPU was read, where not from /proc
+	Idle     []idleRow
 	Rows     []row
 	Checks   []check
 	Pass     bool // every check that could be evaluated passed, and every row was measured
 }
 
 type reportJSON struct {
-	RunID      string  `json:"run_id"`
-	Clients    int     `json:"clients"`
-	DurationMS float64 `json:"duration_ms"`
-	LoadAvg    string  `json:"load_average,omitempty"`
-	Rows       []row   `json:"rows"`
-	Checks     []check `json:"checks"`
-	Pass       bool    `json:"pass"`
+	RunID      string    `json:"run_id"`
+	Clients    int       `json:"clients"`
+	DurationMS float64   `json:"duration_ms"`
+	LoadAvg    string    `json:"load_average,omitempty"`
+	Notes      []string  `json:"notes,omitempty"`
+	Idle       []idleRow `json:"idle,omitempty"`
+	Rows       []row     `json:"rows"`
+	Checks     []check   `json:"checks"`
+	Pass       bool      `json:"pass"`
 }
 
 // MarshalJSON writes durations as milliseconds.
 func (r report) MarshalJSON() ([]byte, error) {
 	return json.Marshal(reportJSON{RunID: r.RunID, Clients: r.Clients, DurationMS: ms(r.Duration),
-		LoadAvg: r.LoadAvg, Rows: r.Rows, Checks: r.Checks, Pass: r.Pass})
+		LoadAvg: r.LoadAvg, Notes: r.Notes, Idle: r.Idle, Rows: r.Rows, Checks: r.Checks, Pass: r.Pass})
 }
 
-// evaluate computes the checks from the rows: the issue's targets, each a
-// ratio inside this one run, and that nothing which must not oversell did.
+// evaluate computes the checks from the rows: the targets (targets.go),
+// each a ratio inside this one run or a bound, and that nothing which must
+// not oversell did.
 func (r *report) evaluate() {
 	byName := make(map[string]*row, len(r.Rows))
 	for i := range r.Rows {
 		byName[r.Rows[i].Name] = &r.Rows[i]
 	}
-	// get returns the rows, or why the check cannot be made.
-	get := func(names ...string) ([]*row, string) {
-		var rows []*row
-		var missing []string
-		for _, n := range names {
-			switch rw, ok := byName[n]; {
-			case !ok:
-				missing = append(missing, n+" not run")
-			case rw.Failure != "":
-				missing = append(missing, n+" failed")
-			default:
-				rows = append(rows, rw)
-			}
-		}
-		return rows, strings.Join(missing, ", ")
-	}
-	ratio := func(name, num, den string, value func(*row) float64, want float64) check {
-		c := check{Name: name, Op: atLeast, Want: want, Unit: "x"}
-		rows, why := get(num, den)
-		if why != "" {
-			c.Verdict, c.Why = notRun, why
-			return c
-		}
-		if d := value(rows[1]); d > 0 {
-			c.Value = value(rows[0]) / d
-		}
-		c.Verdict = verdict(c.Value >= want)
-		return c
-	}
-	p99 := func(name, of string) check {
-		c := check{Name: name, Op: atMost, Want: ms(p99Max), Unit: "ms"}
-		rows, why := get(of)
-		if why != "" {
-			c.Verdict, c.Why = notRun, why
-			return c
-		}
-		c.Value = ms(rows[0].P99)
-		c.Verdict = verdict(rows[0].P99 <= p99Max)
-		return c
-	}
-	throughput := func(rw *row) float64 { return rw.Throughput }
-	purchases := func(rw *row) float64 { return rw.Purchases }
-
-	r.Checks = []check{
-		ratio("success path: service over HTTP / redis-benchmark EVALSHA", rowSvcSuccess, rowRedisSuccess, throughput, 0.7),
-		ratio("sold-out path: service over HTTP / bare HTTP ceiling", rowSvcSoldOut, rowCeiling, throughput, 0.8),
-		p99("success path p99 at the run's clients", rowSvcSuccess),
-		p99("sold-out path p99 at the run's clients", rowSvcSoldOut),
-		ratio("purchases/s: service success path / MySQL FOR UPDATE", rowSvcSuccess, rowForUpdate, purchases, 20),
-		r.neverOversold(byName),
-	}
+	r.Checks = append(targets(byName), r.idleTarget(), r.neverOversold(byName))
 
 	r.Pass = true
 	for _, c := range r.Checks {
@@ -170,6 +126,11 @@ func (r *report) evaluate() {
 	}
 	for _, rw := range r.Rows {
 		if rw.Failure != "" {
+			r.Pass = false
+		}
+	}
+	for _, ir := range r.Idle {
+		if ir.Failure != "" {
 			r.Pass = false
 		}
 	}
@@ -218,22 +179,30 @@ func (r report) writeTable(w io.Writer) error {
 		// Everything shares the machine: a busy one shows in every row.
 		fmt.Fprintf(w, ", load average at start %s", r.LoadAvg)
 	}
-	fmt.Fprint(w, "\n\n")
+	fmt.Fprint(w, "\n")
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+	fmt.Fprintln(w, "CPU columns: microseconds of user + system CPU per request of each process over the row")
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "row\treq/s\tp50\tp99\toversold\terrors\tdetail")
+	fmt.Fprintln(tw, "row\treq/s\tp50\tp99\toversold\terrors\t"+cpuHeader+"\tdetail")
 	for _, rw := range r.Rows {
 		if rw.Failure != "" {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t%s\t%d\tFAILED: %s\n", rw.Name, oversold(rw.Oversold), rw.Errors, rw.Failure)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t%s\t%d\t%s\tFAILED: %s\n", rw.Name, oversold(rw.Oversold), rw.Errors, cpuDashes, rw.Failure)
 			continue
 		}
 		detail := rw.Detail
 		if rw.FirstError != "" {
 			detail += "; first error: " + rw.FirstError
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%d\t%s\n", rw.Name, rw.Throughput, latency(rw.P50), latency(rw.P99),
-			oversold(rw.Oversold), rw.Errors, detail)
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%d\t%s\t%s\n", rw.Name, rw.Throughput, latency(rw.P50), latency(rw.P99),
+			oversold(rw.Oversold), rw.Errors, rw.cpuCells(), detail)
 	}
 	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if err := r.writeIdle(w); err != nil {
 		return err
 	}
 	fmt.Fprintln(w)
@@ -267,6 +236,8 @@ func formatValue(v float64, unit string) string {
 		return fmt.Sprintf("%.0f units", v)
 	case "ms":
 		return fmt.Sprintf("%.2fms", v)
+	case "us":
+		return fmt.Sprintf("%.1fus", v)
 	}
 	return fmt.Sprintf("%.2f%s", v, unit)
 }

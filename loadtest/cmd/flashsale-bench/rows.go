@@ -28,6 +28,7 @@ const (
 	rowRedisSuccess  = "redis-evalsha-success"
 	rowRedisSoldOut  = "redis-evalsha-soldout"
 	rowCeiling       = "http-ceiling"
+	rowPlain         = "plain-endpoint"
 	rowSvcSuccess    = "service-success"
 	rowSvcSoldOut    = "service-soldout"
 	rowSvcFlashCrowd = "service-flashcrowd"
@@ -37,7 +38,7 @@ const (
 	rowIncident      = "mysql-naive-incident"
 )
 
-var rowNames = []string{rowRedisSuccess, rowRedisSoldOut, rowCeiling, rowSvcSuccess, rowSvcSoldOut,
+var rowNames = []string{rowRedisSuccess, rowRedisSoldOut, rowCeiling, rowPlain, rowSvcSuccess, rowSvcSoldOut,
 	rowSvcFlashCrowd, rowNaive, rowForUpdate, rowConditional, rowIncident}
 
 // The flash crowd and the incident are fixed by the issue, not by flags.
@@ -64,6 +65,10 @@ type bench struct {
 	admin   *sql.DB // the MySQL server, for creating and dropping databases
 	log     io.Writer
 	cleanup cleanups
+	cpuBase []cpuSource // Redis and MySQL, measured in every row
+	svcPID  int         // the flashsale process startService started last
+	// idleResults are the idle rows, reported apart from the load rows.
+	idleResults []idleRow
 }
 
 // benchmark runs every selected row and evaluates the targets. The report
@@ -77,9 +82,20 @@ func benchmark(ctx context.Context, s settings, log io.Writer) (rep report, err 
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
 		err = errors.Join(err, b.cleanup.run(cctx))
+		rep.Idle = b.idleResults
 		rep.evaluate()
 	}()
 
+	if s.privateRedis {
+		// Redis's CPU per request is then the rows' alone, whoever else
+		// uses the machine's Redis.
+		rdb, _, err := b.privateRedis(ctx)
+		if err != nil {
+			return rep, fmt.Errorf("-private-redis: %w", err)
+		}
+		s.redisAddr, b.s.redisAddr = rdb.Options().Addr, rdb.Options().Addr
+		rep.Notes = append(rep.Notes, "redis: a redis-server of the run's own at "+s.redisAddr+" (-private-redis)")
+	}
 	b.redis = goredis.NewClient(&goredis.Options{Addr: s.redisAddr})
 	b.cleanup.add(func(context.Context) error { return b.redis.Close() })
 	if err := b.redis.Ping(ctx).Err(); err != nil {
@@ -92,6 +108,9 @@ func benchmark(ctx context.Context, s settings, log io.Writer) (rep report, err 
 	if err := b.admin.PingContext(ctx); err != nil {
 		return rep, fmt.Errorf("mysql (FLASHSALE_BENCH_MYSQL_DSN): %w", err)
 	}
+	var notes []string
+	b.cpuBase, notes = serverSources(ctx, b.redis, s.redisAddr, b.admin, mysqlAddr(s.mysqlDSN))
+	rep.Notes = append(rep.Notes, notes...)
 
 	steps := []struct {
 		rows []string
@@ -99,8 +118,10 @@ func benchmark(ctx context.Context, s settings, log io.Writer) (rep report, err 
 	}{
 		{[]string{rowRedisSuccess, rowRedisSoldOut}, b.redisRows},
 		{[]string{rowCeiling}, b.ceilingRow},
+		{[]string{rowPlain}, b.plainRow},
 		{[]string{rowSvcSuccess, rowSvcSoldOut, rowSvcFlashCrowd}, b.serviceRows},
 		{[]string{rowNaive, rowForUpdate, rowConditional, rowIncident}, b.mysqlRows},
+		{[]string{rowIdle}, func(ctx context.Context, _ func(row)) error { return b.idleRows(ctx) }},
 	}
 	add := func(r row) {
 		rep.Rows = append(rep.Rows, r)
@@ -151,6 +172,7 @@ func (b *bench) redisRows(ctx context.Context, add func(row)) error {
 			r.Failure = err.Error()
 		} else {
 			r.Requests, r.Elapsed, r.Throughput, r.P50, r.P99 = int64(res.Requests), res.Elapsed, res.Throughput, res.P50, res.P99
+			r.CPU = res.cpu
 			// At redis-benchmark's own rate: Elapsed includes its start-up.
 			r.Purchases = res.Throughput * float64(res.Granted) / float64(res.Requests)
 			r.Detail = fmt.Sprintf("%d EVALSHA calls, %d holds granted", res.Requests, res.Granted)
@@ -160,14 +182,29 @@ func (b *bench) redisRows(ctx context.Context, add func(row)) error {
 	return nil
 }
 
-func (b *bench) redisRun(ctx context.Context, path redisbench.Path) (redisbench.Result, error) {
+func (b *bench) redisRun(ctx context.Context, path redisbench.Path) (measuredRun, error) {
 	prefix := "fsbench-" + b.runID + "-rb-" + path.String()
 	cal, err := redisbench.Run(ctx, b.redis, path, redisbench.Config{Prefix: prefix + "-cal", Clients: b.s.clients, Requests: calibrationCalls})
 	if err != nil {
-		return redisbench.Result{}, fmt.Errorf("calibration: %w", err)
+		return measuredRun{}, fmt.Errorf("calibration: %w", err)
 	}
 	calls := int(min(max(cal.Throughput*b.s.duration.Seconds(), calibrationCalls), maxRedisCalls))
-	return redisbench.Run(ctx, b.redis, path, redisbench.Config{Prefix: prefix, Clients: b.s.clients, Requests: calls})
+	var use cpuUse
+	res, err := redisbench.Run(ctx, b.redis, path, redisbench.Config{Prefix: prefix, Clients: b.s.clients, Requests: calls,
+		Around: func() func() {
+			done := b.measure(ctx)
+			return func() { use = done() }
+		}})
+	if err == nil {
+		use[procLoadGen] = res.ClientCPU
+	}
+	return measuredRun{res, use}, err
+}
+
+// measuredRun is a redis-benchmark run with the CPU each process spent on it.
+type measuredRun struct {
+	redisbench.Result
+	cpu cpuUse
 }
 
 // ceilingRow loads the bare Fiber server, started as a process of its own
@@ -209,6 +246,7 @@ func (b *bench) ceiling(ctx context.Context, r *row) error {
 		return err
 	}
 	defer client.CloseIdleConnections()
+	done := b.measure(ctx, procSource(procService, c.cmd.Process.Pid), selfSource())
 	res, err := loadtest.Run(ctx, loadtest.Config{Clients: b.s.clients, Duration: b.s.duration, Progress: b.log},
 		func(ctx context.Context, _ int, seq int64) (string, error) {
 			_, outcome, err := client.ReserveUser(ctx, "ceiling", "u", seq, 1)
@@ -221,6 +259,7 @@ func (b *bench) ceiling(ctx context.Context, r *row) error {
 		return err
 	}
 	r.fromResult(res)
+	r.CPU = done()
 	r.Detail = fmt.Sprintf("%d requests, %d answered 409 sold_out", res.Requests, res.Outcomes["sold_out"])
 	return nil
 }
@@ -276,6 +315,7 @@ func (b *bench) serviceRows(ctx context.Context, add func(row)) error {
 		b.start(sc.name)
 		cfg := sc.cfg
 		cfg.Clients, cfg.Progress = b.s.clients, b.log
+		done := b.measure(ctx, procSource(procService, b.svcPID), selfSource())
 		rep, err := loadtest.RunScenario(ctx, client, sc.scenario, cfg)
 		if err != nil && ctx.Err() != nil {
 			return err
@@ -286,6 +326,7 @@ func (b *bench) serviceRows(ctx context.Context, add func(row)) error {
 			r.Failure = err.Error()
 		default:
 			r.fromResult(rep.Result)
+			r.CPU = done()
 			v := rep.Verification
 			r.Oversold = &v.Oversold
 			r.Purchases = float64(v.Granted) / rep.Elapsed.Seconds()
@@ -338,6 +379,7 @@ func (b *bench) startService(ctx context.Context) (url, token string, stop func(
 		}
 		return errors.Join(err, derr)
 	})
+	b.svcPID = c.cmd.Process.Pid
 	url = "http://" + addr
 	if err := c.waitReady(ctx, httpOK(url+"/readyz")); err != nil {
 		stop()
@@ -388,6 +430,9 @@ func (b *bench) mysqlRow(ctx context.Context, r *row, a baseline.Approach, stock
 		return err
 	}
 	defer shop.Close()
+	// The MySQL approaches run inside this process: its CPU is the load
+	// generator's and the approach's together, reported as the generator's.
+	done := b.measure(ctx, selfSource())
 	res, err := loadtest.Run(ctx, cfg, func(ctx context.Context, _ int, seq int64) (string, error) {
 		outcome, err := shop.Buy(ctx, "u"+strconv.FormatInt(seq, 10), 1)
 		if err != nil {
@@ -403,6 +448,7 @@ func (b *bench) mysqlRow(ctx context.Context, r *row, a baseline.Approach, stock
 		return err
 	}
 	r.fromResult(res)
+	r.CPU = done()
 	r.Oversold = &v.Oversold
 	r.Purchases = float64(res.Outcomes[baseline.Purchased]) / res.Elapsed.Seconds()
 	// Units the orders promise that the inventory row does not count: sold
