@@ -99,6 +99,8 @@ func passingRows() []row {
 			CPU: cpuUse{procService: 8 * time.Second, procRedis: 8 * time.Second, procMySQL: 4 * time.Second, procLoadGen: 10 * time.Second}},
 		{Name: rowSvcSoldOut, Throughput: 36_000, P99: 5 * time.Millisecond, Oversold: ptr(0)},
 		{Name: rowSvcFlashCrowd, Throughput: 30_000, Oversold: ptr(0)},
+		{Name: rowSvcSuccessLimited, Throughput: 34_000, P99: 5 * time.Millisecond, Oversold: ptr(0)},
+		{Name: rowSvcSoldOutLimited, Throughput: 32_000, P99: 5 * time.Millisecond, Oversold: ptr(0)},
 		{Name: rowNaive, Throughput: 3_000, Purchases: 3_000, Oversold: ptr(0)},
 		{Name: rowForUpdate, Throughput: 1_000, Purchases: 1_000, Oversold: ptr(0)},
 		{Name: rowConditional, Throughput: 1_500, Purchases: 1_500, Oversold: ptr(0)},
@@ -115,6 +117,8 @@ const (
 	chkP99SoldOut
 	chkVsCeiling
 	chkVsForUpdate
+	chkLimitedSoldOut
+	chkLimitedSuccess
 	chkIdle
 	chkOversold
 )
@@ -141,7 +145,12 @@ func TestEvaluate(t *testing.T) {
 	}{
 		{name: "every target met", rows: passingRows(), wantPass: true,
 			want: map[int]string{chkVsPlain: pass, chkRedisCPU: pass, chkSvcCPU: pass, chkP99Success: pass,
-				chkP99SoldOut: pass, chkVsCeiling: pass, chkVsForUpdate: pass, chkIdle: notRun, chkOversold: pass}},
+				chkP99SoldOut: pass, chkVsCeiling: pass, chkVsForUpdate: pass, chkLimitedSoldOut: pass, chkLimitedSuccess: pass,
+				chkIdle: notRun, chkOversold: pass}},
+		{name: "limits cost the sold-out path over 0.8 of the ceiling", rows: with(rowSvcSoldOutLimited, func(r *row) { r.Throughput = 31_999 }),
+			want: map[int]string{chkLimitedSoldOut: fail, chkLimitedSuccess: pass}},
+		{name: "limits cost the success path over 15 %", rows: with(rowSvcSuccessLimited, func(r *row) { r.Throughput = 33_999 }),
+			want: map[int]string{chkLimitedSuccess: fail, chkLimitedSoldOut: pass}},
 		{name: "success path below the plain endpoint", rows: with(rowSvcSuccess, func(r *row) { r.Throughput = 39_999 }),
 			want: map[int]string{chkVsPlain: fail}},
 		{name: "Redis CPU per hold above the plain endpoint's", rows: with(rowSvcSuccess, func(r *row) { r.CPU[procRedis] += time.Millisecond }),

@@ -32,14 +32,18 @@ const (
 	rowSvcSuccess    = "service-success"
 	rowSvcSoldOut    = "service-soldout"
 	rowSvcFlashCrowd = "service-flashcrowd"
-	rowNaive         = "mysql-naive"
-	rowForUpdate     = "mysql-for-update"
-	rowConditional   = "mysql-conditional"
-	rowIncident      = "mysql-naive-incident"
+	// The same paths with both rate limits on (issue 12): every request
+	// then spends from a user's and an address's budget in Redis.
+	rowSvcSuccessLimited = "service-success-limits"
+	rowSvcSoldOutLimited = "service-soldout-limits"
+	rowNaive             = "mysql-naive"
+	rowForUpdate         = "mysql-for-update"
+	rowConditional       = "mysql-conditional"
+	rowIncident          = "mysql-naive-incident"
 )
 
 var rowNames = []string{rowRedisSuccess, rowRedisSoldOut, rowCeiling, rowPlain, rowSvcSuccess, rowSvcSoldOut,
-	rowSvcFlashCrowd, rowNaive, rowForUpdate, rowConditional, rowIncident}
+	rowSvcFlashCrowd, rowSvcSuccessLimited, rowSvcSoldOutLimited, rowNaive, rowForUpdate, rowConditional, rowIncident}
 
 // The flash crowd and the incident are fixed by the issue, not by flags.
 const (
@@ -120,6 +124,7 @@ func benchmark(ctx context.Context, s settings, log io.Writer) (rep report, err 
 		{[]string{rowCeiling}, b.ceilingRow},
 		{[]string{rowPlain}, b.plainRow},
 		{[]string{rowSvcSuccess, rowSvcSoldOut, rowSvcFlashCrowd}, b.serviceRows},
+		{[]string{rowSvcSuccessLimited, rowSvcSoldOutLimited}, b.limitedServiceRows},
 		{[]string{rowNaive, rowForUpdate, rowConditional, rowIncident}, b.mysqlRows},
 		{[]string{rowIdle}, func(ctx context.Context, _ func(row)) error { return b.idleRows(ctx) }},
 	}
@@ -278,8 +283,31 @@ func tcpOpen(addr string) func(ctx context.Context) error {
 // serviceRows starts bin/flashsale with real Redis and MySQL and runs the
 // service's rows against it, each on an item of its own.
 func (b *bench) serviceRows(ctx context.Context, add func(row)) error {
-	names := []string{rowSvcSuccess, rowSvcSoldOut, rowSvcFlashCrowd}
-	url, token, stop, err := b.startService(ctx)
+	return b.runServiceRows(ctx, add, rowSvcSuccess, rowSvcSoldOut, rowSvcFlashCrowd)
+}
+
+// benchLimit is the rate limits' budget in the limits rows: high enough
+// that no request of the run is refused (every request comes from one
+// address), so the rows measure what spending from the budgets costs.
+const benchLimit = "1000000/s burst 1000000"
+
+// limitedServiceRows runs the success and sold-out paths again on a
+// service with FLASHSALE_RATE_PER_USER and FLASHSALE_RATE_PER_IP on.
+func (b *bench) limitedServiceRows(ctx context.Context, add func(row)) error {
+	return b.runServiceRows(ctx, add, rowSvcSuccessLimited, rowSvcSoldOutLimited, "",
+		"FLASHSALE_RATE_PER_USER="+benchLimit, "FLASHSALE_RATE_PER_IP="+benchLimit)
+}
+
+// runServiceRows runs the success, sold-out and flash-crowd paths under
+// the names given ("": skip that path) on a service started with env added.
+func (b *bench) runServiceRows(ctx context.Context, add func(row), success, soldOutRow, crowd string, env ...string) error {
+	var names []string
+	for _, n := range []string{success, soldOutRow, crowd} {
+		if n != "" {
+			names = append(names, n)
+		}
+	}
+	url, token, stop, err := b.startService(ctx, env...)
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
@@ -305,11 +333,11 @@ func (b *bench) serviceRows(ctx context.Context, add func(row)) error {
 		scenario loadtest.Scenario
 		cfg      loadtest.Config
 	}{
-		{rowSvcSuccess, loadtest.Success(), loadtest.Config{Duration: b.s.duration}},
-		{rowSvcSoldOut, soldOut, loadtest.Config{Duration: b.s.duration}},
-		{rowSvcFlashCrowd, loadtest.FlashCrowd(crowdStock, crowdRequests, crowdUsers), loadtest.Config{}},
+		{success, loadtest.Success(), loadtest.Config{Duration: b.s.duration}},
+		{soldOutRow, soldOut, loadtest.Config{Duration: b.s.duration}},
+		{crowd, loadtest.FlashCrowd(crowdStock, crowdRequests, crowdUsers), loadtest.Config{}},
 	} {
-		if !b.s.selected(sc.name) {
+		if sc.name == "" || !b.s.selected(sc.name) {
 			continue
 		}
 		b.start(sc.name)
@@ -346,7 +374,7 @@ func (b *bench) serviceRows(ctx context.Context, add func(row)) error {
 // startService runs the flashsale binary on a free port with a key prefix
 // and a database of the run's own, and waits for /readyz. stop ends it and
 // deletes its keys; the database goes with the run's cleanup.
-func (b *bench) startService(ctx context.Context) (url, token string, stop func(), err error) {
+func (b *bench) startService(ctx context.Context, env ...string) (url, token string, stop func(), err error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return "", "", nil, err
@@ -358,14 +386,14 @@ func (b *bench) startService(ctx context.Context) (url, token string, stop func(
 	prefix := "fsbench-" + b.runID + "-svc"
 	token = randomHex(16)
 	logPath := filepath.Join(os.TempDir(), "flashsale-bench-"+b.runID+"-service.log")
-	c, err := startChild("flashsale", b.s.flashsale, []string{"serve"}, childEnv(
-		"FLASHSALE_HTTP_ADDR="+addr,
-		"FLASHSALE_REDIS_ADDR="+b.s.redisAddr,
-		"FLASHSALE_KEY_PREFIX="+prefix,
-		"FLASHSALE_MYSQL_DSN="+dsn,
-		"FLASHSALE_ADMIN_TOKEN="+token,
+	c, err := startChild("flashsale", b.s.flashsale, []string{"serve"}, childEnv(append([]string{
+		"FLASHSALE_HTTP_ADDR=" + addr,
+		"FLASHSALE_REDIS_ADDR=" + b.s.redisAddr,
+		"FLASHSALE_KEY_PREFIX=" + prefix,
+		"FLASHSALE_MYSQL_DSN=" + dsn,
+		"FLASHSALE_ADMIN_TOKEN=" + token,
 		"FLASHSALE_LOG_LEVEL=warn",
-	), logPath, b.log)
+	}, env...)...), logPath, b.log)
 	if err != nil {
 		return "", "", nil, fmt.Errorf("%w (make build first, or pass -flashsale)", err)
 	}

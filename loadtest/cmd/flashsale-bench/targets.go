@@ -20,6 +20,11 @@ const (
 	// successVsForUpdate: holds/s of the success path over the purchases/s
 	// of SELECT ... FOR UPDATE.
 	successVsForUpdate = 20
+	// With both rate limits on (issue 12): the sold-out path at least this
+	// share of the bare ceiling, the success path at least this share of
+	// itself without limits.
+	limitedSoldOutVsCeiling = 0.8
+	limitedSuccessVsSuccess = 0.85
 )
 
 // targets evaluates each target on the rows by name; one whose rows did
@@ -36,6 +41,8 @@ func targets(byName map[string]*row) []check {
 		t.p99("sold-out path p99 at the run's clients", rowSvcSoldOut),
 		t.ratio("sold-out path: service / bare HTTP ceiling (req/s)", rowSvcSoldOut, rowCeiling, throughput, soldOutVsCeiling),
 		t.ratio("holds/s: service success path / MySQL FOR UPDATE purchases/s", rowSvcSuccess, rowForUpdate, purchases, successVsForUpdate),
+		t.ratio("rate limits on: sold-out path / bare HTTP ceiling (req/s)", rowSvcSoldOutLimited, rowCeiling, throughput, limitedSoldOutVsCeiling),
+		t.ratio("rate limits on: success path / success path without (req/s)", rowSvcSuccessLimited, rowSvcSuccess, throughput, limitedSuccessVsSuccess),
 	}
 }
 
