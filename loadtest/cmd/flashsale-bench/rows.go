@@ -283,7 +283,7 @@ func tcpOpen(addr string) func(ctx context.Context) error {
 // serviceRows starts bin/flashsale with real Redis and MySQL and runs the
 // service's rows against it, each on an item of its own.
 func (b *bench) serviceRows(ctx context.Context, add func(row)) error {
-	return b.runServiceRows(ctx, add, rowSvcSuccess, rowSvcSoldOut, rowSvcFlashCrowd)
+	return b.runServiceRows(ctx, add, "service", rowSvcSuccess, rowSvcSoldOut, rowSvcFlashCrowd)
 }
 
 // benchLimit is the rate limits' budget in the limits rows: high enough
@@ -294,20 +294,21 @@ const benchLimit = "1000000/s burst 1000000"
 // limitedServiceRows runs the success and sold-out paths again on a
 // service with FLASHSALE_RATE_PER_USER and FLASHSALE_RATE_PER_IP on.
 func (b *bench) limitedServiceRows(ctx context.Context, add func(row)) error {
-	return b.runServiceRows(ctx, add, rowSvcSuccessLimited, rowSvcSoldOutLimited, "",
+	return b.runServiceRows(ctx, add, "limits", rowSvcSuccessLimited, rowSvcSoldOutLimited, "",
 		"FLASHSALE_RATE_PER_USER="+benchLimit, "FLASHSALE_RATE_PER_IP="+benchLimit)
 }
 
 // runServiceRows runs the success, sold-out and flash-crowd paths under
-// the names given ("": skip that path) on a service started with env added.
-func (b *bench) runServiceRows(ctx context.Context, add func(row), success, soldOutRow, crowd string, env ...string) error {
+// the names given ("": skip that path) on a service started with env added,
+// its database and keys named after purpose.
+func (b *bench) runServiceRows(ctx context.Context, add func(row), purpose, success, soldOutRow, crowd string, env ...string) error {
 	var names []string
 	for _, n := range []string{success, soldOutRow, crowd} {
 		if n != "" {
 			names = append(names, n)
 		}
 	}
-	url, token, stop, err := b.startService(ctx, env...)
+	url, token, stop, err := b.startService(ctx, purpose, env...)
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
@@ -374,18 +375,18 @@ func (b *bench) runServiceRows(ctx context.Context, add func(row), success, sold
 // startService runs the flashsale binary on a free port with a key prefix
 // and a database of the run's own, and waits for /readyz. stop ends it and
 // deletes its keys; the database goes with the run's cleanup.
-func (b *bench) startService(ctx context.Context, env ...string) (url, token string, stop func(), err error) {
+func (b *bench) startService(ctx context.Context, purpose string, env ...string) (url, token string, stop func(), err error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return "", "", nil, err
 	}
-	dsn, err := b.createDB(ctx, "service")
+	dsn, err := b.createDB(ctx, purpose)
 	if err != nil {
 		return "", "", nil, err
 	}
-	prefix := "fsbench-" + b.runID + "-svc"
+	prefix := "fsbench-" + b.runID + "-" + purpose
 	token = randomHex(16)
-	logPath := filepath.Join(os.TempDir(), "flashsale-bench-"+b.runID+"-service.log")
+	logPath := filepath.Join(os.TempDir(), "flashsale-bench-"+b.runID+"-"+purpose+".log")
 	c, err := startChild("flashsale", b.s.flashsale, []string{"serve"}, childEnv(append([]string{
 		"FLASHSALE_HTTP_ADDR=" + addr,
 		"FLASHSALE_REDIS_ADDR=" + b.s.redisAddr,
