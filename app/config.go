@@ -35,6 +35,7 @@ type Config struct {
 	RedisPoolSize   int               // FLASHSALE_REDIS_POOL_SIZE; 0 is go-redis's default
 	RedisPipelines  int               // FLASHSALE_REDIS_PIPELINES: concurrent calls share this many pipelines; 0: none
 	SoldOutMemory   time.Duration     // FLASHSALE_SOLD_OUT_MEMORY: how long a sold-out answer is reused; 0: never
+	Retention       time.Duration     // FLASHSALE_RETENTION: how long a final reservation stays in Redis once synced
 	KeyPrefix       string            // FLASHSALE_KEY_PREFIX
 	AdminTokens     []string          // FLASHSALE_ADMIN_TOKEN: comma-separated, any of them admits; empty generates one
 	ServiceTokens   []string          // FLASHSALE_SERVICE_TOKENS: comma-separated, for confirm; empty generates one
@@ -121,6 +122,7 @@ func LoadConfig(env Environ) (Config, error) {
 		RedisPoolSize:   r.int("FLASHSALE_REDIS_POOL_SIZE", 0, 0, 10_000),
 		RedisPipelines:  r.int("FLASHSALE_REDIS_PIPELINES", redisstore.DefaultPipelines, 0, 1024),
 		SoldOutMemory:   r.duration("FLASHSALE_SOLD_OUT_MEMORY", 50*time.Millisecond, 0, reservation.MaxSoldOutMemory),
+		Retention:       r.duration("FLASHSALE_RETENTION", redisstore.DefaultRetention, time.Second, 90*24*time.Hour),
 		KeyPrefix:       r.str("FLASHSALE_KEY_PREFIX", "flashsale"),
 		AdminTokens:     r.secretList("FLASHSALE_ADMIN_TOKEN"),
 		ServiceTokens:   r.secretList("FLASHSALE_SERVICE_TOKENS"),

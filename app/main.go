@@ -66,7 +66,8 @@ func run(ctx context.Context, env Environ, logOut io.Writer) error {
 	cfg, log, store, db := d.cfg, d.log, d.store, d.db
 
 	recoverer := &persistence.Recoverer{Store: store, DB: db, Interval: cfg.RecoveryInterval, Grace: cfg.RecoveryGrace, Log: log}
-	svc := reservation.NewService(store, recoverer, reservation.WithSoldOutMemory(cfg.SoldOutMemory))
+	svc := reservation.NewService(store, recoverer, reservation.WithSoldOutMemory(cfg.SoldOutMemory),
+		reservation.WithArchive(db))
 	var syncer *persistence.Syncer
 	if cfg.Sync {
 		if syncer, err = newSyncer(cfg, store, db, log); err != nil {
@@ -323,7 +324,8 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*redisstore.S
 	}
 	closeAll := func() { _ = client.Close(); closeEmbedded() }
 	store, err := redisstore.New(ctx, client, cfg.KeyPrefix,
-		redisstore.WithPipelines(cfg.RedisPipelines, redisstore.DefaultPipelineBatch))
+		redisstore.WithPipelines(cfg.RedisPipelines, redisstore.DefaultPipelineBatch),
+		redisstore.WithRetention(cfg.Retention))
 	if err != nil {
 		closeAll()
 		return nil, "", nil, fmt.Errorf("redis at %s: %w", addr, err)

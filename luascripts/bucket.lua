@@ -8,7 +8,7 @@
 -- creating it afresh would make them vanish and the count credit its units
 -- to the head a second time: rebuilding it is recovery's (restore.lua).
 --
--- KEYS: the bucket's nine keys (see lib.lua).
+-- KEYS: the bucket's ten keys (see lib.lua).
 -- ARGV[1] per_user_limit
 -- ARGV[2] hold_ms
 -- ARGV[3] starts_ms, or "" for no start

@@ -1,6 +1,6 @@
 -- cancel.lua: give a pending hold up; its units return to available.
 --
--- KEYS: the nine keys of the reservation's bucket (see lib.lua).
+-- KEYS: the ten keys of the reservation's bucket (see lib.lua).
 -- ARGV[1] reservation id
 --
 -- Returns one of:

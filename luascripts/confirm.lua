@@ -1,6 +1,6 @@
 -- confirm.lua: turn a pending hold into a sale (payment succeeded). Final.
 --
--- KEYS: the nine keys of the reservation's bucket (see lib.lua).
+-- KEYS: the ten keys of the reservation's bucket (see lib.lua).
 -- ARGV[1] reservation id
 --
 -- Returns one of:

@@ -3,7 +3,7 @@
 -- redisstore/reconcile.go), provided the head is as the count read it: a
 -- restock or another instance's credit in between makes the count stale.
 --
--- KEYS: the head bucket's nine keys (see lib.lua).
+-- KEYS: the head bucket's ten keys (see lib.lua).
 -- ARGV[1] the head's stock as the count read it
 -- ARGV[2] the item's total as the count read it
 -- ARGV[3] units to add, >= 1

@@ -7,7 +7,7 @@
 -- cannot take it over or lift it, so two instances counting at once take
 -- turns instead of cutting each other's freeze short.
 --
--- KEYS: the bucket's nine keys (see lib.lua).
+-- KEYS: the bucket's ten keys (see lib.lua).
 -- ARGV[1] freeze for this many ms from now; 0 only reports (and unfreezes
 --         nothing), -1 unfreezes, -2 unfreezes and ends the count that a
 --         rebuilt bucket owes (restore.lua's "recount", which give.lua obeys)

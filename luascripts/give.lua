@@ -1,7 +1,7 @@
 -- give.lua: the second half of a transfer (see take.lua): add the units to
 -- this bucket, once however often the transfer is delivered.
 --
--- KEYS: the receiving bucket's nine keys (see lib.lua).
+-- KEYS: the receiving bucket's ten keys (see lib.lua).
 -- ARGV[1] transfer id
 -- ARGV[2] units, >= 1
 --

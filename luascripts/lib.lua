@@ -2,7 +2,7 @@
 -- script stays one self-contained EVAL while the record format and the
 -- settling of expired holds are written once.
 --
--- Every script receives the same nine keys of one bucket, all sharing its
+-- Every script receives the same ten keys of one bucket, all sharing its
 -- hash tag. An item is one bucket (tag = SKU) unless it was created with
 -- buckets > 1: then its stock is spread over that many buckets, the first
 -- (the head, tag = SKU) holding the offer and the item's total, the others
@@ -19,7 +19,10 @@
 --   KEYS[2] holds  zset   reservation id -> expires_ms, pending holds only
 --   KEYS[3] users  hash   user id -> units held or bought (pending + confirmed)
 --   KEYS[4] res    hash   reservation id -> record (see encode)
---   KEYS[5] idem   hash   "<len(user)>:<user>:<key>" -> reservation id
+--   KEYS[5] idem   hash   "<len(user)>:<user>:<key>" -> reservation id, and
+--                         "#<reservation id>" -> that field, so the key can
+--                         leave with its reservation (an idempotency field
+--                         starts with a digit: the two never meet)
 --   KEYS[6] outbox stream  every change, appended by the script that makes it
 --                          (see emit_res, emit_item); the syncer copies it to SQL
 --   KEYS[7] xout   hash   transfer id -> "to_bucket|units|created_ms": units taken
@@ -29,12 +32,18 @@
 --   KEYS[9] xtaken zset   transfer id -> taken_ms: transfers this bucket gave
 --                         units to, kept after xout forgets them, so a take
 --                         retried after its transfer was finished takes nothing
+--   KEYS[10] final zset   "<reservation id>|<outbox entry id>" -> settled_ms:
+--                         reservations in a final state, with the entry that
+--                         carried that state to the syncer ("" when restored
+--                         from the record); expire.lua drops each from Redis
+--                         once it has been settled for the retention and its
+--                         entry is synced (see expire.lua)
 --
 -- Scripts read and check everything first and write last: Redis never rolls
 -- a script back, so a check that fails after a write would leave half a change.
 
 local K_ITEM, K_HOLDS, K_USERS, K_RES, K_IDEM, K_OUT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local K_XOUT, K_XIN, K_XTAKEN = KEYS[7], KEYS[8], KEYS[9]
+local K_XOUT, K_XIN, K_XTAKEN, K_FINAL = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 
 -- Redis's clock is the only clock: every instance sees the same expiry.
 local function now_ms()
@@ -130,8 +139,16 @@ end
 -- state unless the entry's status is further along (pending < any final).
 -- "idem" travels only with the creation, the one change that knows it.
 -- rec is encode(r) when the caller has it already.
+-- It returns the entry's id.
 local function emit_res(r, idem, rec)
-  redis.call('XADD', K_OUT, '*', 'k', 'res', 'id', r.id, 'rec', rec or encode(r), 'idem', idem or '')
+  return redis.call('XADD', K_OUT, '*', 'k', 'res', 'id', r.id, 'rec', rec or encode(r), 'idem', idem or '')
+end
+
+-- A reservation reached a final state at now, carried to the syncer by
+-- entry: it may leave Redis once the retention has passed and entry is
+-- synced (expire.lua).
+local function settled(r, entry, now)
+  redis.call('ZADD', K_FINAL, int(now), r.id .. '|' .. entry)
 end
 
 -- Item entries (the head's only) carry the offer and its revision ("rev" grows by one per
@@ -160,7 +177,7 @@ local function expire_holds(due, units, now)
       r.status, r.updated = 'expired', now
       local rec = encode(r)
       redis.call('HSET', K_RES, r.id, rec)
-      emit_res(r, nil, rec)
+      settled(r, emit_res(r, nil, rec), now)
       if redis.call('HINCRBY', K_USERS, r.user, int(-r.qty)) <= 0 then
         redis.call('HDEL', K_USERS, r.user)
       end
@@ -201,6 +218,6 @@ local function end_hold(id, final, other, move)
   r.status, r.updated = final, now
   local rec = encode(r)
   redis.call('HSET', K_RES, id, rec)
-  emit_res(r, nil, rec)
+  settled(r, emit_res(r, nil, rec), now)
   return reply(final, r, now)
 end

@@ -1,7 +1,7 @@
 -- reservation.lua: read one reservation; a pending hold past its expiry reads
 -- as expired. Writes nothing.
 --
--- KEYS: the nine keys of the reservation's bucket (see lib.lua).
+-- KEYS: the ten keys of the reservation's bucket (see lib.lua).
 -- ARGV[1] reservation id
 --
 -- Returns one of:

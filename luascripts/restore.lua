@@ -6,7 +6,7 @@
 -- two instances rebuilding the same item at once write the same thing.
 -- Nothing is appended to the outbox: the record already holds all of it.
 --
--- KEYS: the nine keys of one bucket (see lib.lua).
+-- KEYS: the ten keys of one bucket (see lib.lua).
 -- ARGV[1] "records": then ARGV[2..] are triples (reservation id, record as
 --         encode() writes it, idempotency field or "")
 -- ARGV[1] "item": then ARGV[2..14] stock, per_user_limit, hold_ms, starts_ms
@@ -44,7 +44,10 @@ if ARGV[1] == 'records' then
     if r.status == 'pending' or r.status == 'confirmed' then
       redis.call('HINCRBY', K_USERS, r.user, r.qty)
     end
-    if f.idem ~= '' then redis.call('HSET', K_IDEM, f.idem, r.id) end
+    if f.idem ~= '' then redis.call('HSET', K_IDEM, f.idem, r.id, '#' .. r.id, f.idem) end
+    -- Final and in the record already: it leaves again once its retention
+    -- has passed since it settled.
+    if r.status ~= 'pending' then settled(r, '', r.updated) end
   end
   return { 'ok', #fresh, reserved, sold }
 end

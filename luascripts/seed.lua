@@ -5,7 +5,7 @@
 -- gathers units into the head first when the total shrinks), and the store
 -- then copies the offer to the other buckets (bucket.lua).
 --
--- KEYS: the head bucket's nine keys (see lib.lua).
+-- KEYS: the head bucket's ten keys (see lib.lua).
 -- ARGV[1] stock, >= 0
 -- ARGV[2] per_user_limit, >= 1
 -- ARGV[3] hold_ms, >= 1

@@ -4,7 +4,7 @@
 -- A record that stays (the mover died) is finished by the sweeper, so units
 -- in transit are never lost, only unsellable for that long.
 --
--- KEYS: the giving bucket's nine keys (see lib.lua).
+-- KEYS: the giving bucket's ten keys (see lib.lua).
 -- ARGV[1] transfer id, unique: a retry with the same id takes nothing more,
 --         for as long as it can be retried (its receipt in xtaken is kept an
 --         hour, as give.lua keeps its own), also after the transfer finished

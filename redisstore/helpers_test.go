@@ -325,3 +325,21 @@ func wantUnchanged(t testing.TB, s *testStore, sku string, before map[string]any
 		t.Fatalf("item %s changed:\nbefore %v\nafter  %v", sku, before, after)
 	}
 }
+
+// idemFields is an idem hash's idempotency fields, without the reverse
+// fields ("#<reservation id>" -> field) that let a key leave with its
+// reservation; it checks that each reverse field names its forward one.
+func idemFields(h map[string]string) map[string]string {
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		if !strings.HasPrefix(k, "#") {
+			out[k] = v
+		}
+	}
+	for k, v := range h {
+		if id, ok := strings.CutPrefix(k, "#"); ok && out[v] != id {
+			out["reverse field "+k] = v // a dangling reverse field shows in the comparison
+		}
+	}
+	return out
+}

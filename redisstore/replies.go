@@ -38,6 +38,7 @@ const (
 	expireMoreDue
 	expireTransfersOut
 	expireRecount
+	expireDropped
 	expireLen
 )
 
@@ -109,6 +110,7 @@ type expireReply struct {
 	moreDue      bool             // due holds remain beyond the call's limit
 	transfersOut int64            // transfers out of this bucket not known to have arrived
 	recount      bool             // rebuilt, and the count of its item's units is owed
+	dropped      int64            // final reservations past the retention removed by this call
 }
 
 func (r scriptReply) expire(sku string) (expireReply, error) {
@@ -124,6 +126,7 @@ func (r scriptReply) expire(sku string) (expireReply, error) {
 		moreDue:      r.int(expireMoreDue) == 1,
 		transfersOut: r.int(expireTransfersOut),
 		recount:      r.int(expireRecount) == 1,
+		dropped:      r.int(expireDropped),
 	}, nil
 }
 

@@ -73,7 +73,7 @@ func wantRestored(t *testing.T, s *testStore, snap reservation.Snapshot, want co
 	if got := s.rdb.HGetAll(ctx, s.key(sku, "res")).Val(); !maps.Equal(got, wantRes) {
 		t.Fatalf("records:\ngot  %v\nwant %v", got, wantRes)
 	}
-	if got := s.rdb.HGetAll(ctx, s.key(sku, "idem")).Val(); !maps.Equal(got, wantIdem) {
+	if got := idemFields(s.rdb.HGetAll(ctx, s.key(sku, "idem")).Val()); !maps.Equal(got, wantIdem) {
 		t.Fatalf("idempotency fields:\ngot  %v\nwant %v", got, wantIdem)
 	}
 	slices.SortFunc(wantHolds, func(a, b goredis.Z) int {
@@ -464,7 +464,7 @@ func TestMarkEpoch(t *testing.T) {
 func restoreRecords(t testing.TB, s *testStore, sku string, recs ...reservation.RecordedReservation) {
 	t.Helper()
 	script := goredis.NewScript(string(luascripts.Restore()))
-	keys := []string{s.key(sku, "item"), s.key(sku, "holds"), s.key(sku, "users"), s.key(sku, "res"), s.key(sku, "idem"), s.key(sku, "outbox")}
+	keys := s.ScriptKeys(sku)
 	args := []any{"records"}
 	for _, r := range recs {
 		args = append(args, r.ID, fmt.Sprintf("%s|%d|%d|%d|%d|%s", r.Status, r.Quantity,

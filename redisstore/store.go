@@ -44,6 +44,9 @@ type Store struct {
 	credit  *goredis.Script
 	co      *coalescer // nil: every call on its own connection
 	layouts layouts
+	// retention is how long a final reservation stays in Redis after it
+	// settled (and was synced); 0 keeps it for the item's life.
+	retention time.Duration
 }
 
 var _ reservation.Store = (*Store)(nil)
@@ -71,6 +74,7 @@ func New(ctx context.Context, client goredis.UniversalClient, prefix string, opt
 		credit:  goredis.NewScript(string(luascripts.Credit())),
 	}
 	s.co = newCoalescer(client, DefaultPipelines, DefaultPipelineBatch)
+	s.retention = DefaultRetention
 	for _, opt := range opts {
 		opt(s)
 	}
@@ -88,6 +92,18 @@ const (
 
 // Option configures a Store.
 type Option func(*Store)
+
+// DefaultRetention is how long a final reservation stays in Redis.
+const DefaultRetention = 24 * time.Hour
+
+// WithRetention drops a reservation in a final state (confirmed, cancelled,
+// expired), and its idempotency key, from Redis d after it settled, once
+// the syncer has written that state to the durable record, which answers
+// for it from then on. The sweeper does it. d <= 0 keeps them for the
+// item's life.
+func WithRetention(d time.Duration) Option {
+	return func(s *Store) { s.retention = max(d, 0) }
+}
 
 // WithPipelines sends the script calls of concurrent requests together: at
 // most n pipelines in flight, each of up to batch calls. n = 0 sends every
@@ -123,7 +139,7 @@ func (s *Store) LoadScripts(ctx context.Context) error {
 // luascripts/lib.lua). The bucket's name (the SKU for an item of one
 // bucket) is the hash tag, so they share one slot.
 func (s *Store) keys(bucket string) []string {
-	return s.keysOf(bucket, "item", "holds", "users", "res", "idem", "outbox", "xout", "xin", "xtaken")
+	return s.keysOf(bucket, "item", "holds", "users", "res", "idem", "outbox", "xout", "xin", "xtaken", "final")
 }
 
 // ScriptKeys are the item's keys in the order every item script takes them,
@@ -610,7 +626,7 @@ func (s *Store) SweepDue(ctx context.Context, batch int) (int, error) {
 		for round := 0; len(skus) > 0 && round < 1000; round++ {
 			calls := make([]call, len(skus))
 			for i, sku := range skus {
-				calls[i] = call{keys: s.keys(sku), args: []any{batch}}
+				calls[i] = call{keys: s.keys(sku), args: []any{batch, s.retention.Milliseconds()}}
 			}
 			var again []string
 			for i, res := range s.runMany(ctx, s.expire, calls) {

@@ -16,6 +16,21 @@ type Service struct {
 	store    Store
 	recovery Recovery       // nil: no durable record to recover from
 	soldOut  *soldOutMemory // nil: every refusal asks the store
+	archive  Archive        // nil: a reservation the store lacks is unknown
+}
+
+// Archive reads a reservation from the durable record: the store keeps a
+// final reservation only for its retention, and the record answers for it
+// after (persistence.DB).
+type Archive interface {
+	Reservation(ctx context.Context, id string) (Reservation, error)
+}
+
+// WithArchive answers for a final reservation the store no longer holds
+// from a, as the store would have: read as it was, confirmed or cancelled
+// again as a repeat (or the conflict a repeat of the other would be).
+func WithArchive(a Archive) ServiceOption {
+	return func(s *Service) { s.archive = a }
 }
 
 // ServiceOption configures a Service.
@@ -204,17 +219,17 @@ func (s *Service) memoryRefusal(req ReserveRequest) error {
 // Reservation returns one reservation; a pending hold past its expiry reads
 // as expired.
 func (s *Service) Reservation(ctx context.Context, id string) (Reservation, error) {
-	return s.byID(ctx, id, s.store.Reservation)
+	return s.archived(s.byID(ctx, id, s.store.Reservation))(ctx, id, "", "")
 }
 
 // Confirm turns a pending hold into a sale. Confirming twice is not an error.
 func (s *Service) Confirm(ctx context.Context, id string) (Reservation, error) {
-	return s.byID(ctx, id, s.store.Confirm)
+	return s.archived(s.byID(ctx, id, s.store.Confirm))(ctx, id, "", StatusConfirmed)
 }
 
 // Cancel gives a pending hold up. Cancelling twice is not an error.
 func (s *Service) Cancel(ctx context.Context, id string) (Reservation, error) {
-	r, err := s.byID(ctx, id, s.store.Cancel)
+	r, err := s.archived(s.byID(ctx, id, s.store.Cancel))(ctx, id, "", StatusCancelled)
 	if err == nil && s.soldOut != nil {
 		s.soldOut.forget(r.SKU)
 	}
@@ -224,22 +239,22 @@ func (s *Service) Cancel(ctx context.Context, id string) (Reservation, error) {
 // ReservationFor is Reservation for a buyer known to be userID: another
 // buyer's reservation is ErrReservationNotFound, as an unknown id is.
 func (s *Service) ReservationFor(ctx context.Context, userID, id string) (Reservation, error) {
-	return s.byID(ctx, id, func(ctx context.Context, id string) (Reservation, error) {
+	return s.archived(s.byID(ctx, id, func(ctx context.Context, id string) (Reservation, error) {
 		return s.owned(ctx, userID, id)
-	})
+	}))(ctx, id, userID, "")
 }
 
 // CancelFor is Cancel for a buyer known to be userID: another buyer's
 // reservation is ErrReservationNotFound and stays as it was.
 func (s *Service) CancelFor(ctx context.Context, userID, id string) (Reservation, error) {
-	r, err := s.byID(ctx, id, func(ctx context.Context, id string) (Reservation, error) {
+	r, err := s.archived(s.byID(ctx, id, func(ctx context.Context, id string) (Reservation, error) {
 		if _, err := s.owned(ctx, userID, id); err != nil {
 			return Reservation{}, err
 		}
 		// Read, then cancel: safe without a script of its own, as a
 		// reservation's user never changes once it is made.
 		return s.store.Cancel(ctx, id)
-	})
+	}))(ctx, id, userID, StatusCancelled)
 	if err == nil && s.soldOut != nil {
 		s.soldOut.forget(r.SKU)
 	}
@@ -262,6 +277,47 @@ func (s *Service) owned(ctx context.Context, userID, id string) (Reservation, er
 		return Reservation{}, ErrReservationNotFound
 	}
 	return r, nil
+}
+
+// archived passes a store's answer on, unless the store did not know the
+// reservation and the durable record holds it in a final state: the store
+// dropped it after its retention (redisstore.WithRetention). The record
+// then answers as the store would have: as it stands to a read (want ""),
+// as a repeat when it is already in want, else with the conflict the store
+// gives a reservation in that state. Another buyer's (user, when set) is
+// unknown, as in the store.
+func (s *Service) archived(r Reservation, err error) func(ctx context.Context, id, user string, want Status) (Reservation, error) {
+	return func(ctx context.Context, id, user string, want Status) (Reservation, error) {
+		if s.archive == nil || !errors.Is(err, ErrReservationNotFound) {
+			return r, err
+		}
+		old, aerr := s.archive.Reservation(ctx, id)
+		switch {
+		case errors.Is(aerr, ErrReservationNotFound):
+			return r, err
+		case aerr != nil:
+			return Reservation{}, fmt.Errorf("%w: the durable record cannot be read: %w", ErrUnavailable, aerr)
+		case old.Status == StatusPending || (user != "" && old.UserID != user):
+			// A pending hold the store lacks is not one it dropped: its
+			// item is being rebuilt, or it never reached the store.
+			return r, err
+		case want == "" || old.Status == want:
+			return old, nil
+		}
+		return Reservation{}, statusConflict(old.Status)
+	}
+}
+
+// statusConflict is the error the store answers for a change of a
+// reservation that is already in st.
+func statusConflict(st Status) error {
+	switch st {
+	case StatusConfirmed:
+		return ErrReservationConfirmed
+	case StatusCancelled:
+		return ErrReservationCancelled
+	}
+	return ErrReservationExpired
 }
 
 func (s *Service) byID(ctx context.Context, id string, op func(context.Context, string) (Reservation, error)) (Reservation, error) {
