@@ -118,6 +118,7 @@ func attacks(t *testing.T, e *env) []attack {
 
 	cases := []attack{
 		{name: "row5/fresh Idempotency-Keys against a sold-out item", send: randomKeysSoldOut},
+		{name: "row6/reserve then cancel, 200 times, one user", send: reserveCancelLoop},
 		{name: "row7/8 MiB bodies, 16 at a time, to reserve, healthz and the bulk seed without a token", send: bigBodies},
 		{name: "row8/parallel scrapes of a large catalogue", send: parallelScrapes},
 		{name: "row1/buyer confirms own hold", calls: []call{
