@@ -505,19 +505,9 @@ func (c *RedisCluster) Failover(t testing.TB, master string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	m, err := c.self(ctx, master)
+	replica, err := c.replicaOf(ctx, master)
 	if err != nil {
 		t.Fatalf("testenv: failover: %v", err)
-	}
-	replica := ""
-	for _, r := range c.nodes {
-		if n, err := c.self(ctx, r.addr); err == nil && n.of == m.id {
-			replica = r.addr
-			break
-		}
-	}
-	if replica == "" {
-		t.Fatalf("testenv: failover: master %s has no replica", master)
 	}
 	begin := time.Now()
 	if err := c.admin[replica].Do(ctx, "CLUSTER", "FAILOVER").Err(); err != nil {
@@ -555,19 +545,9 @@ func (c *RedisCluster) KillMaster(t testing.TB, addr string) (string, time.Time)
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	m, err := c.self(ctx, addr)
+	replica, err := c.replicaOf(ctx, addr)
 	if err != nil {
 		t.Fatalf("testenv: kill master: %v", err)
-	}
-	replica := ""
-	for _, r := range c.nodes {
-		if n, err := c.self(ctx, r.addr); err == nil && n.of == m.id {
-			replica = r.addr
-			break
-		}
-	}
-	if replica == "" {
-		t.Fatalf("testenv: kill master: %s has no replica", addr)
 	}
 	var victim *Redis
 	for _, r := range c.nodes {
@@ -589,4 +569,18 @@ func (c *RedisCluster) KillMaster(t testing.TB, addr string) (string, time.Time)
 		case <-time.After(pollInterval):
 		}
 	}
+}
+
+// replicaOf is the address of a replica of the master at addr.
+func (c *RedisCluster) replicaOf(ctx context.Context, addr string) (string, error) {
+	m, err := c.self(ctx, addr)
+	if err != nil {
+		return "", err
+	}
+	for _, r := range c.nodes {
+		if n, err := c.self(ctx, r.addr); err == nil && n.of == m.id {
+			return r.addr, nil
+		}
+	}
+	return "", fmt.Errorf("master %s has no replica", addr)
 }
