@@ -13,7 +13,8 @@
 --
 -- Returns one of:
 --   {"ok", <item fields as lib.lua's item_reply>, expired_count, more_due, transfers_out, recount, dropped}
---       more_due is 1 when due holds remain beyond the limit, else 0;
+--       more_due is 1 when due holds remain beyond the limit, or the call
+--       dropped as many final reservations as the limit lets it, else 0;
 --       transfers_out counts this bucket's transfers not yet known to have
 --       arrived (the sweeper finishes the ones that stay too long);
 --       recount is 1 when the bucket was rebuilt and the count of the item's
@@ -41,6 +42,9 @@ if retention > 0 then
       drop[#drop + 1] = { member = m, id = id, idem = redis.call('HGET', K_IDEM, '#' .. id) }
     end
   end
+  -- A hot item settles thousands a second: the sweeper goes round again
+  -- while a call drops all it may, so dropping keeps up with settling.
+  if #drop == limit then more = 1 end
 end
 
 -- Writes only from here on.
