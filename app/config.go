@@ -30,6 +30,9 @@ type Config struct {
 	InternalAddr    string            // FLASHSALE_INTERNAL_ADDR: /metrics, admin and confirm on their own listener; "": on HTTPAddr
 	RedisAddr       string            // FLASHSALE_REDIS_ADDR: host:port, or "embedded"; required unless the cluster is set
 	RedisCluster    []string          // FLASHSALE_REDIS_CLUSTER_ADDRS: seed host:port list of a Redis Cluster
+	RedisSentinels  []string          // FLASHSALE_REDIS_SENTINEL_ADDRS: host:port of the Sentinels watching the primary
+	RedisMaster     string            // FLASHSALE_REDIS_MASTER_NAME: the primary's name at the Sentinels
+	SentinelPass    string            // FLASHSALE_REDIS_SENTINEL_PASSWORD
 	RedisPassword   string            // FLASHSALE_REDIS_PASSWORD
 	RedisDB         int               // FLASHSALE_REDIS_DB
 	RedisPoolSize   int               // FLASHSALE_REDIS_POOL_SIZE; 0 is go-redis's default
@@ -117,6 +120,9 @@ func LoadConfig(env Environ) (Config, error) {
 		InternalAddr:    r.str("FLASHSALE_INTERNAL_ADDR", ""),
 		RedisAddr:       r.str("FLASHSALE_REDIS_ADDR", ""),
 		RedisCluster:    r.list("FLASHSALE_REDIS_CLUSTER_ADDRS"),
+		RedisSentinels:  r.list("FLASHSALE_REDIS_SENTINEL_ADDRS"),
+		RedisMaster:     r.str("FLASHSALE_REDIS_MASTER_NAME", ""),
+		SentinelPass:    r.secret("FLASHSALE_REDIS_SENTINEL_PASSWORD", maskSecret),
 		RedisPassword:   r.secret("FLASHSALE_REDIS_PASSWORD", maskSecret),
 		RedisDB:         r.int("FLASHSALE_REDIS_DB", 0, 0, 15),
 		RedisPoolSize:   r.int("FLASHSALE_REDIS_POOL_SIZE", 0, 0, 10_000),
@@ -174,9 +180,10 @@ func LoadConfig(env Environ) (Config, error) {
 		}
 	}
 	switch {
-	case cfg.RedisAddr == "" && len(cfg.RedisCluster) == 0:
+	case cfg.RedisAddr == "" && len(cfg.RedisCluster) == 0 && len(cfg.RedisSentinels) == 0:
 		r.errs = append(r.errs, errors.New("FLASHSALE_REDIS_ADDR is unset: set it to the Redis host:port, such as 127.0.0.1:6379 "+
-			"(or set FLASHSALE_REDIS_CLUSTER_ADDRS to a cluster's seeds), or set FLASHSALE_REDIS_ADDR="+embeddedRedis+
+			"(or set FLASHSALE_REDIS_CLUSTER_ADDRS to a cluster's seeds, or FLASHSALE_REDIS_SENTINEL_ADDRS and "+
+			"FLASHSALE_REDIS_MASTER_NAME to the Sentinels of a primary), or set FLASHSALE_REDIS_ADDR="+embeddedRedis+
 			" for a local in-memory Redis that loses everything on exit (development only)"))
 	case cfg.EmbeddedRedis() && cfg.MySQLDSN != "":
 		r.fail("FLASHSALE_REDIS_ADDR", cfg.RedisAddr, "cannot be used with FLASHSALE_MYSQL_DSN: each instance's in-memory Redis "+
@@ -195,6 +202,7 @@ func LoadConfig(env Environ) (Config, error) {
 	if len(cfg.RedisCluster) > 0 && cfg.RedisAddr != "" {
 		r.fail("FLASHSALE_REDIS_CLUSTER_ADDRS", strings.Join(cfg.RedisCluster, ","), "set it or FLASHSALE_REDIS_ADDR, not both")
 	}
+	checkSentinels(&r, cfg)
 	if len(cfg.RedisCluster) > 0 && cfg.RedisDB != 0 {
 		r.fail("FLASHSALE_REDIS_DB", strconv.Itoa(cfg.RedisDB), "must be 0 with FLASHSALE_REDIS_CLUSTER_ADDRS: a cluster has database 0 only")
 	}
@@ -226,6 +234,32 @@ func LoadConfig(env Environ) (Config, error) {
 	cfg.TrustedProxies = r.prefixes("FLASHSALE_TRUSTED_PROXIES")
 	cfg.Settings = r.settings
 	return cfg, errors.Join(append(unknownVariables(env, r.settings), r.errs...)...)
+}
+
+// checkSentinels: Sentinels are one of the three ways to Redis, with the
+// primary's name; the other ways refuse the Sentinel settings.
+func checkSentinels(r *envReader, cfg Config) {
+	joined := strings.Join(cfg.RedisSentinels, ",")
+	if len(cfg.RedisSentinels) == 0 {
+		for _, name := range []string{"FLASHSALE_REDIS_MASTER_NAME", "FLASHSALE_REDIS_SENTINEL_PASSWORD"} {
+			if r.env[name] != "" {
+				r.fail(name, r.env[name], "is read only with FLASHSALE_REDIS_SENTINEL_ADDRS")
+			}
+		}
+		return
+	}
+	for _, a := range cfg.RedisSentinels {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			r.fail("FLASHSALE_REDIS_SENTINEL_ADDRS", a, "each must be host:port, such as 10.0.0.1:26379")
+		}
+	}
+	if cfg.RedisAddr != "" || len(cfg.RedisCluster) > 0 {
+		r.fail("FLASHSALE_REDIS_SENTINEL_ADDRS", joined,
+			"set exactly one of FLASHSALE_REDIS_ADDR, FLASHSALE_REDIS_CLUSTER_ADDRS and FLASHSALE_REDIS_SENTINEL_ADDRS")
+	}
+	if cfg.RedisMaster == "" {
+		r.fail("FLASHSALE_REDIS_MASTER_NAME", "", "is required with FLASHSALE_REDIS_SENTINEL_ADDRS: the name the Sentinels monitor the primary by")
+	}
 }
 
 // The values of FLASHSALE_BUYER_AUTH.

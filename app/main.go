@@ -285,7 +285,23 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*redisstore.S
 			"Everything is lost on exit and only this one instance can sell. For demos and development only.")
 	}
 	var client goredis.UniversalClient
-	if len(cfg.RedisCluster) > 0 {
+	switch {
+	case len(cfg.RedisSentinels) > 0:
+		addr = cfg.RedisMaster + " at Sentinels " + strings.Join(cfg.RedisSentinels, ",")
+		// The failover client asks the Sentinels for the primary and
+		// follows it through a failover: it drops its connections when a
+		// Sentinel announces a new primary. Scripts need no reload: the
+		// store runs EVALSHA, then EVAL on NOSCRIPT.
+		client = goredis.NewFailoverClient(&goredis.FailoverOptions{
+			MasterName:       cfg.RedisMaster,
+			SentinelAddrs:    cfg.RedisSentinels,
+			SentinelPassword: cfg.SentinelPass,
+			Password:         cfg.RedisPassword,
+			DB:               cfg.RedisDB,
+			PoolSize:         cfg.RedisPoolSize,
+			Protocol:         2, // as below
+		})
+	case len(cfg.RedisCluster) > 0:
 		addr = strings.Join(cfg.RedisCluster, ",")
 		client = goredis.NewClusterClient(&goredis.ClusterOptions{
 			Addrs:    cfg.RedisCluster,
@@ -311,7 +327,7 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*redisstore.S
 			// instance while it serves is cheap.
 			ClusterStateReloadInterval: time.Second,
 		})
-	} else {
+	default:
 		client = goredis.NewClient(&goredis.Options{
 			Addr:     addr,
 			Password: cfg.RedisPassword,

@@ -61,6 +61,21 @@ func TestLoadConfig(t *testing.T) {
 			wantErr: []string{"FLASHSALE_REDIS_DB", "FLASHSALE_SWEEP_INTERVAL", "FLASHSALE_LOG_FORMAT"},
 		},
 		{name: "bad http addr", vars: map[string]string{"FLASHSALE_HTTP_ADDR": "3004"}, wantErr: []string{"FLASHSALE_HTTP_ADDR"}},
+		{name: "sentinels without a master name", vars: map[string]string{"FLASHSALE_REDIS_SENTINEL_ADDRS": "10.0.0.1:26379,bad"},
+			wantErr: []string{"FLASHSALE_REDIS_MASTER_NAME", `FLASHSALE_REDIS_SENTINEL_ADDRS="bad"`}},
+		{name: "sentinels beside an address", vars: map[string]string{"FLASHSALE_REDIS_SENTINEL_ADDRS": "10.0.0.1:26379",
+			"FLASHSALE_REDIS_MASTER_NAME": "sale", "FLASHSALE_REDIS_ADDR": "10.0.0.2:6379"}, wantErr: []string{"exactly one of"}},
+		{name: "a master name without sentinels", vars: map[string]string{"FLASHSALE_REDIS_MASTER_NAME": "sale", "FLASHSALE_REDIS_ADDR": "embedded"},
+			wantErr: []string{"FLASHSALE_REDIS_MASTER_NAME", "only with FLASHSALE_REDIS_SENTINEL_ADDRS"}},
+		{
+			name: "sentinels",
+			vars: map[string]string{"FLASHSALE_REDIS_SENTINEL_ADDRS": "10.0.0.1:26379, 10.0.0.2:26379", "FLASHSALE_REDIS_MASTER_NAME": "sale"},
+			check: func(t *testing.T, c Config) {
+				if c.RedisMaster != "sale" || len(c.RedisSentinels) != 2 || c.RedisSentinels[1] != "10.0.0.2:26379" {
+					t.Errorf("sentinels %v, master %q", c.RedisSentinels, c.RedisMaster)
+				}
+			},
+		},
 		{name: "bad rate limits", vars: map[string]string{"FLASHSALE_RATE_PER_USER": "10/d", "FLASHSALE_RATE_PER_IP": "fast",
 			"FLASHSALE_TRUSTED_PROXIES": "10.0.0.0/8,nowhere"},
 			wantErr: []string{"FLASHSALE_RATE_PER_USER", "FLASHSALE_RATE_PER_IP", `FLASHSALE_TRUSTED_PROXIES="nowhere"`}},

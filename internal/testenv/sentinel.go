@@ -1,0 +1,163 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// SentinelGroup is a private Redis primary with one replica and three
+// Sentinels watching it, as a production Sentinel deployment runs: when
+// the primary dies, the Sentinels agree (quorum 2) and promote the replica.
+type SentinelGroup struct {
+	Name      string // the primary's name at the Sentinels
+	Primary   *Redis
+	Replica   *Redis
+	sentinels []*Redis
+}
+
+// sentinelDownAfter is how long the Sentinels wait on a silent primary
+// before they call it down: short, so a test's failover takes a second or
+// two, as a tuned production setup would.
+const sentinelDownAfter = 500 * time.Millisecond
+
+// StartSentinels starts the primary, a replica in sync with it and three
+// Sentinels on free ports, and waits until every Sentinel knows the primary
+// and its replica. Everything is killed when the test ends.
+func StartSentinels(t testing.TB, name string) *SentinelGroup {
+	t.Helper()
+	begin := time.Now()
+	g := &SentinelGroup{Name: name}
+	g.Primary = StartRedis(t, RedisOptions{})
+	host, port, _ := net.SplitHostPort(g.Primary.addr)
+	g.Replica = newRedis(t, RedisOptions{}, "--replicaof", host, port, "--repl-diskless-sync-delay", "0")
+	g.Replica.p.startAndWait(t, g.Replica.ready)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := poll(ctx, func() error {
+		c := g.Replica.adminClient()
+		defer c.Close()
+		info, err := c.Info(ctx, "replication").Result()
+		if err != nil || !strings.Contains(info, "master_link_status:up") {
+			return fmt.Errorf("replica %s not in sync with %s: %v", g.Replica.addr, g.Primary.addr, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	bin := lookBinary(t, "redis-server", "/usr/sbin", "/usr/local/bin")
+	for range 3 {
+		dir := t.TempDir()
+		p := FreePort(t)
+		conf := filepath.Join(dir, "sentinel.conf")
+		// Sentinels rewrite their config file as they learn: it must be theirs.
+		body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n"+
+			"sentinel monitor %s %s %s 2\n"+
+			"sentinel down-after-milliseconds %s %d\n"+
+			"sentinel failover-timeout %s 5000\n",
+			p, dir, name, host, port, name, sentinelDownAfter.Milliseconds(), name)
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		logPath := filepath.Join(dir, "sentinel.log")
+		s := &Redis{
+			addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(p)),
+			dir:  dir,
+			p: &proc{name: "redis sentinel on port " + strconv.Itoa(p), path: bin,
+				args: []string{conf, "--sentinel", "--logfile", logPath, "--daemonize", "no"}, dir: dir, logPath: logPath},
+		}
+		s.p.cleanupKill(t)
+		s.p.startAndWait(t, s.ready)
+		g.sentinels = append(g.sentinels, s)
+	}
+	if err := poll(ctx, func() error {
+		for _, s := range g.sentinels {
+			if got, err := g.masterAt(ctx, s); err != nil || got != g.Primary.addr {
+				return fmt.Errorf("sentinel %s names %q for %s: %v", s.addr, got, name, err)
+			}
+			c := s.adminClient()
+			n, err := c.Do(ctx, "SENTINEL", "REPLICAS", name).Slice()
+			_ = c.Close()
+			if err != nil || len(n) == 0 {
+				return fmt.Errorf("sentinel %s knows no replica of %s yet: %v", s.addr, name, err)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Logf("testenv: Redis primary, replica and 3 Sentinels for %q ready in %v", name, time.Since(begin).Round(time.Millisecond))
+	return g
+}
+
+// Addrs are the Sentinels' addresses.
+func (g *SentinelGroup) Addrs() []string {
+	out := make([]string, len(g.sentinels))
+	for i, s := range g.sentinels {
+		out[i] = s.addr
+	}
+	return out
+}
+
+// KillPrimary kills the primary outright (SIGKILL) and waits until the
+// Sentinels have promoted the replica; it returns the moment the first
+// Sentinel named the replica as the primary.
+func (g *SentinelGroup) KillPrimary(t testing.TB) time.Time {
+	t.Helper()
+	begin := time.Now()
+	g.Primary.Kill(t)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	for {
+		for _, s := range g.sentinels {
+			if got, err := g.masterAt(ctx, s); err == nil && got == g.Replica.addr {
+				at := time.Now()
+				t.Logf("testenv: %s killed; the Sentinels promoted %s %v later", g.Primary.addr, g.Replica.addr, at.Sub(begin).Round(time.Millisecond))
+				return at
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("testenv: the Sentinels did not promote %s within %v\n%s", g.Replica.addr, startTimeout, logTail(g.sentinels[0].p.logPath))
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+func (g *SentinelGroup) masterAt(ctx context.Context, s *Redis) (string, error) {
+	c := s.adminClient()
+	defer c.Close()
+	addr, err := c.Do(ctx, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", g.Name).StringSlice()
+	if err != nil || len(addr) != 2 {
+		return "", err
+	}
+	return net.JoinHostPort(addr[0], addr[1]), nil
+}
+
+// poll runs check every pollInterval until it succeeds or ctx ends.
+func poll(ctx context.Context, check func() error) error {
+	for {
+		err := check()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+// adminClient is a client for one command or a few, closed by the caller.
+func (r *Redis) adminClient() *goredis.Client {
+	return goredis.NewClient(&goredis.Options{Addr: r.addr, DialTimeout: time.Second, MaxRetries: -1, Protocol: 2})
+}
