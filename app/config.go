@@ -33,6 +33,8 @@ type Config struct {
 	RedisSentinels  []string          // FLASHSALE_REDIS_SENTINEL_ADDRS: host:port of the Sentinels watching the primary
 	RedisMaster     string            // FLASHSALE_REDIS_MASTER_NAME: the primary's name at the Sentinels
 	SentinelPass    string            // FLASHSALE_REDIS_SENTINEL_PASSWORD
+	AckReplicas     int               // FLASHSALE_REDIS_ACK_REPLICAS: replicas that must have a change before it is answered
+	AckTimeout      time.Duration     // FLASHSALE_REDIS_ACK_TIMEOUT: how long to wait for them
 	RedisPassword   string            // FLASHSALE_REDIS_PASSWORD
 	RedisDB         int               // FLASHSALE_REDIS_DB
 	RedisPoolSize   int               // FLASHSALE_REDIS_POOL_SIZE; 0 is go-redis's default
@@ -123,6 +125,8 @@ func LoadConfig(env Environ) (Config, error) {
 		RedisSentinels:  r.list("FLASHSALE_REDIS_SENTINEL_ADDRS"),
 		RedisMaster:     r.str("FLASHSALE_REDIS_MASTER_NAME", ""),
 		SentinelPass:    r.secret("FLASHSALE_REDIS_SENTINEL_PASSWORD", maskSecret),
+		AckReplicas:     r.int("FLASHSALE_REDIS_ACK_REPLICAS", 0, 0, 5),
+		AckTimeout:      r.duration("FLASHSALE_REDIS_ACK_TIMEOUT", 100*time.Millisecond, time.Millisecond, 10*time.Second),
 		RedisPassword:   r.secret("FLASHSALE_REDIS_PASSWORD", maskSecret),
 		RedisDB:         r.int("FLASHSALE_REDIS_DB", 0, 0, 15),
 		RedisPoolSize:   r.int("FLASHSALE_REDIS_POOL_SIZE", 0, 0, 10_000),
@@ -203,6 +207,10 @@ func LoadConfig(env Environ) (Config, error) {
 		r.fail("FLASHSALE_REDIS_CLUSTER_ADDRS", strings.Join(cfg.RedisCluster, ","), "set it or FLASHSALE_REDIS_ADDR, not both")
 	}
 	checkSentinels(&r, cfg)
+	if cfg.AckReplicas > 0 && (len(cfg.RedisCluster) > 0 || cfg.EmbeddedRedis()) {
+		r.fail("FLASHSALE_REDIS_ACK_REPLICAS", strconv.Itoa(cfg.AckReplicas),
+			"works with one primary (FLASHSALE_REDIS_ADDR or the Sentinels' primary); not yet on a cluster, and an embedded Redis has no replica")
+	}
 	if len(cfg.RedisCluster) > 0 && cfg.RedisDB != 0 {
 		r.fail("FLASHSALE_REDIS_DB", strconv.Itoa(cfg.RedisDB), "must be 0 with FLASHSALE_REDIS_CLUSTER_ADDRS: a cluster has database 0 only")
 	}

@@ -341,7 +341,8 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*redisstore.S
 	closeAll := func() { _ = client.Close(); closeEmbedded() }
 	store, err := redisstore.New(ctx, client, cfg.KeyPrefix,
 		redisstore.WithPipelines(cfg.RedisPipelines, redisstore.DefaultPipelineBatch),
-		redisstore.WithRetention(cfg.Retention))
+		redisstore.WithRetention(cfg.Retention),
+		redisstore.WithReplicatedAck(cfg.AckReplicas, cfg.AckTimeout))
 	if err != nil {
 		closeAll()
 		return nil, "", nil, fmt.Errorf("redis at %s: %w", addr, err)

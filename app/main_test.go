@@ -65,6 +65,8 @@ func TestLoadConfig(t *testing.T) {
 			wantErr: []string{"FLASHSALE_REDIS_MASTER_NAME", `FLASHSALE_REDIS_SENTINEL_ADDRS="bad"`}},
 		{name: "sentinels beside an address", vars: map[string]string{"FLASHSALE_REDIS_SENTINEL_ADDRS": "10.0.0.1:26379",
 			"FLASHSALE_REDIS_MASTER_NAME": "sale", "FLASHSALE_REDIS_ADDR": "10.0.0.2:6379"}, wantErr: []string{"exactly one of"}},
+		{name: "replicated acks on a cluster", vars: map[string]string{"FLASHSALE_REDIS_CLUSTER_ADDRS": "10.0.0.1:7000", "FLASHSALE_REDIS_ACK_REPLICAS": "1"},
+			wantErr: []string{"FLASHSALE_REDIS_ACK_REPLICAS", "not yet on a cluster"}},
 		{name: "a master name without sentinels", vars: map[string]string{"FLASHSALE_REDIS_MASTER_NAME": "sale", "FLASHSALE_REDIS_ADDR": "embedded"},
 			wantErr: []string{"FLASHSALE_REDIS_MASTER_NAME", "only with FLASHSALE_REDIS_SENTINEL_ADDRS"}},
 		{

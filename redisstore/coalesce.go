@@ -30,6 +30,7 @@ type coalescer struct {
 	client   goredis.UniversalClient
 	slots    int // pipelines in flight at most
 	maxBatch int
+	ack      ackPolicy // set by the store once its options are applied
 
 	mu       sync.Mutex
 	inflight int
@@ -118,7 +119,7 @@ func (c *coalescer) send(first *job) {
 	}
 	// One caller's cancellation must not fail the others' calls; the client's
 	// own read and write timeouts bound the pipeline.
-	results := pipelined(context.WithoutCancel(first.ctx), c.client, calls)
+	results := pipelined(context.WithoutCancel(first.ctx), c.client, calls, c.ack)
 	first.res = results[0]
 	for i, j := range batch[1:] {
 		j.res, j.lead = results[i+1], false

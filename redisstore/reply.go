@@ -20,6 +20,17 @@ type call struct {
 	sc   *goredis.Script
 	keys []string
 	args []any
+	// ack: a buyer's or an admin's change (reserve, confirm, cancel,
+	// seed), answered only once the replicas WithReplicatedAck asks for
+	// have it.
+	ack bool
+}
+
+// ackPolicy is WithReplicatedAck's: how many replicas must have a change
+// before it is answered, and how long to wait for them.
+type ackPolicy struct {
+	replicas int // 0: the primary's answer is enough
+	timeout  time.Duration
 }
 
 type result struct {
@@ -40,13 +51,17 @@ func (s *Store) runMany(ctx context.Context, sc *goredis.Script, calls []call) [
 	if len(calls) == 1 {
 		return []result{s.run(ctx, calls[0])}
 	}
-	return pipelined(ctx, s.client, calls)
+	return pipelined(ctx, s.client, calls, s.ack)
 }
 
 // run executes one script call.
 func (s *Store) run(ctx context.Context, c call) result {
 	if s.co != nil {
 		return s.co.run(ctx, c)
+	}
+	if c.ack && s.ack.replicas > 0 {
+		// WAIT must follow the script on its connection: a pipeline of one.
+		return pipelined(ctx, s.client, []call{c}, s.ack)[0]
 	}
 	// Run does EVALSHA, then EVAL on NOSCRIPT.
 	v, err := c.sc.Run(ctx, s.client, c.keys, c.args...).Result()
@@ -56,11 +71,19 @@ func (s *Store) run(ctx context.Context, c call) result {
 // pipelined sends EVALSHA for every call in one pipeline and resends those
 // that met an empty script cache (SCRIPT FLUSH, failover) as EVAL, like
 // Script.Run does for a single call.
-func pipelined(ctx context.Context, client goredis.UniversalClient, calls []call) []result {
+//
+// With ack, a pipeline that carries a change ends with one WAIT on the same
+// connection, so one WAIT covers every change before it; when fewer
+// replicas than asked confirm in time, each change of the pipeline answers
+// ErrUnavailable: it ran on the primary but may not survive a failover, and
+// a retry (the same reservation id or Idempotency-Key) finds it and answers
+// it once it is replicated.
+func pipelined(ctx context.Context, client goredis.UniversalClient, calls []call, ack ackPolicy) []result {
 	out := make([]result, len(calls))
 	send := func(pending []int, eval bool) {
 		pipe := client.Pipeline()
 		cmds := make([]*goredis.Cmd, len(pending))
+		needAck := false
 		for j, i := range pending {
 			c := calls[i]
 			if eval {
@@ -68,10 +91,28 @@ func pipelined(ctx context.Context, client goredis.UniversalClient, calls []call
 			} else {
 				cmds[j] = c.sc.EvalSha(ctx, pipe, c.keys, c.args...)
 			}
+			needAck = needAck || c.ack
+		}
+		var wait *goredis.IntCmd
+		if needAck && ack.replicas > 0 {
+			wait = goredis.NewIntCmd(ctx, "wait", ack.replicas, ack.timeout.Milliseconds())
+			_ = pipe.Process(ctx, wait)
 		}
 		_, _ = pipe.Exec(ctx) // errors are read per command below
 		for j, i := range pending {
 			out[i].val, out[i].err = cmds[j].Result()
+		}
+		if wait == nil {
+			return
+		}
+		if n, err := wait.Result(); err != nil || n < int64(ack.replicas) {
+			why := fmt.Errorf("%w: the change ran on the Redis primary, but %d of %d replicas confirmed it within %v (%v); "+
+				"retry with the same Idempotency-Key", reservation.ErrUnavailable, n, ack.replicas, ack.timeout, err)
+			for _, i := range pending {
+				if calls[i].ack && out[i].err == nil {
+					out[i].val, out[i].err = nil, why
+				}
+			}
 		}
 	}
 	all := make([]int, len(calls))

@@ -47,6 +47,7 @@ type Store struct {
 	// retention is how long a final reservation stays in Redis after it
 	// settled (and was synced); 0 keeps it for the item's life.
 	retention time.Duration
+	ack       ackPolicy
 }
 
 var _ reservation.Store = (*Store)(nil)
@@ -78,6 +79,9 @@ func New(ctx context.Context, client goredis.UniversalClient, prefix string, opt
 	for _, opt := range opts {
 		opt(s)
 	}
+	if s.co != nil {
+		s.co.ack = s.ack
+	}
 	if err := s.LoadScripts(ctx); err != nil {
 		return nil, err
 	}
@@ -95,6 +99,15 @@ type Option func(*Store)
 
 // DefaultRetention is how long a final reservation stays in Redis.
 const DefaultRetention = 24 * time.Hour
+
+// WithReplicatedAck answers a change (reserve, confirm, cancel, seed) only
+// once replicas replicas have it, waiting at most timeout (Redis's WAIT,
+// after the scripts on their connection). Not on a Redis Cluster: a
+// pipeline's WAIT would go to any node. replicas = 0, the default, answers
+// on the primary's word.
+func WithReplicatedAck(replicas int, timeout time.Duration) Option {
+	return func(s *Store) { s.ack = ackPolicy{replicas: max(replicas, 0), timeout: timeout} }
+}
 
 // WithRetention drops a reservation in a final state (confirmed, cancelled,
 // expired), and its idempotency key, from Redis d after it settled, once
@@ -213,7 +226,7 @@ func (s *Store) SeedMany(ctx context.Context, specs []reservation.ItemSpec) ([]r
 				continue
 			}
 			idx = append(idx, i)
-			calls = append(calls, call{keys: s.keys(spec.SKU), args: s.seedArgs(spec, randomToken())})
+			calls = append(calls, call{keys: s.keys(spec.SKU), args: s.seedArgs(spec, randomToken()), ack: true})
 		}
 		if len(calls) == 0 {
 			continue
@@ -380,7 +393,7 @@ func (s *Store) seedBuckets(ctx context.Context, spec reservation.ItemSpec, res 
 		if _, err := s.gather(ctx, l, spec.SKU, reservation.MaxStock, false); err != nil {
 			return reservation.SeedResult{}, err
 		}
-		res = s.runSettled(ctx, s.seed, []call{{keys: s.keys(spec.SKU), args: s.seedArgs(spec, randomToken())}})[0]
+		res = s.runSettled(ctx, s.seed, []call{{keys: s.keys(spec.SKU), args: s.seedArgs(spec, randomToken()), ack: true}})[0]
 		if rep, err := reply(res.val, res.err); err == nil && rep.code() == "stock_below_committed" {
 			it, err := s.Item(ctx, spec.SKU)
 			if err != nil {
@@ -484,7 +497,7 @@ func (s *Store) Reserve(ctx context.Context, req reservation.ReserveRequest) (re
 	for attempt := 0; ; attempt++ {
 		bucket := l.home(req.UserID)
 		res := s.runSettled(ctx, s.reserve, []call{{keys: s.keys(bucket),
-			args: []any{bucketID(req.ID, req.SKU, bucket), req.UserID, req.Quantity, idem, settleLimit, l.n()}}})[0]
+			args: []any{bucketID(req.ID, req.SKU, bucket), req.UserID, req.Quantity, idem, settleLimit, l.n()}, ack: true}})[0]
 		rep, err := reply(res.val, res.err)
 		if err != nil {
 			return reservation.Reservation{}, false, fmt.Errorf("redisstore: reserve %s: %w", req.SKU, err)
@@ -584,7 +597,7 @@ func (s *Store) byID(ctx context.Context, sc *goredis.Script, op, id string) (re
 	if !ok {
 		return reservation.Reservation{}, reservation.ErrReservationNotFound
 	}
-	res := s.run(ctx, call{sc: sc, keys: s.keys(idBucket(id)), args: []any{id}})
+	res := s.run(ctx, call{sc: sc, keys: s.keys(idBucket(id)), args: []any{id}, ack: sc != s.get})
 	rep, err := reply(res.val, res.err)
 	if err != nil {
 		return reservation.Reservation{}, fmt.Errorf("redisstore: %s %s: %w", op, id, err)

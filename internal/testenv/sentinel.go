@@ -36,23 +36,10 @@ func StartSentinels(t testing.TB, name string) *SentinelGroup {
 	t.Helper()
 	begin := time.Now()
 	g := &SentinelGroup{Name: name}
-	g.Primary = StartRedis(t, RedisOptions{})
+	g.Primary, g.Replica = StartReplicated(t)
 	host, port, _ := net.SplitHostPort(g.Primary.addr)
-	g.Replica = newRedis(t, RedisOptions{}, "--replicaof", host, port, "--repl-diskless-sync-delay", "0")
-	g.Replica.p.startAndWait(t, g.Replica.ready)
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	if err := poll(ctx, func() error {
-		c := g.Replica.adminClient()
-		defer c.Close()
-		info, err := c.Info(ctx, "replication").Result()
-		if err != nil || !strings.Contains(info, "master_link_status:up") {
-			return fmt.Errorf("replica %s not in sync with %s: %v", g.Replica.addr, g.Primary.addr, err)
-		}
-		return nil
-	}); err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
 	bin := lookBinary(t, "redis-server", "/usr/sbin", "/usr/local/bin")
 	for range 3 {
 		dir := t.TempDir()
@@ -96,6 +83,36 @@ func StartSentinels(t testing.TB, name string) *SentinelGroup {
 	}
 	t.Logf("testenv: Redis primary, replica and 3 Sentinels for %q ready in %v", name, time.Since(begin).Round(time.Millisecond))
 	return g
+}
+
+// StartReplicated starts a primary and one replica of it, and waits until
+// the replica is in sync. Both are killed when the test ends.
+func StartReplicated(t testing.TB) (primary, replica *Redis) {
+	t.Helper()
+	primary = StartRedis(t, RedisOptions{})
+	host, port, _ := net.SplitHostPort(primary.addr)
+	replica = newRedis(t, RedisOptions{}, "--replicaof", host, port, "--repl-diskless-sync-delay", "0")
+	replica.p.startAndWait(t, replica.ready)
+	replica.WaitInSync(t)
+	return primary, replica
+}
+
+// WaitInSync waits until this replica's link to its primary is up.
+func (r *Redis) WaitInSync(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := poll(ctx, func() error {
+		c := r.adminClient()
+		defer c.Close()
+		info, err := c.Info(ctx, "replication").Result()
+		if err != nil || !strings.Contains(info, "master_link_status:up") {
+			return fmt.Errorf("replica %s not in sync: %v", r.addr, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
 }
 
 // Addrs are the Sentinels' addresses.
