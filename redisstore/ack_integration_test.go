@@ -21,7 +21,8 @@ import (
 func TestReplicatedAck(t *testing.T) {
 	ctx := context.Background()
 	for _, pipelines := range []int{0, 4} { // on its own connection, and through the coalescer
-		primary, replica := testenv.StartReplicated(t)
+		primary, replicas := testenv.StartReplicated(t, 1)
+		replica := replicas[0]
 		rdb := primary.Client(t)
 		st, err := redisstore.New(ctx, rdb, "ack", redisstore.WithPipelines(pipelines, redisstore.DefaultPipelineBatch),
 			redisstore.WithReplicatedAck(1, 100*time.Millisecond))

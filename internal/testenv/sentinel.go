@@ -14,13 +14,13 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 )
 
-// SentinelGroup is a private Redis primary with one replica and three
+// SentinelGroup is a private Redis primary with replicas and three
 // Sentinels watching it, as a production Sentinel deployment runs: when
-// the primary dies, the Sentinels agree (quorum 2) and promote the replica.
+// the primary dies, the Sentinels agree (quorum 2) and promote a replica.
 type SentinelGroup struct {
 	Name      string // the primary's name at the Sentinels
 	Primary   *Redis
-	Replica   *Redis
+	Replicas  []*Redis
 	sentinels []*Redis
 }
 
@@ -29,14 +29,16 @@ type SentinelGroup struct {
 // two, as a tuned production setup would.
 const sentinelDownAfter = 500 * time.Millisecond
 
-// StartSentinels starts the primary, a replica in sync with it and three
-// Sentinels on free ports, and waits until every Sentinel knows the primary
-// and its replica. Everything is killed when the test ends.
-func StartSentinels(t testing.TB, name string) *SentinelGroup {
+// StartSentinels starts the primary, replicas (at least one) in sync with
+// it and three Sentinels on free ports, and waits until every Sentinel
+// knows the primary and its replicas. Everything is killed when the test
+// ends. Two replicas leave one after a failover, for a primary that waits
+// for a replica's acknowledgement.
+func StartSentinels(t testing.TB, name string, replicas int) *SentinelGroup {
 	t.Helper()
 	begin := time.Now()
 	g := &SentinelGroup{Name: name}
-	g.Primary, g.Replica = StartReplicated(t)
+	g.Primary, g.Replicas = StartReplicated(t, max(replicas, 1))
 	host, port, _ := net.SplitHostPort(g.Primary.addr)
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
@@ -73,28 +75,33 @@ func StartSentinels(t testing.TB, name string) *SentinelGroup {
 			c := s.adminClient()
 			n, err := c.Do(ctx, "SENTINEL", "REPLICAS", name).Slice()
 			_ = c.Close()
-			if err != nil || len(n) == 0 {
-				return fmt.Errorf("sentinel %s knows no replica of %s yet: %v", s.addr, name, err)
+			if err != nil || len(n) < len(g.Replicas) {
+				return fmt.Errorf("sentinel %s knows %d of the %d replicas of %s yet: %v", s.addr, len(n), len(g.Replicas), name, err)
 			}
 		}
 		return nil
 	}); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	t.Logf("testenv: Redis primary, replica and 3 Sentinels for %q ready in %v", name, time.Since(begin).Round(time.Millisecond))
+	t.Logf("testenv: Redis primary, %d replicas and 3 Sentinels for %q ready in %v", len(g.Replicas), name, time.Since(begin).Round(time.Millisecond))
 	return g
 }
 
-// StartReplicated starts a primary and one replica of it, and waits until
-// the replica is in sync. Both are killed when the test ends.
-func StartReplicated(t testing.TB) (primary, replica *Redis) {
+// StartReplicated starts a primary and n replicas of it, and waits until
+// they are in sync. All are killed when the test ends.
+func StartReplicated(t testing.TB, n int) (primary *Redis, replicas []*Redis) {
 	t.Helper()
 	primary = StartRedis(t, RedisOptions{})
 	host, port, _ := net.SplitHostPort(primary.addr)
-	replica = newRedis(t, RedisOptions{}, "--replicaof", host, port, "--repl-diskless-sync-delay", "0")
-	replica.p.startAndWait(t, replica.ready)
-	replica.WaitInSync(t)
-	return primary, replica
+	for range n {
+		r := newRedis(t, RedisOptions{}, "--replicaof", host, port, "--repl-diskless-sync-delay", "0")
+		r.p.startAndWait(t, r.ready)
+		replicas = append(replicas, r)
+	}
+	for _, r := range replicas {
+		r.WaitInSync(t)
+	}
+	return primary, replicas
 }
 
 // WaitInSync waits until this replica's link to its primary is up.
@@ -125,9 +132,9 @@ func (g *SentinelGroup) Addrs() []string {
 }
 
 // KillPrimary kills the primary outright (SIGKILL) and waits until the
-// Sentinels have promoted the replica; it returns the moment the first
-// Sentinel named the replica as the primary.
-func (g *SentinelGroup) KillPrimary(t testing.TB) time.Time {
+// Sentinels have promoted a replica; it returns that replica and the moment
+// the first Sentinel named it as the primary.
+func (g *SentinelGroup) KillPrimary(t testing.TB) (*Redis, time.Time) {
 	t.Helper()
 	begin := time.Now()
 	g.Primary.Kill(t)
@@ -135,15 +142,21 @@ func (g *SentinelGroup) KillPrimary(t testing.TB) time.Time {
 	defer cancel()
 	for {
 		for _, s := range g.sentinels {
-			if got, err := g.masterAt(ctx, s); err == nil && got == g.Replica.addr {
-				at := time.Now()
-				t.Logf("testenv: %s killed; the Sentinels promoted %s %v later", g.Primary.addr, g.Replica.addr, at.Sub(begin).Round(time.Millisecond))
-				return at
+			got, err := g.masterAt(ctx, s)
+			if err != nil {
+				continue
+			}
+			for _, r := range g.Replicas {
+				if got == r.addr {
+					at := time.Now()
+					t.Logf("testenv: %s killed; the Sentinels promoted %s %v later", g.Primary.addr, r.addr, at.Sub(begin).Round(time.Millisecond))
+					return r, at
+				}
 			}
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("testenv: the Sentinels did not promote %s within %v\n%s", g.Replica.addr, startTimeout, logTail(g.sentinels[0].p.logPath))
+			t.Fatalf("testenv: the Sentinels promoted no replica within %v\n%s", startTimeout, logTail(g.sentinels[0].p.logPath))
 		case <-time.After(pollInterval):
 		}
 	}
