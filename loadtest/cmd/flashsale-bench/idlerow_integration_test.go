@@ -59,10 +59,13 @@ func TestMeasureIdle(t *testing.T) {
 		t.Fatalf("measureIdle: %v", err)
 	}
 	t.Logf("%+v", row)
-	sent := float64(after-before) / row.Window.Seconds()
-	// The PINGs in flight at either end blur the count by a few.
-	if row.Commands < 0.9*sent || row.Commands > 1.1*sent+10 {
-		t.Errorf("commands/s %.0f, want about the %.0f PINGs/s sent", row.Commands, sent)
+	// The PINGs counted here span measureIdle's whole call, its INFO calls
+	// and whatever delays a busy machine adds around its window: Redis's
+	// count over the window is at most what was sent (PINGs in flight at
+	// either end blur it by a few), and most of it.
+	sent := float64(after - before)
+	if inWindow := row.Commands * row.Window.Seconds(); inWindow > sent+10 || inWindow < 0.3*sent {
+		t.Errorf("%.0f commands in the %v window, want most of the %.0f PINGs sent around it", inWindow, row.Window, sent)
 	}
 	if len(row.TopCommands) == 0 || row.TopCommands[0].Name != "ping" {
 		t.Errorf("top commands %+v, want ping first", row.TopCommands)
