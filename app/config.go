@@ -36,6 +36,9 @@ type Config struct {
 	AckReplicas     int               // FLASHSALE_REDIS_ACK_REPLICAS: replicas that must have a change before it is answered
 	AckTimeout      time.Duration     // FLASHSALE_REDIS_ACK_TIMEOUT: how long to wait for them
 	RedisPassword   string            // FLASHSALE_REDIS_PASSWORD
+	RedisUsername   string            // FLASHSALE_REDIS_USERNAME: ACL user; empty is "default"
+	RedisTLS        bool              // FLASHSALE_REDIS_TLS: connect to Redis over TLS
+	RedisTLSCAFile  string            // FLASHSALE_REDIS_TLS_CA_FILE: PEM CAs to trust instead of the system's
 	RedisDB         int               // FLASHSALE_REDIS_DB
 	RedisPoolSize   int               // FLASHSALE_REDIS_POOL_SIZE; 0 is go-redis's default
 	RedisPipelines  int               // FLASHSALE_REDIS_PIPELINES: concurrent calls share this many pipelines; 0: none
@@ -128,6 +131,9 @@ func LoadConfig(env Environ) (Config, error) {
 		AckReplicas:     r.int("FLASHSALE_REDIS_ACK_REPLICAS", 0, 0, 5),
 		AckTimeout:      r.duration("FLASHSALE_REDIS_ACK_TIMEOUT", 100*time.Millisecond, time.Millisecond, 10*time.Second),
 		RedisPassword:   r.secret("FLASHSALE_REDIS_PASSWORD", maskSecret),
+		RedisUsername:   r.str("FLASHSALE_REDIS_USERNAME", ""),
+		RedisTLS:        r.bool("FLASHSALE_REDIS_TLS", false),
+		RedisTLSCAFile:  r.str("FLASHSALE_REDIS_TLS_CA_FILE", ""),
 		RedisDB:         r.int("FLASHSALE_REDIS_DB", 0, 0, 15),
 		RedisPoolSize:   r.int("FLASHSALE_REDIS_POOL_SIZE", 0, 0, 10_000),
 		RedisPipelines:  r.int("FLASHSALE_REDIS_PIPELINES", redisstore.DefaultPipelines, 0, 1024),
@@ -213,6 +219,12 @@ func LoadConfig(env Environ) (Config, error) {
 	}
 	if len(cfg.RedisCluster) > 0 && cfg.RedisDB != 0 {
 		r.fail("FLASHSALE_REDIS_DB", strconv.Itoa(cfg.RedisDB), "must be 0 with FLASHSALE_REDIS_CLUSTER_ADDRS: a cluster has database 0 only")
+	}
+	if cfg.RedisTLSCAFile != "" && !cfg.RedisTLS {
+		r.fail("FLASHSALE_REDIS_TLS_CA_FILE", cfg.RedisTLSCAFile, "needs FLASHSALE_REDIS_TLS=true")
+	}
+	if (cfg.RedisTLS || cfg.RedisUsername != "") && cfg.EmbeddedRedis() {
+		r.fail("FLASHSALE_REDIS_ADDR", cfg.RedisAddr, "the embedded Redis takes no FLASHSALE_REDIS_TLS or FLASHSALE_REDIS_USERNAME")
 	}
 	if cfg.KeyPrefix == "" || strings.ContainsAny(cfg.KeyPrefix, "{} \t") {
 		r.fail("FLASHSALE_KEY_PREFIX", cfg.KeyPrefix, "must be non-empty, without braces or spaces")

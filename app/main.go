@@ -284,6 +284,11 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*redisstore.S
 		log.Warn("FLASHSALE_REDIS_ADDR=embedded: running on an EMBEDDED IN-MEMORY Redis. " +
 			"Everything is lost on exit and only this one instance can sell. For demos and development only.")
 	}
+	tlsConfig, err := redisTLS(cfg)
+	if err != nil {
+		closeEmbedded()
+		return nil, "", nil, err
+	}
 	var client goredis.UniversalClient
 	switch {
 	case len(cfg.RedisSentinels) > 0:
@@ -296,7 +301,9 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*redisstore.S
 			MasterName:       cfg.RedisMaster,
 			SentinelAddrs:    cfg.RedisSentinels,
 			SentinelPassword: cfg.SentinelPass,
+			Username:         cfg.RedisUsername,
 			Password:         cfg.RedisPassword,
+			TLSConfig:        tlsConfig,
 			DB:               cfg.RedisDB,
 			PoolSize:         cfg.RedisPoolSize,
 			Protocol:         2, // as below
@@ -304,10 +311,12 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*redisstore.S
 	case len(cfg.RedisCluster) > 0:
 		addr = strings.Join(cfg.RedisCluster, ",")
 		client = goredis.NewClusterClient(&goredis.ClusterOptions{
-			Addrs:    cfg.RedisCluster,
-			Password: cfg.RedisPassword,
-			PoolSize: cfg.RedisPoolSize,
-			Protocol: 2, // as below
+			Addrs:     cfg.RedisCluster,
+			Username:  cfg.RedisUsername,
+			Password:  cfg.RedisPassword,
+			TLSConfig: tlsConfig,
+			PoolSize:  cfg.RedisPoolSize,
+			Protocol:  2, // as below
 			// Every command goes to the slot's master: a replica may lag,
 			// and the scripts write anyway.
 			ReadOnly: false,
@@ -329,10 +338,12 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*redisstore.S
 		})
 	default:
 		client = goredis.NewClient(&goredis.Options{
-			Addr:     addr,
-			Password: cfg.RedisPassword,
-			DB:       cfg.RedisDB,
-			PoolSize: cfg.RedisPoolSize,
+			Addr:      addr,
+			Username:  cfg.RedisUsername,
+			Password:  cfg.RedisPassword,
+			TLSConfig: tlsConfig,
+			DB:        cfg.RedisDB,
+			PoolSize:  cfg.RedisPoolSize,
 			// RESP2: the service subscribes to nothing, and under RESP3 go-redis
 			// checks every connection for push notifications before each read.
 			Protocol: 2,

@@ -96,6 +96,17 @@ func TestLoadConfig(t *testing.T) {
 		{name: "bad internal addr", vars: map[string]string{"FLASHSALE_INTERNAL_ADDR": "3005"}, wantErr: []string{"FLASHSALE_INTERNAL_ADDR", "host:port"}},
 		{name: "internal addr on the public port", vars: map[string]string{"FLASHSALE_HTTP_ADDR": ":3004", "FLASHSALE_INTERNAL_ADDR": "127.0.0.1:3004"},
 			wantErr: []string{"FLASHSALE_INTERNAL_ADDR", "another port"}},
+		{name: "tls CA without tls", vars: map[string]string{"FLASHSALE_REDIS_ADDR": "redis:6379", "FLASHSALE_REDIS_TLS_CA_FILE": "/ca.pem"}, wantErr: []string{"FLASHSALE_REDIS_TLS_CA_FILE"}},
+		{name: "tls on the embedded redis", vars: map[string]string{"FLASHSALE_REDIS_ADDR": "embedded", "FLASHSALE_REDIS_TLS": "true"}, wantErr: []string{"FLASHSALE_REDIS_ADDR"}},
+		{
+			name: "acl user and tls",
+			vars: map[string]string{"FLASHSALE_REDIS_ADDR": "redis:6379", "FLASHSALE_REDIS_USERNAME": "flashsale", "FLASHSALE_REDIS_TLS": "true", "FLASHSALE_REDIS_TLS_CA_FILE": "/ca.pem"},
+			check: func(t *testing.T, c Config) {
+				if c.RedisUsername != "flashsale" || !c.RedisTLS || c.RedisTLSCAFile != "/ca.pem" {
+					t.Errorf("config = %+v", c)
+				}
+			},
+		},
 		{name: "bad redis addr", vars: map[string]string{"FLASHSALE_REDIS_ADDR": "localhost"}, wantErr: []string{"FLASHSALE_REDIS_ADDR"}},
 		{
 			name: "redis unset",
