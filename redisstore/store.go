@@ -58,6 +58,9 @@ func New(ctx context.Context, client goredis.UniversalClient, prefix string, opt
 	if prefix == "" || strings.ContainsAny(prefix, "{} ") {
 		return nil, fmt.Errorf("redisstore: key prefix %q must be non-empty without braces or spaces", prefix)
 	}
+	if cc, ok := client.(*goredis.ClusterClient); ok {
+		reloadOnFailure(cc) // for every user of cc, not only this store
+	}
 	s := &Store{
 		client:  client,
 		prefix:  prefix,

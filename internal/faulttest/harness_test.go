@@ -226,6 +226,7 @@ type load struct {
 	stopped   bool
 	result    loadResult
 	firstErrs map[string]string // code -> one example, for messages
+	grants    []time.Time       // when each 201 of a worker arrived, in order
 }
 
 // startLoad starts workers goroutines, each reserving 1 unit for a fresh
@@ -293,6 +294,19 @@ func (l *load) AckedCount() int {
 	return len(l.acked)
 }
 
+// FirstGrantAfter returns when the first reservation granted after since
+// was answered, and false while there is none.
+func (l *load) FirstGrantAfter(since time.Time) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, g := range l.grants {
+		if g.After(since) {
+			return g, true
+		}
+	}
+	return time.Time{}, false
+}
+
 // ErrorCounts is a copy of the error counts so far.
 func (l *load) ErrorCounts() map[string]int {
 	l.mu.Lock()
@@ -332,6 +346,9 @@ func (l *load) worker(name string) {
 			continue
 		}
 		l.record(res.ID, res.Status)
+		l.mu.Lock()
+		l.grants = append(l.grants, time.Now())
+		l.mu.Unlock()
 		switch mathrand.IntN(3) {
 		case 0:
 			l.transition(res.ID, "confirm", l.stopping)

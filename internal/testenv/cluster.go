@@ -31,6 +31,10 @@ type ClusterOptions struct {
 	Masters  int  // 0 means 3 (redis-cli refuses fewer)
 	Replicas int  // replicas per master, 0 or 1
 	AOF      bool // appendonly yes, appendfsync always, as RedisOptions.AOF
+	// NodeTimeout is cluster-node-timeout, 0 meaning clusterNodeTimeout.
+	// A master that stops answering is failed over about this long after
+	// its death (KillMaster): tests of that shorten it.
+	NodeTimeout time.Duration
 }
 
 // RedisCluster is a private Redis Cluster: redis-server processes in
@@ -55,6 +59,9 @@ func StartRedisCluster(t testing.TB, opt ClusterOptions) *RedisCluster {
 	}
 	cli := lookBinary(t, "redis-cli", "/usr/local/bin")
 	begin := time.Now()
+	if opt.NodeTimeout == 0 {
+		opt.NodeTimeout = clusterNodeTimeout
+	}
 
 	n := opt.Masters * (1 + opt.Replicas)
 	c := &RedisCluster{admin: make(map[string]*goredis.Client, n)}
@@ -65,7 +72,7 @@ func StartRedisCluster(t testing.TB, opt ClusterOptions) *RedisCluster {
 		r := newRedis(t, RedisOptions{AOF: opt.AOF},
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", strconv.Itoa(int(clusterNodeTimeout/time.Millisecond)),
+			"--cluster-node-timeout", strconv.Itoa(int(opt.NodeTimeout/time.Millisecond)),
 			// A replica's first sync would otherwise wait 5s for
 			// more replicas to join the same transfer.
 			"--repl-diskless-sync-delay", "0")
