@@ -329,11 +329,12 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*redisstore.S
 			MaxRedirects: 8,
 			// How stale the slot map may get before a request reloads it
 			// (CLUSTER SLOTS, in the background). A master that dies
-			// outright answers no MOVED, the only other trigger, so with
-			// go-redis's default of 60s its slots stayed on the dead address
-			// for up to a minute after the cluster had promoted its replica
-			// (TestClusterMasterKilledUnderLoad). One reload a second per
-			// instance while it serves is cheap.
+			// outright answers no MOVED, go-redis's only other trigger, so
+			// with its default of 60s its slots stayed on the dead address
+			// for up to a minute after the cluster had promoted its replica.
+			// The store also reloads at once when a call fails for want of
+			// its node (redisstore/failover.go); this bounds what that
+			// misses. One reload a second per instance is cheap.
 			ClusterStateReloadInterval: time.Second,
 		})
 	default:

@@ -56,6 +56,9 @@ func (s *Store) runMany(ctx context.Context, sc *goredis.Script, calls []call) [
 
 // run executes one script call.
 func (s *Store) run(ctx context.Context, c call) result {
+	if s.shards != nil {
+		return s.shards.of(ctx, c).run(ctx, c)
+	}
 	if s.co != nil {
 		return s.co.run(ctx, c)
 	}

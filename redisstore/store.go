@@ -42,7 +42,8 @@ type Store struct {
 	give    *goredis.Script
 	freeze  *goredis.Script
 	credit  *goredis.Script
-	co      *coalescer // nil: every call on its own connection
+	co      *coalescer       // nil: every call on its own connection
+	shards  *shardCoalescers // on a cluster with co: co's settings, one per master
 	layouts layouts
 	// retention is how long a final reservation stays in Redis after it
 	// settled (and was synced); 0 keeps it for the item's life.
@@ -84,6 +85,9 @@ func New(ctx context.Context, client goredis.UniversalClient, prefix string, opt
 	}
 	if s.co != nil {
 		s.co.ack = s.ack
+		if cc, ok := client.(*goredis.ClusterClient); ok {
+			s.shards = newShardCoalescers(cc, s.co)
+		}
 	}
 	if err := s.LoadScripts(ctx); err != nil {
 		return nil, err

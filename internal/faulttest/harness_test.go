@@ -226,7 +226,7 @@ type load struct {
 	stopped   bool
 	result    loadResult
 	firstErrs map[string]string // code -> one example, for messages
-	grants    []time.Time       // when each 201 of a worker arrived, in order
+	grants    [][2]time.Time    // each 201 of a worker: when its request was sent, when it was answered
 }
 
 // startLoad starts workers goroutines, each reserving 1 unit for a fresh
@@ -294,17 +294,19 @@ func (l *load) AckedCount() int {
 	return len(l.acked)
 }
 
-// FirstGrantAfter returns when the first reservation granted after since
-// was answered, and false while there is none.
+// FirstGrantAfter returns when the first reservation requested after since
+// was granted, and false while there is none. Requested after: a request
+// sent before since may be answered after it, from before.
 func (l *load) FirstGrantAfter(since time.Time) (time.Time, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	var first time.Time
 	for _, g := range l.grants {
-		if g.After(since) {
-			return g, true
+		if g[0].After(since) && (first.IsZero() || g[1].Before(first)) {
+			first = g[1]
 		}
 	}
-	return time.Time{}, false
+	return first, !first.IsZero()
 }
 
 // ErrorCounts is a copy of the error counts so far.
@@ -334,6 +336,7 @@ func (l *load) worker(name string) {
 	for n := 0; l.stopping.Err() == nil; n++ {
 		user := name + "-" + strconv.Itoa(n)
 		body := fmt.Sprintf(`{"user_id":%q,"quantity":1}`, user)
+		sent := time.Now()
 		status, res, code := l.do(l.hardCtx, http.MethodPost, "/v1/items/"+l.sku+"/reservations", body)
 		if status == 0 && code == "" { // cancelled by the cleanup
 			return
@@ -347,7 +350,7 @@ func (l *load) worker(name string) {
 		}
 		l.record(res.ID, res.Status)
 		l.mu.Lock()
-		l.grants = append(l.grants, time.Now())
+		l.grants = append(l.grants, [2]time.Time{sent, time.Now()})
 		l.mu.Unlock()
 		switch mathrand.IntN(3) {
 		case 0:

@@ -33,7 +33,7 @@ type ClusterOptions struct {
 	AOF      bool // appendonly yes, appendfsync always, as RedisOptions.AOF
 	// NodeTimeout is cluster-node-timeout, 0 meaning clusterNodeTimeout.
 	// A master that stops answering is failed over about this long after
-	// its death (KillMaster): tests of that shorten it.
+	// its death (CrashMaster): tests of that shorten it.
 	NodeTimeout time.Duration
 }
 
@@ -541,41 +541,6 @@ func (c *RedisCluster) logOf(addr string) string {
 		}
 	}
 	return ""
-}
-
-// KillMaster kills the master at addr outright (SIGKILL: no manual
-// failover, no goodbye to its replica), as a lost machine fails, and waits
-// until the cluster has promoted its replica by itself (after about
-// cluster-node-timeout). It returns the replica's address and the moment
-// the replica reported itself master. It needs Replicas: 1.
-func (c *RedisCluster) KillMaster(t testing.TB, addr string) (string, time.Time) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	defer cancel()
-	replica, err := c.replicaOf(ctx, addr)
-	if err != nil {
-		t.Fatalf("testenv: kill master: %v", err)
-	}
-	var victim *Redis
-	for _, r := range c.nodes {
-		if r.addr == addr {
-			victim = r
-		}
-	}
-	begin := time.Now()
-	victim.Kill(t)
-	for {
-		if n, err := c.self(ctx, replica); err == nil && n.has("master") {
-			at := time.Now()
-			t.Logf("testenv: %s killed; %s promoted itself %v later", addr, replica, at.Sub(begin).Round(time.Millisecond))
-			return replica, at
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("testenv: %s was not promoted within %v of killing %s\n%s", replica, startTimeout, addr, logTail(c.logOf(replica)))
-		case <-time.After(pollInterval):
-		}
-	}
 }
 
 // replicaOf is the address of a replica of the master at addr.

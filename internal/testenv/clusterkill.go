@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -18,7 +17,7 @@ func (c *RedisCluster) CrashMaster(t testing.TB, master string) (replica string,
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	replica, err := c.replicaAddrOf(ctx, master)
+	replica, err := c.replicaOf(ctx, master)
 	if err != nil {
 		t.Fatalf("testenv: crash master: %v", err)
 	}
@@ -37,18 +36,4 @@ func (c *RedisCluster) CrashMaster(t testing.TB, master string) (replica string,
 		case <-time.After(pollInterval):
 		}
 	}
-}
-
-// replicaAddrOf returns the address of a replica of the master at addr.
-func (c *RedisCluster) replicaAddrOf(ctx context.Context, master string) (string, error) {
-	m, err := c.self(ctx, master)
-	if err != nil {
-		return "", err
-	}
-	for _, r := range c.nodes {
-		if n, err := c.self(ctx, r.addr); err == nil && n.of == m.id {
-			return r.addr, nil
-		}
-	}
-	return "", fmt.Errorf("master %s has no replica", master)
 }
