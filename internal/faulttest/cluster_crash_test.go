@@ -72,7 +72,12 @@ func TestClusterMasterCrashedUnderLoad(t *testing.T) {
 	if odd := errorsExcept(res.Errors, "unavailable", "transport"); len(odd) > 0 {
 		t.Errorf("unexpected errors: %v, e.g. %v", odd, errorExamples(loads))
 	}
-	if d := diffCounts(other.ErrorCounts(), otherErrs); len(d) > 0 {
+	// The item on a master that lived must not wait on the dead one: no
+	// timeouts (a shared pipeline made them time out, 5-16 a run). A 503 it
+	// may see: between the other masters flagging the dead one failed and
+	// the promotion, a cluster that requires full slot coverage (the
+	// default) answers CLUSTERDOWN on every master.
+	if d := errorsExcept(diffCounts(other.ErrorCounts(), otherErrs), "unavailable"); len(d) > 0 {
 		t.Errorf("the item on a master that lived saw errors: %v, e.g. %v", d, other.ErrorExamples())
 	}
 
