@@ -213,9 +213,9 @@ func LoadConfig(env Environ) (Config, error) {
 		r.fail("FLASHSALE_REDIS_CLUSTER_ADDRS", strings.Join(cfg.RedisCluster, ","), "set it or FLASHSALE_REDIS_ADDR, not both")
 	}
 	checkSentinels(&r, cfg)
-	if cfg.AckReplicas > 0 && (len(cfg.RedisCluster) > 0 || cfg.EmbeddedRedis()) {
+	if cfg.AckReplicas > 0 && cfg.EmbeddedRedis() {
 		r.fail("FLASHSALE_REDIS_ACK_REPLICAS", strconv.Itoa(cfg.AckReplicas),
-			"works with one primary (FLASHSALE_REDIS_ADDR or the Sentinels' primary); not yet on a cluster, and an embedded Redis has no replica")
+			"an embedded Redis has no replica")
 	}
 	if len(cfg.RedisCluster) > 0 && cfg.RedisDB != 0 {
 		r.fail("FLASHSALE_REDIS_DB", strconv.Itoa(cfg.RedisDB), "must be 0 with FLASHSALE_REDIS_CLUSTER_ADDRS: a cluster has database 0 only")

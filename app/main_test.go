@@ -66,7 +66,13 @@ func TestLoadConfig(t *testing.T) {
 		{name: "sentinels beside an address", vars: map[string]string{"FLASHSALE_REDIS_SENTINEL_ADDRS": "10.0.0.1:26379",
 			"FLASHSALE_REDIS_MASTER_NAME": "sale", "FLASHSALE_REDIS_ADDR": "10.0.0.2:6379"}, wantErr: []string{"exactly one of"}},
 		{name: "replicated acks on a cluster", vars: map[string]string{"FLASHSALE_REDIS_CLUSTER_ADDRS": "10.0.0.1:7000", "FLASHSALE_REDIS_ACK_REPLICAS": "1"},
-			wantErr: []string{"FLASHSALE_REDIS_ACK_REPLICAS", "not yet on a cluster"}},
+			check: func(t *testing.T, c Config) {
+				if c.AckReplicas != 1 || len(c.RedisCluster) != 1 {
+					t.Errorf("config = %+v, want one ack replica on the cluster", c)
+				}
+			}},
+		{name: "replicated acks on the embedded redis", vars: map[string]string{"FLASHSALE_REDIS_ADDR": "embedded", "FLASHSALE_REDIS_ACK_REPLICAS": "1"},
+			wantErr: []string{"FLASHSALE_REDIS_ACK_REPLICAS", "no replica"}},
 		{name: "a master name without sentinels", vars: map[string]string{"FLASHSALE_REDIS_MASTER_NAME": "sale", "FLASHSALE_REDIS_ADDR": "embedded"},
 			wantErr: []string{"FLASHSALE_REDIS_MASTER_NAME", "only with FLASHSALE_REDIS_SENTINEL_ADDRS"}},
 		{

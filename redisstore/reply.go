@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -82,6 +83,98 @@ func (s *Store) run(ctx context.Context, c call) result {
 // a retry (the same reservation id or Idempotency-Key) finds it and answers
 // it once it is replicated.
 func pipelined(ctx context.Context, client goredis.UniversalClient, calls []call, ack ackPolicy) []result {
+	if cc, ok := client.(*goredis.ClusterClient); ok && ack.replicas > 0 && anyAck(calls) {
+		return pipelinedOnMasters(ctx, cc, calls, ack)
+	}
+	return pipelinedOn(ctx, client, calls, ack)
+}
+
+func anyAck(calls []call) bool {
+	for _, c := range calls {
+		if c.ack {
+			return true
+		}
+	}
+	return false
+}
+
+// pipelinedOnMasters is pipelined on a Redis Cluster when changes must be
+// replicated. WAIT names no key, so in a cluster pipeline go-redis would
+// send it to any node, where it covers nothing the scripts wrote; and it
+// counts the writes of its own connection only. So each master's calls go
+// in a pipeline of their own on that master's connection, ending with its
+// WAIT: one WAIT per shard. That connection follows no redirect: a call
+// answered MOVED or ASK (a slot moved or moving; the script did not run)
+// is sent again once the slot map is reloaded, to whichever master then
+// serves it, for about a second at most, like a TRYAGAIN.
+func pipelinedOnMasters(ctx context.Context, cc *goredis.ClusterClient, calls []call, ack ackPolicy) []result {
+	out := make([]result, len(calls))
+	pending := make([]int, len(calls))
+	for i := range pending {
+		pending[i] = i
+	}
+	for attempt := 0; ; attempt++ {
+		byMaster := map[*goredis.Client][]int{}
+		for _, i := range pending {
+			if len(calls[i].keys) == 0 {
+				out[i].err = errors.New("redisstore: a script call without keys has no master")
+				continue
+			}
+			node, err := cc.MasterForKey(ctx, calls[i].keys[0])
+			if err != nil {
+				out[i].err = err
+				continue
+			}
+			byMaster[node] = append(byMaster[node], i)
+		}
+		done := make(chan struct{}, len(byMaster))
+		lost := false
+		var mu sync.Mutex
+		for node, idx := range byMaster {
+			go func() {
+				defer func() { done <- struct{}{} }()
+				batch := make([]call, len(idx))
+				for j, i := range idx {
+					batch[j] = calls[i]
+				}
+				res := pipelinedOn(ctx, node, batch, ack)
+				mu.Lock()
+				defer mu.Unlock()
+				for j, i := range idx {
+					out[i] = res[j]
+					lost = lost || nodeLost(res[j].err)
+				}
+			}()
+		}
+		for range byMaster {
+			<-done
+		}
+		pending = pending[:0]
+		for i, r := range out {
+			if goredis.HasErrorPrefix(r.err, "MOVED") || goredis.HasErrorPrefix(r.err, "ASK") {
+				pending = append(pending, i)
+			}
+		}
+		if lost || len(pending) > 0 {
+			// A node client does not tell the cluster client what it met.
+			cc.ReloadState(ctx)
+		}
+		if len(pending) == 0 || attempt == len(tryAgainBackoff) {
+			return out
+		}
+		t := time.NewTimer(tryAgainBackoff[attempt])
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return out
+		case <-t.C:
+		}
+	}
+}
+
+// pipelinedOn is pipelined on one client: a node, a Sentinel's primary, or
+// a cluster client when no change waits for replicas.
+func pipelinedOn(ctx context.Context, client goredis.UniversalClient, calls []call, ack ackPolicy) []result {
 	out := make([]result, len(calls))
 	send := func(pending []int, eval bool) {
 		pipe := client.Pipeline()

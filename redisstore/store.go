@@ -109,8 +109,8 @@ const DefaultRetention = 24 * time.Hour
 
 // WithReplicatedAck answers a change (reserve, confirm, cancel, seed) only
 // once replicas replicas have it, waiting at most timeout (Redis's WAIT,
-// after the scripts on their connection). Not on a Redis Cluster: a
-// pipeline's WAIT would go to any node. replicas = 0, the default, answers
+// after the scripts on their connection; on a Redis Cluster, one WAIT per
+// master, on that master's connection). replicas = 0, the default, answers
 // on the primary's word.
 func WithReplicatedAck(replicas int, timeout time.Duration) Option {
 	return func(s *Store) { s.ack = ackPolicy{replicas: max(replicas, 0), timeout: timeout} }

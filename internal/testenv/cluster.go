@@ -29,7 +29,7 @@ const migrateBatch = 100
 // ClusterOptions configures StartRedisCluster.
 type ClusterOptions struct {
 	Masters  int  // 0 means 3 (redis-cli refuses fewer)
-	Replicas int  // replicas per master, 0 or 1
+	Replicas int  // replicas per master, 0 to 2
 	AOF      bool // appendonly yes, appendfsync always, as RedisOptions.AOF
 	// NodeTimeout is cluster-node-timeout, 0 meaning clusterNodeTimeout.
 	// A master that stops answering is failed over about this long after
@@ -54,8 +54,8 @@ func StartRedisCluster(t testing.TB, opt ClusterOptions) *RedisCluster {
 	if opt.Masters == 0 {
 		opt.Masters = 3
 	}
-	if opt.Masters < 3 || opt.Replicas < 0 || opt.Replicas > 1 {
-		t.Fatalf("testenv: a cluster needs at least 3 masters and 0 or 1 replicas each, not %d and %d", opt.Masters, opt.Replicas)
+	if opt.Masters < 3 || opt.Replicas < 0 || opt.Replicas > 2 {
+		t.Fatalf("testenv: a cluster needs at least 3 masters and 0 to 2 replicas each, not %d and %d", opt.Masters, opt.Replicas)
 	}
 	cli := lookBinary(t, "redis-cli", "/usr/local/bin")
 	begin := time.Now()
@@ -555,4 +555,23 @@ func (c *RedisCluster) replicaOf(ctx context.Context, addr string) (string, erro
 		}
 	}
 	return "", fmt.Errorf("master %s has no replica", addr)
+}
+
+// ReplicasOf returns the replicas of master, as the master's own view of
+// the cluster names them.
+func (c *RedisCluster) ReplicasOf(t testing.TB, master string) []*Redis {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	m, err := c.self(ctx, master)
+	if err != nil {
+		t.Fatalf("testenv: replicas of %s: %v", master, err)
+	}
+	var out []*Redis
+	for _, r := range c.nodes {
+		if n, err := c.self(ctx, r.addr); err == nil && n.of == m.id {
+			out = append(out, r)
+		}
+	}
+	return out
 }
