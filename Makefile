@@ -120,7 +120,8 @@ fuzz:
 	done
 
 ## bench: one run at 64 clients: the limits (redis-benchmark on the reserve
-## script, a bare Fiber server, the plain endpoint), the service, and the MySQL
+## script, a bare Fiber server, the plain endpoint), the service (also with rate
+## limits on, and with a local replica and FLASHSALE_REDIS_ACK_REPLICAS=1), the MySQL
 ## approaches it replaces, with each process's CPU per request; then the idle
 ## cost of 10,000 items; one table and the targets, in about three minutes. Redis and MySQL
 ## from FLASHSALE_BENCH_REDIS_ADDR and FLASHSALE_BENCH_MYSQL_DSN (default the

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/flashsale/flashsale/internal/contract"
 )
 
 // TestSeedBuckets: PUT /admin/v1/items/{sku} takes "buckets" (1..64) on
@@ -196,8 +198,8 @@ func TestBucketsConcurrentBuyers(t *testing.T) {
 // buy posts one reservation of one unit; safe to call from any goroutine.
 // It returns the status and, for a problem, its code.
 func buy(app *fiber.App, sku, user string) (int, string, error) {
-	req := httptest.NewRequest("POST", "/v1/items/"+sku+"/reservations",
-		strings.NewReader(fmt.Sprintf(`{"user_id":%q,"quantity":1}`, user)))
+	sent := fmt.Sprintf(`{"user_id":%q,"quantity":1}`, user)
+	req := httptest.NewRequest("POST", "/v1/items/"+sku+"/reservations", strings.NewReader(sent))
 	req.Header.Set("Content-Type", "application/json")
 	res, err := app.Test(req, -1)
 	if err != nil {
@@ -207,6 +209,13 @@ func buy(app *fiber.App, sku, user string) (int, string, error) {
 	raw, err := io.ReadAll(res.Body)
 	if err != nil {
 		return res.StatusCode, "", err
+	}
+	spec, err := contract.Load()
+	if err != nil {
+		return 0, "", err
+	}
+	if err := spec.Check(req, []byte(sent), res.StatusCode, res.Header, raw); err != nil {
+		return res.StatusCode, "", fmt.Errorf("contract: %w", err)
 	}
 	var body struct {
 		Code string `json:"code"`

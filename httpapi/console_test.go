@@ -13,6 +13,7 @@ import (
 
 	"github.com/flashsale/flashsale/console"
 	"github.com/flashsale/flashsale/httpapi"
+	"github.com/flashsale/flashsale/internal/contract"
 	"github.com/flashsale/flashsale/internal/redistest"
 	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/reservation"
@@ -70,7 +71,7 @@ func (e *consoleEnv) do(t *testing.T, method, path, auth, body string) *http.Res
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := (&http.Client{Transport: contract.Transport(t, nil)}).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

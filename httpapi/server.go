@@ -24,6 +24,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/valyala/fasthttp"
 
+	"github.com/flashsale/flashsale/api"
 	"github.com/flashsale/flashsale/console"
 	"github.com/flashsale/flashsale/reservation"
 )
@@ -201,6 +202,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) routes() {
 	in := s.internalApp()
+	spec := api.Spec() // the contract the service was built with, served as is
 	apps := []*fiber.App{s.app}
 	if s.internal != nil {
 		apps = append(apps, s.internal)
@@ -216,6 +218,7 @@ func (s *Server) routes() {
 		app.Use(refuseContentEncoding)
 		app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 		app.Get("/readyz", s.ready)
+		app.Get("/openapi.yaml", func(c *fiber.Ctx) error { return sendRaw(c, fiber.StatusOK, "application/yaml", spec) })
 	}
 	s.serveMetrics(in)
 

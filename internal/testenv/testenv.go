@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -44,17 +45,33 @@ const (
 // port is released before returning, so another process could take it
 // before the caller binds it; servers that must keep their port across a
 // restart have no better option, since they bind it themselves.
+//
+// The port is drawn below Linux's ephemeral range (32768 and up), where
+// the kernel never puts the local end of an outgoing connection: a port
+// from that range, released, was at times taken by one of the test's own
+// client connections before the server bound it ("Failed listening on
+// port"). Port+10000 is checked free too and stays below the range, since
+// a Redis Cluster node listens there for its bus.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	const lo, hi = 10000, 22767 // port+10000 <= 32767
+	for range 200 {
+		port := lo + mathrand.IntN(hi-lo+1)
+		if free(port) && free(port+10000) {
+			return port
+		}
+	}
+	t.Fatalf("testenv: no free port pair in %d..%d after 200 tries", lo, hi)
+	return 0
+}
+
+// free reports whether port can be listened on now.
+func free(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
-		t.Fatalf("testenv: find a free port: %v", err)
+		return false
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		t.Fatalf("testenv: release port %d: %v", port, err)
-	}
-	return port
+	return l.Close() == nil
 }
 
 // inCI reports whether CI=true, where a missing prerequisite must fail the

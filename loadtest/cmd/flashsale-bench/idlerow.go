@@ -232,6 +232,64 @@ func (b *bench) privateRedis(ctx context.Context) (*goredis.Client, int, error) 
 	return rdb, c.cmd.Process.Pid, nil
 }
 
+// replica starts a redis-server replicating primary, stopped with the
+// run's cleanup or by stop, and waits until it is in sync.
+func (b *bench) replica(ctx context.Context, primary string) (pid int, stop func(), err error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return 0, nil, fmt.Errorf("a replica needs redis-server: %w", err)
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return 0, nil, err
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	phost, pport, err := net.SplitHostPort(primary)
+	if err != nil {
+		return 0, nil, fmt.Errorf("primary %q: %w", primary, err)
+	}
+	dir, err := os.MkdirTemp("", "flashsale-bench-replica-")
+	if err != nil {
+		return 0, nil, fmt.Errorf("replica directory: %w", err)
+	}
+	b.cleanup.add(func(context.Context) error { return os.RemoveAll(dir) })
+	c, err := startChild("a replica's redis-server", bin, []string{"--bind", host, "--port", port, "--save", "",
+		"--appendonly", "no", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log"),
+		"--replicaof", phost, pport, "--repl-diskless-sync-delay", "0"}, childEnv(), "", b.log)
+	if err != nil {
+		return 0, nil, err
+	}
+	stop = b.cleanup.add(func(context.Context) error { return c.stop() })
+	rdb := goredis.NewClient(&goredis.Options{Addr: addr, Protocol: 2})
+	defer rdb.Close()
+	inSync := func(ctx context.Context) error {
+		info, err := rdb.Info(ctx, "replication").Result()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, "master_link_status:up") {
+			return errors.New("replica not in sync yet")
+		}
+		// In sync is not yet acknowledging promptly: right after the
+		// first sync a WAIT of the service's 100 ms could time out.
+		pipe := b.redis.Pipeline()
+		pipe.Set(ctx, "fsbench-"+b.runID+"-replica-probe", 1, time.Minute)
+		wait := pipe.Do(ctx, "wait", 1, 100)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+		if n, err := wait.Int64(); err != nil || n < 1 {
+			return errors.New("replica does not acknowledge within 100ms yet")
+		}
+		return nil
+	}
+	if err := c.waitReady(ctx, inSync); err != nil {
+		stop()
+		return 0, nil, err
+	}
+	return c.cmd.Process.Pid, stop, nil
+}
+
 // startIdleInstance runs flashsale serve number i on redisAddr, as one of
 // several instances of one deployment (same prefix, same database).
 func (b *bench) startIdleInstance(ctx context.Context, i int, redisAddr, prefix, dsn string) (int, error) {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,14 +37,17 @@ const (
 	// then spends from a user's and an address's budget in Redis.
 	rowSvcSuccessLimited = "service-success-limits"
 	rowSvcSoldOutLimited = "service-soldout-limits"
-	rowNaive             = "mysql-naive"
-	rowForUpdate         = "mysql-for-update"
-	rowConditional       = "mysql-conditional"
-	rowIncident          = "mysql-naive-incident"
+	// The success path with FLASHSALE_REDIS_ACK_REPLICAS=1 (issue 13) on a
+	// Redis with a replica: every change waits for the replica's WAIT.
+	rowSvcSuccessAck = "service-success-ack1"
+	rowNaive         = "mysql-naive"
+	rowForUpdate     = "mysql-for-update"
+	rowConditional   = "mysql-conditional"
+	rowIncident      = "mysql-naive-incident"
 )
 
 var rowNames = []string{rowRedisSuccess, rowRedisSoldOut, rowCeiling, rowPlain, rowSvcSuccess, rowSvcSoldOut,
-	rowSvcFlashCrowd, rowSvcSuccessLimited, rowSvcSoldOutLimited, rowNaive, rowForUpdate, rowConditional, rowIncident}
+	rowSvcFlashCrowd, rowSvcSuccessLimited, rowSvcSoldOutLimited, rowSvcSuccessAck, rowNaive, rowForUpdate, rowConditional, rowIncident}
 
 // The flash crowd and the incident are fixed by the issue, not by flags.
 const (
@@ -73,13 +77,14 @@ type bench struct {
 	svcPID  int         // the flashsale process startService started last
 	// idleResults are the idle rows, reported apart from the load rows.
 	idleResults []idleRow
+	rows        map[string]row // the load rows so far, by name
 }
 
 // benchmark runs every selected row and evaluates the targets. The report
 // holds the rows measured so far even when err is set (ctx cancelled, or a
 // server missing).
 func benchmark(ctx context.Context, s settings, log io.Writer) (rep report, err error) {
-	b := &bench{s: s, runID: randomHex(6), log: log}
+	b := &bench{s: s, runID: randomHex(6), log: log, rows: map[string]row{}}
 	rep = report{Clients: s.clients, Duration: s.duration, RunID: b.runID, LoadAvg: loadAvg()}
 	defer func() {
 		// Cleaning up must happen even when ctx is what stopped the run.
@@ -125,11 +130,13 @@ func benchmark(ctx context.Context, s settings, log io.Writer) (rep report, err 
 		{[]string{rowPlain}, b.plainRow},
 		{[]string{rowSvcSuccess, rowSvcSoldOut, rowSvcFlashCrowd}, b.serviceRows},
 		{[]string{rowSvcSuccessLimited, rowSvcSoldOutLimited}, b.limitedServiceRows},
+		{[]string{rowSvcSuccessAck}, b.ackedServiceRow},
 		{[]string{rowNaive, rowForUpdate, rowConditional, rowIncident}, b.mysqlRows},
 		{[]string{rowIdle}, func(ctx context.Context, _ func(row)) error { return b.idleRows(ctx) }},
 	}
 	add := func(r row) {
 		rep.Rows = append(rep.Rows, r)
+		b.rows[r.Name] = r
 		status := "done"
 		if r.Failure != "" {
 			status = "FAILED: " + r.Failure
@@ -296,6 +303,41 @@ const benchLimit = "1000000/s burst 1000000"
 func (b *bench) limitedServiceRows(ctx context.Context, add func(row)) error {
 	return b.runServiceRows(ctx, add, "limits", rowSvcSuccessLimited, rowSvcSoldOutLimited, "",
 		"FLASHSALE_RATE_PER_USER="+benchLimit, "FLASHSALE_RATE_PER_IP="+benchLimit)
+}
+
+// ackedServiceRow runs the success path on a service with
+// FLASHSALE_REDIS_ACK_REPLICAS=1, its Redis given a replica of the row's
+// own: each pipeline of changes then ends with a WAIT for it. Its Redis
+// column is the primary's and the replica's CPU together; the detail gives
+// its cost against the success path without (ack 0) in the same run.
+func (b *bench) ackedServiceRow(ctx context.Context, add func(row)) error {
+	if !b.s.selected(rowSvcSuccessAck) {
+		return nil
+	}
+	replicaPID, stopReplica, err := b.replica(ctx, b.s.redisAddr)
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		add(row{Name: rowSvcSuccessAck, Failure: "a replica: " + err.Error()})
+		return nil
+	}
+	defer stopReplica()
+	base := b.cpuBase
+	b.cpuBase = append(slices.Clone(base), procSource(procRedis, replicaPID))
+	defer func() { b.cpuBase = base }()
+	return b.runServiceRows(ctx, func(r row) {
+		if plain, ok := b.rows[rowSvcSuccess]; ok && r.Failure == "" && plain.Failure == "" && plain.Throughput > 0 {
+			r.Detail += fmt.Sprintf("; %.2fx the req/s of %s (ack 0) in this run", r.Throughput/plain.Throughput, rowSvcSuccess)
+			if a, ok := r.perRequest(procRedis); ok {
+				if p, ok := plain.perRequest(procRedis); ok {
+					r.Detail += fmt.Sprintf(", Redis (primary + replica) %+.1f us per hold", a-p)
+				}
+			}
+		}
+		r.Detail += "; redis us/req: primary + replica"
+		add(r)
+	}, "ack", rowSvcSuccessAck, "", "", "FLASHSALE_REDIS_ACK_REPLICAS=1")
 }
 
 // runServiceRows runs the success, sold-out and flash-crowd paths under
