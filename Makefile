@@ -16,7 +16,7 @@ TAGS    := integration,fault
 STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BENCHSTAT   := $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 
-.PHONY: build run check test test-integration test-fault lint fuzz bench bench-go bench-cluster clean check-rules check-dashboard
+.PHONY: build run check test test-integration test-fault lint fuzz bench bench-go bench-cluster clean check-rules check-dashboard contract postman
 
 build:
 	$(GO) build -o $(BIN) ./app
@@ -61,8 +61,20 @@ check: lint
 ## integration and fault) with the race detector, at full strength.
 ## Under CI=true an integration test that cannot reach its server fails
 ## instead of skipping.
-test: lint check-rules
+test: lint check-rules contract
 	$(GO) test -race -count=1 -timeout 15m -tags $(TAGS) $(PKGS)
+
+## contract: the API contract (api/openapi.yaml) checked by tools that
+## share no code with the service, pinned in api/contract/package-lock.json
+## (npm ci into bin/contract on first use): Redocly's linter, Portman's
+## collection (api/postman.json must be current) run by Newman against a
+## live serve, and Prism's proxy under a mixed loadtest. About 15 s.
+contract: build
+	api/contract/run.sh
+
+## postman: regenerate api/postman.json from the spec (Portman), to commit.
+postman:
+	api/contract/run.sh postman
 
 ## test-integration: the untagged tests plus those on the real Redis,
 ## MariaDB, private redis-servers and a Redis Cluster.

@@ -221,4 +221,3 @@ func TestProblemRetryAfter(t *testing.T) {
 		t.Fatalf("err = %#v, want a 503 with Retry-After 1s", err)
 	}
 }
-
