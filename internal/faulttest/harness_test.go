@@ -24,6 +24,7 @@ import (
 	mysqldrv "github.com/go-sql-driver/mysql"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/flashsale/flashsale/client"
 	"github.com/flashsale/flashsale/internal/testenv"
 	"github.com/flashsale/flashsale/redisstore"
 )
@@ -124,24 +125,24 @@ func seed(t testing.TB, baseURL, sku string, stock int64, perUserLimit int) {
 // seedBuckets is seed with the stock split over buckets.
 func seedBuckets(t testing.TB, baseURL, sku string, stock int64, perUserLimit, buckets int) {
 	t.Helper()
-	body := fmt.Sprintf(`{"stock":%d,"per_user_limit":%d,"hold_seconds":%d,"buckets":%d}`, stock, perUserLimit, holdSeconds, buckets)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, baseURL+"/admin/v1/items/"+sku, strings.NewReader(body))
-	if err != nil {
+	spec := client.ItemSpec{Stock: stock, PerUserLimit: perUserLimit, HoldSeconds: holdSeconds, Buckets: buckets}
+	if _, _, err := apiClient(t, baseURL).Seed(ctx, sku, spec); err != nil {
 		t.Fatalf("seed %s: %v", sku, err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	resp, err := http.DefaultClient.Do(req)
+}
+
+// apiClient is the Go client of the service at baseURL with the admin's
+// and the payment backend's tokens.
+func apiClient(t testing.TB, baseURL string) *client.Client {
+	t.Helper()
+	c, err := client.New(baseURL, client.WithAdminToken(adminToken), client.WithServiceToken(serviceToken))
 	if err != nil {
-		t.Fatalf("seed %s: %v", sku, err)
+		t.Fatalf("client: %v", err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
-		t.Fatalf("seed %s: %s: %s", sku, resp.Status, b)
-	}
+	t.Cleanup(c.CloseIdleConnections)
+	return c
 }
 
 // syncStatus is the "sync" part of /readyz.

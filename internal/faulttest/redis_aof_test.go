@@ -4,41 +4,33 @@ package faulttest
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/flashsale/flashsale/client"
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
 // getItemCode asks GET /v1/items/{sku} and returns the HTTP status and the
 // problem code of a refusal ("transport" when no answer came).
-func getItemCode(baseURL, sku string) (int, string) {
+func getItemCode(api *client.Client, sku string) (int, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/v1/items/"+sku, nil)
-	if err != nil {
+	_, err := api.Item(ctx, sku)
+	var p *client.Problem
+	switch {
+	case err == nil:
+		return 200, ""
+	case !errors.As(err, &p):
 		return 0, "transport"
+	case p.Code == "":
+		return p.Status, fmt.Sprintf("http_%d", p.Status)
+	default:
+		return p.Status, p.Code
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, "transport"
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode == http.StatusOK {
-		return resp.StatusCode, ""
-	}
-	var p struct {
-		Code string `json:"code"`
-	}
-	if jsonErr := json.Unmarshal(b, &p); jsonErr != nil || p.Code == "" {
-		return resp.StatusCode, fmt.Sprintf("http_%d", resp.StatusCode)
-	}
-	return resp.StatusCode, p.Code
 }
 
 // waitItemOK polls GET /v1/items/{sku} until it answers 200 and returns
@@ -47,9 +39,10 @@ func getItemCode(baseURL, sku string) (int, string) {
 func waitItemOK(t testing.TB, baseURL, sku string, timeout time.Duration) ([]string, time.Duration) {
 	t.Helper()
 	begin := time.Now()
+	api := apiClient(t, baseURL)
 	var seen []string
 	for {
-		status, code := getItemCode(baseURL, sku)
+		status, code := getItemCode(api, sku)
 		if status == http.StatusOK {
 			return seen, time.Since(begin)
 		}

@@ -3,12 +3,12 @@
 package faulttest
 
 import (
-	"encoding/json"
-	"net/http"
+	"context"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/flashsale/flashsale/client"
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
@@ -60,15 +60,16 @@ func sentinelKill(t *testing.T, ack string) {
 
 	// What the promoted replica lacks of what was acknowledged before the
 	// kill: asynchronous replication's window.
+	api := apiClient(t, fs.URL())
+	ctx := context.Background()
 	lost := 0
 	for id := range res.Acked {
-		resp, err := http.Get(fs.URL() + "/v1/reservations/" + id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusNotFound {
+		_, err := api.Reservation(ctx, id, "")
+		switch {
+		case client.IsCode(err, "reservation_not_found"):
 			lost++
+		case err != nil:
+			t.Fatal(err)
 		}
 	}
 	t.Logf("FLASHSALE_REDIS_ACK_REPLICAS=%s: acknowledged holds: %d before the kill, %d in all; %d of them unknown after the failover",
@@ -77,14 +78,9 @@ func sentinelKill(t *testing.T, ack string) {
 		t.Errorf("%d acknowledged holds lost in the failover, with every answer waiting for the replica", lost)
 	}
 
-	resp, err := http.Get(fs.URL() + "/v1/items/" + sku)
+	it, err := api.Item(ctx, sku)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var it struct{ Stock, Available, Reserved, Sold int64 }
-	if err := json.NewDecoder(resp.Body).Decode(&it); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("item after the failover: %d, %v", resp.StatusCode, err)
+		t.Fatalf("item after the failover: %v", err)
 	}
 	if it.Available+it.Reserved+it.Sold != it.Stock || it.Available < 0 || it.Reserved < 0 || it.Sold < 0 {
 		t.Errorf("item after the failover: %+v, want available + reserved + sold == stock, none below zero", it)
