@@ -13,19 +13,6 @@ import (
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
-// redisACL is the ACL of the user the service runs as: docs/operations.md
-// lists it (with the key prefix in place of "tlsacl"), and
-// TestRunOnRedisTLSWithACLUser runs serve and its syncer under it.
-const redisACL = "~tlsacl:* resetchannels -@all " +
-	"+ping +auth +hello +client|setname +info +time +wait " +
-	"+evalsha +eval +script|load " +
-	"+get +set +del +exists +scan +type " +
-	"+hget +hgetall +hmget +hset +hdel +hexists +hlen +hincrby " +
-	"+sadd +srem +smembers +sscan " +
-	"+zadd +zrem +zcard +zcount +zscore +zrange +zrangebyscore +zremrangebyscore " +
-	"+xadd +xack +xdel +xlen +xrange +xrevrange +xtrim +xreadgroup +xautoclaim +xpending " +
-	"+xgroup|create +xinfo|consumers +xinfo|groups +xinfo|stream"
-
 // TestRunOnRedisTLSWithACLUser runs the service on a Redis reached over TLS
 // (a CA of the test's own, FLASHSALE_REDIS_TLS_CA_FILE) as an ACL user
 // allowed only redisACL: items are seeded, reserved, confirmed and

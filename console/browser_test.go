@@ -5,19 +5,20 @@ package console_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/flashsale/flashsale/client"
 	"github.com/flashsale/flashsale/internal/redistest"
 	"github.com/flashsale/flashsale/internal/testenv"
 )
@@ -81,22 +82,16 @@ func TestConsoleInBrowser(t *testing.T) {
 	// A catalogue of 2,000 items: the console pages and searches it. (The
 	// hub's paging of 10,000 is TestPagesAndSearch; here a race-built
 	// service on a shared CI machine must still answer within two seconds.)
-	var bulk strings.Builder
-	bulk.WriteString(`{"items": [`)
-	for i := range 1_999 {
-		if i > 0 {
-			bulk.WriteString(",")
-		}
-		fmt.Fprintf(&bulk, `{"sku": "cat-%05d", "stock": 100, "name": "Catalogue item %d"}`, i, i)
+	items := make([]client.ItemSpec, 1_999)
+	for i := range items {
+		items[i] = client.ItemSpec{SKU: fmt.Sprintf("cat-%05d", i), Stock: 100, Name: fmt.Sprintf("Catalogue item %d", i)}
 	}
-	bulk.WriteString("]}")
-	req, _ := http.NewRequest("PUT", svc.URL()+"/admin/v1/items", strings.NewReader(bulk.String()))
-	req.Header.Set("Authorization", "Bearer "+browserAdminToken)
-	req.Header.Set("Content-Type", "application/json")
-	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("bulk seed: %v %v", resp, err)
-	} else {
-		resp.Body.Close()
+	admin, err := client.New(svc.URL(), client.WithAdminToken(browserAdminToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.SeedMany(context.Background(), items); err != nil {
+		t.Fatalf("bulk seed: %v", err)
 	}
 	// The timed part below measures the console, not a race-built syncer
 	// writing 10,000 items to SQLite on a shared machine: let it drain.
@@ -255,14 +250,20 @@ func waitJS(t *testing.T, ctx context.Context, what, expr string, within time.Du
 
 func reserve(t *testing.T, base, sku, user string, qty, want int) {
 	t.Helper()
-	body := fmt.Sprintf(`{"user_id": %q, "quantity": %d}`, user, qty)
-	resp, err := http.Post(base+"/v1/items/"+sku+"/reservations", "application/json", strings.NewReader(body))
+	buyer, err := client.New(base)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != want {
-		t.Fatalf("reserve %d of %s for %s: %d, want %d", qty, sku, user, resp.StatusCode, want)
+	defer buyer.CloseIdleConnections()
+	_, _, err = buyer.Reserve(context.Background(), sku, client.ReserveRequest{UserID: user, Quantity: qty})
+	var p *client.Problem
+	switch {
+	case err == nil && want != http.StatusCreated:
+		t.Fatalf("reserve %d of %s for %s: created, want %d", qty, sku, user, want)
+	case err != nil && !errors.As(err, &p):
+		t.Fatal(err)
+	case err != nil && p.Status != want:
+		t.Fatalf("reserve %d of %s for %s: %v, want %d", qty, sku, user, err, want)
 	}
 }
 
