@@ -89,12 +89,16 @@ proxy=$(free_port)
 pids+=($!)
 wait_http "http://127.0.0.1:$proxy/healthz" "prism proxy" || { cat "$work/prism.log"; exit 1; }
 status=0
+# Holds confirmed and cancelled, then a crowd mostly refused (409 sold_out,
+# limit_exceeded), all through the proxy.
 bin/flashsale loadtest -url "http://127.0.0.1:$proxy" -admin-token "$admin" -service-token "$service" \
 	-scenario mixed -requests 600 -clients 8 -timeout 10s || status=$?
+bin/flashsale loadtest -url "http://127.0.0.1:$proxy" -admin-token "$admin" -service-token "$service" \
+	-scenario flashcrowd -stock 50 -requests 400 -users 200 -clients 8 -timeout 10s || status=$?
 seen=$(grep -c '\[HTTP SERVER\]' "$work/prism.log" || true)
 violations=$(grep -ci 'violation' "$work/prism.log" || true)
 echo "contract: prism saw $seen requests, $violations breaking the spec"
-if [ "$status" -ne 0 ] || [ "$violations" -ne 0 ] || [ "$seen" -lt 600 ]; then
+if [ "$status" -ne 0 ] || [ "$violations" -ne 0 ] || [ "$seen" -lt 1000 ]; then
 	grep -i -B2 -A8 'violation' "$work/prism.log" | head -60
 	echo "contract: prism found requests or responses that break the spec (loadtest exit $status)" >&2
 	exit 1
