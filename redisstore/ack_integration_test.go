@@ -14,6 +14,11 @@ import (
 	"github.com/flashsale/flashsale/reservation"
 )
 
+// ackTimeout is the tests' FLASHSALE_REDIS_ACK_TIMEOUT: long enough that a
+// replica that is up confirms within it on a loaded CI machine (100 ms did
+// not always), short enough for the refusals the tests wait out.
+const ackTimeout = 500 * time.Millisecond
+
 // TestReplicatedAck: with WithReplicatedAck(1, ...) a change is answered
 // once the replica has it. With the replica gone, the change still runs on
 // the primary but is answered ErrUnavailable (it might not survive a
@@ -26,7 +31,7 @@ func TestReplicatedAck(t *testing.T) {
 		replica := replicas[0]
 		rdb := primary.Client(t)
 		st, err := redisstore.New(ctx, rdb, "ack", redisstore.WithPipelines(pipelines, redisstore.DefaultPipelineBatch),
-			redisstore.WithReplicatedAck(1, 100*time.Millisecond))
+			redisstore.WithReplicatedAck(1, ackTimeout))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,7 +45,7 @@ func TestReplicatedAck(t *testing.T) {
 		if _, _, err := s.Reserve(ctx, req); !errors.Is(err, reservation.ErrUnavailable) {
 			t.Fatalf("pipelines %d: reserve with the replica down: %v, want ErrUnavailable", pipelines, err)
 		}
-		if waited := time.Since(began); waited < 100*time.Millisecond {
+		if waited := time.Since(began); waited < ackTimeout {
 			t.Errorf("pipelines %d: refused after %v, before the ack timeout", pipelines, waited)
 		}
 		if _, err := s.Confirm(ctx, first.ID); !errors.Is(err, reservation.ErrUnavailable) {
@@ -82,7 +87,7 @@ func TestReplicatedAckOnCluster(t *testing.T) {
 	for _, pipelines := range []int{0, 4} { // on its own connection, and through the coalescer
 		prefix := fmt.Sprintf("ack%d", pipelines)
 		st, err := redisstore.New(ctx, cc, prefix, redisstore.WithPipelines(pipelines, redisstore.DefaultPipelineBatch),
-			redisstore.WithReplicatedAck(1, 100*time.Millisecond))
+			redisstore.WithReplicatedAck(1, ackTimeout))
 		if err != nil {
 			t.Fatal(err)
 		}
