@@ -33,6 +33,7 @@ type Config struct {
 	RedisSentinels  []string          // FLASHSALE_REDIS_SENTINEL_ADDRS: host:port of the Sentinels watching the primary
 	RedisMaster     string            // FLASHSALE_REDIS_MASTER_NAME: the primary's name at the Sentinels
 	SentinelPass    string            // FLASHSALE_REDIS_SENTINEL_PASSWORD
+	SentinelUser    string            // FLASHSALE_REDIS_SENTINEL_USERNAME: the Sentinels' ACL user, not the primary's
 	AckReplicas     int               // FLASHSALE_REDIS_ACK_REPLICAS: replicas that must have a change before it is answered
 	AckTimeout      time.Duration     // FLASHSALE_REDIS_ACK_TIMEOUT: how long to wait for them
 	RedisPassword   string            // FLASHSALE_REDIS_PASSWORD
@@ -128,6 +129,7 @@ func LoadConfig(env Environ) (Config, error) {
 		RedisSentinels:  r.list("FLASHSALE_REDIS_SENTINEL_ADDRS"),
 		RedisMaster:     r.str("FLASHSALE_REDIS_MASTER_NAME", ""),
 		SentinelPass:    r.secret("FLASHSALE_REDIS_SENTINEL_PASSWORD", maskSecret),
+		SentinelUser:    r.str("FLASHSALE_REDIS_SENTINEL_USERNAME", ""),
 		AckReplicas:     r.int("FLASHSALE_REDIS_ACK_REPLICAS", 0, 0, 5),
 		AckTimeout:      r.duration("FLASHSALE_REDIS_ACK_TIMEOUT", 100*time.Millisecond, time.Millisecond, 10*time.Second),
 		RedisPassword:   r.secret("FLASHSALE_REDIS_PASSWORD", maskSecret),
@@ -261,7 +263,7 @@ func LoadConfig(env Environ) (Config, error) {
 func checkSentinels(r *envReader, cfg Config) {
 	joined := strings.Join(cfg.RedisSentinels, ",")
 	if len(cfg.RedisSentinels) == 0 {
-		for _, name := range []string{"FLASHSALE_REDIS_MASTER_NAME", "FLASHSALE_REDIS_SENTINEL_PASSWORD"} {
+		for _, name := range []string{"FLASHSALE_REDIS_MASTER_NAME", "FLASHSALE_REDIS_SENTINEL_PASSWORD", "FLASHSALE_REDIS_SENTINEL_USERNAME"} {
 			if r.env[name] != "" {
 				r.fail(name, r.env[name], "is read only with FLASHSALE_REDIS_SENTINEL_ADDRS")
 			}

@@ -300,6 +300,7 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*redisstore.S
 		client = goredis.NewFailoverClient(&goredis.FailoverOptions{
 			MasterName:       cfg.RedisMaster,
 			SentinelAddrs:    cfg.RedisSentinels,
+			SentinelUsername: cfg.SentinelUser,
 			SentinelPassword: cfg.SentinelPass,
 			Username:         cfg.RedisUsername,
 			Password:         cfg.RedisPassword,

@@ -75,6 +75,8 @@ func TestLoadConfig(t *testing.T) {
 			wantErr: []string{"FLASHSALE_REDIS_ACK_REPLICAS", "no replica"}},
 		{name: "a master name without sentinels", vars: map[string]string{"FLASHSALE_REDIS_MASTER_NAME": "sale", "FLASHSALE_REDIS_ADDR": "embedded"},
 			wantErr: []string{"FLASHSALE_REDIS_MASTER_NAME", "only with FLASHSALE_REDIS_SENTINEL_ADDRS"}},
+		{name: "a sentinel user without sentinels", vars: map[string]string{"FLASHSALE_REDIS_SENTINEL_USERNAME": "sentinel-client", "FLASHSALE_REDIS_ADDR": "embedded"},
+			wantErr: []string{"FLASHSALE_REDIS_SENTINEL_USERNAME", "only with FLASHSALE_REDIS_SENTINEL_ADDRS"}},
 		{
 			name: "sentinels",
 			vars: map[string]string{"FLASHSALE_REDIS_SENTINEL_ADDRS": "10.0.0.1:26379, 10.0.0.2:26379", "FLASHSALE_REDIS_MASTER_NAME": "sale"},

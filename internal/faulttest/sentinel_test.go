@@ -21,6 +21,15 @@ import (
 // FLASHSALE_REDIS_ACK_REPLICAS=1 every acknowledged hold must be known
 // after the failover; with 0 (a hold acknowledged once the primary ran its
 // script) the test reports how many the promoted replica lacked.
+// sentinelClientACL is what go-redis's failover client needs of the
+// Sentinels: the primary's address, the other Sentinels, and the
+// announcements of a new primary. docs/operations.md lists the same.
+var sentinelClientACL = []string{
+	"+ping",
+	"+sentinel|get-master-addr-by-name", "+sentinel|sentinels",
+	"+subscribe", "+unsubscribe", "&+switch-master", "&+replica-reconf-done",
+}
+
 func TestSentinelPrimaryKilledUnderLoad(t *testing.T) {
 	for _, ack := range []string{"0", "1"} {
 		t.Run("ack "+ack, func(t *testing.T) { sentinelKill(t, ack) })
@@ -30,12 +39,17 @@ func TestSentinelPrimaryKilledUnderLoad(t *testing.T) {
 func sentinelKill(t *testing.T, ack string) {
 	// Two replicas: after the failover one is left to acknowledge.
 	g := testenv.StartSentinels(t, "sale", 2)
+	// The service talks to the Sentinels as a user of their own allowed
+	// only what go-redis's failover client sends (docs/operations.md).
+	g.AddSentinelUser(t, "flashsale-sentinel", "sentinel-secret", sentinelClientACL...)
 	dsn := testenv.SharedMySQL(t)
 	fs := startFlashsale(t, "", dsn, map[string]string{
-		"FLASHSALE_REDIS_ADDR":           "",
-		"FLASHSALE_REDIS_SENTINEL_ADDRS": strings.Join(g.Addrs(), ","),
-		"FLASHSALE_REDIS_MASTER_NAME":    g.Name,
-		"FLASHSALE_REDIS_ACK_REPLICAS":   ack,
+		"FLASHSALE_REDIS_ADDR":              "",
+		"FLASHSALE_REDIS_SENTINEL_ADDRS":    strings.Join(g.Addrs(), ","),
+		"FLASHSALE_REDIS_MASTER_NAME":       g.Name,
+		"FLASHSALE_REDIS_SENTINEL_USERNAME": "flashsale-sentinel",
+		"FLASHSALE_REDIS_SENTINEL_PASSWORD": "sentinel-secret",
+		"FLASHSALE_REDIS_ACK_REPLICAS":      ack,
 	})
 	const sku = "sentinel-hot"
 	seed(t, fs.URL(), sku, 1_000_000, 1)
@@ -81,6 +95,9 @@ func sentinelKill(t *testing.T, ack string) {
 	it, err := api.Item(ctx, sku)
 	if err != nil {
 		t.Fatalf("item after the failover: %v", err)
+	}
+	if refused := g.SentinelACLLog(t); len(refused) > 0 {
+		t.Errorf("the Sentinels refused the service's user %d times: %v", len(refused), refused)
 	}
 	if it.Available+it.Reserved+it.Sold != it.Stock || it.Available < 0 || it.Reserved < 0 || it.Sold < 0 {
 		t.Errorf("item after the failover: %+v, want available + reserved + sold == stock, none below zero", it)

@@ -122,6 +122,49 @@ func (r *Redis) WaitInSync(t testing.TB) {
 	}
 }
 
+// AddSentinelUser creates an ACL user on every Sentinel with password pass
+// and only the given rules (such as "+sentinel|get-master-addr-by-name"),
+// and turns the Sentinels' ACL log on for it: SentinelACLLog then lists
+// what it was refused. The default user stays, for the group's own checks.
+func (g *SentinelGroup) AddSentinelUser(t testing.TB, user, pass string, rules ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	args := []any{"ACL", "SETUSER", user, "reset", "on", ">" + pass}
+	for _, r := range rules {
+		args = append(args, r)
+	}
+	for _, s := range g.sentinels {
+		c := s.adminClient()
+		err := c.Do(ctx, args...).Err()
+		_ = c.Close()
+		if err != nil {
+			t.Fatalf("testenv: ACL SETUSER %s on sentinel %s: %v", user, s.addr, err)
+		}
+	}
+}
+
+// SentinelACLLog returns the entries of every Sentinel's ACL LOG: the
+// commands, keys and channels refused to a user.
+func (g *SentinelGroup) SentinelACLLog(t testing.TB) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	var out []string
+	for _, s := range g.sentinels {
+		c := s.adminClient()
+		entries, err := c.Do(ctx, "ACL", "LOG").Slice()
+		_ = c.Close()
+		if err != nil {
+			t.Fatalf("testenv: ACL LOG on sentinel %s: %v", s.addr, err)
+		}
+		for _, e := range entries {
+			out = append(out, fmt.Sprintf("sentinel %s: %v", s.addr, e))
+		}
+	}
+	return out
+}
+
 // Addrs are the Sentinels' addresses.
 func (g *SentinelGroup) Addrs() []string {
 	out := make([]string, len(g.sentinels))
