@@ -204,26 +204,10 @@ func seedCatalogue(ctx context.Context, rdb *goredis.Client, prefix string, n in
 // privateRedis starts a redis-server of the row's own on a free port, with
 // nothing written to disk, stopped with the run's cleanup.
 func (b *bench) privateRedis(ctx context.Context) (*goredis.Client, int, error) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		return nil, 0, fmt.Errorf("the idle rows need redis-server: %w", err)
-	}
-	addr, err := freeAddr()
+	addr, c, _, err := b.startRedisServer("the idle rows' redis-server")
 	if err != nil {
 		return nil, 0, err
 	}
-	host, port, _ := net.SplitHostPort(addr)
-	dir, err := os.MkdirTemp("", "flashsale-bench-redis-")
-	if err != nil {
-		return nil, 0, fmt.Errorf("redis directory: %w", err)
-	}
-	b.cleanup.add(func(context.Context) error { return os.RemoveAll(dir) })
-	c, err := startChild("the idle rows' redis-server", bin, []string{"--bind", host, "--port", port, "--save", "",
-		"--appendonly", "no", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log")}, childEnv(), "", b.log)
-	if err != nil {
-		return nil, 0, err
-	}
-	b.cleanup.add(func(context.Context) error { return c.stop() })
 	rdb := goredis.NewClient(&goredis.Options{Addr: addr, Protocol: 2})
 	b.cleanup.add(func(context.Context) error { return rdb.Close() })
 	if err := c.waitReady(ctx, func(ctx context.Context) error { return rdb.Ping(ctx).Err() }); err != nil {
@@ -235,31 +219,15 @@ func (b *bench) privateRedis(ctx context.Context) (*goredis.Client, int, error) 
 // replica starts a redis-server replicating primary, stopped with the
 // run's cleanup or by stop, and waits until it is in sync.
 func (b *bench) replica(ctx context.Context, primary string) (pid int, stop func(), err error) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		return 0, nil, fmt.Errorf("a replica needs redis-server: %w", err)
-	}
-	addr, err := freeAddr()
-	if err != nil {
-		return 0, nil, err
-	}
-	host, port, _ := net.SplitHostPort(addr)
 	phost, pport, err := net.SplitHostPort(primary)
 	if err != nil {
 		return 0, nil, fmt.Errorf("primary %q: %w", primary, err)
 	}
-	dir, err := os.MkdirTemp("", "flashsale-bench-replica-")
-	if err != nil {
-		return 0, nil, fmt.Errorf("replica directory: %w", err)
-	}
-	b.cleanup.add(func(context.Context) error { return os.RemoveAll(dir) })
-	c, err := startChild("a replica's redis-server", bin, []string{"--bind", host, "--port", port, "--save", "",
-		"--appendonly", "no", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log"),
-		"--replicaof", phost, pport, "--repl-diskless-sync-delay", "0"}, childEnv(), "", b.log)
+	addr, c, stop, err := b.startRedisServer("a replica's redis-server",
+		"--replicaof", phost, pport, "--repl-diskless-sync-delay", "0")
 	if err != nil {
 		return 0, nil, err
 	}
-	stop = b.cleanup.add(func(context.Context) error { return c.stop() })
 	rdb := goredis.NewClient(&goredis.Options{Addr: addr, Protocol: 2})
 	defer rdb.Close()
 	inSync := func(ctx context.Context) error {
@@ -288,6 +256,32 @@ func (b *bench) replica(ctx context.Context, primary string) (pid int, stop func
 		return 0, nil, err
 	}
 	return c.cmd.Process.Pid, stop, nil
+}
+
+// startRedisServer starts redis-server (what names it in errors) on a free
+// port with a directory of its own and nothing written to disk, extra
+// arguments last. The run's cleanup stops it and removes the directory;
+// stop stops it sooner.
+func (b *bench) startRedisServer(what string, extra ...string) (addr string, c *child, stop func(), err error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if addr, err = freeAddr(); err != nil {
+		return "", nil, nil, err
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	dir, err := os.MkdirTemp("", "flashsale-bench-redis-")
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("%s: directory: %w", what, err)
+	}
+	b.cleanup.add(func(context.Context) error { return os.RemoveAll(dir) })
+	args := append([]string{"--bind", host, "--port", port, "--save", "", "--appendonly", "no",
+		"--dir", dir, "--logfile", filepath.Join(dir, "redis.log")}, extra...)
+	if c, err = startChild(what, bin, args, childEnv(), "", b.log); err != nil {
+		return "", nil, nil, err
+	}
+	return addr, c, b.cleanup.add(func(context.Context) error { return c.stop() }), nil
 }
 
 // startIdleInstance runs flashsale serve number i on redisAddr, as one of
