@@ -109,13 +109,9 @@ func anyAck(calls []call) bool {
 // serves it, for about a second at most, like a TRYAGAIN.
 func pipelinedOnMasters(ctx context.Context, cc *goredis.ClusterClient, calls []call, ack ackPolicy) []result {
 	out := make([]result, len(calls))
-	pending := make([]int, len(calls))
-	for i := range pending {
-		pending[i] = i
-	}
-	for attempt := 0; ; attempt++ {
+	send := func(idx []int) {
 		byMaster := map[*goredis.Client][]int{}
-		for _, i := range pending {
+		for _, i := range idx {
 			if len(calls[i].keys) == 0 {
 				out[i].err = errors.New("redisstore: a script call without keys has no master")
 				continue
@@ -127,49 +123,40 @@ func pipelinedOnMasters(ctx context.Context, cc *goredis.ClusterClient, calls []
 			}
 			byMaster[node] = append(byMaster[node], i)
 		}
-		done := make(chan struct{}, len(byMaster))
-		lost := false
-		var mu sync.Mutex
-		for node, idx := range byMaster {
-			go func() {
-				defer func() { done <- struct{}{} }()
-				batch := make([]call, len(idx))
-				for j, i := range idx {
+		var wg sync.WaitGroup
+		for node, group := range byMaster {
+			wg.Go(func() {
+				batch := make([]call, len(group))
+				for j, i := range group {
 					batch[j] = calls[i]
 				}
-				res := pipelinedOn(ctx, node, batch, ack)
-				mu.Lock()
-				defer mu.Unlock()
-				for j, i := range idx {
-					out[i] = res[j]
-					lost = lost || nodeLost(res[j].err)
+				for j, r := range pipelinedOn(ctx, node, batch, ack) {
+					out[group[j]] = r // each group its own indexes
 				}
-			}()
+			})
 		}
-		for range byMaster {
-			<-done
-		}
-		pending = pending[:0]
-		for i, r := range out {
-			if goredis.HasErrorPrefix(r.err, "MOVED") || goredis.HasErrorPrefix(r.err, "ASK") {
-				pending = append(pending, i)
+		wg.Wait()
+		for _, i := range idx {
+			if nodeLost(out[i].err) || redirected(out[i].err) {
+				// A node's own client tells the cluster client nothing.
+				cc.ReloadState(ctx)
+				break
 			}
 		}
-		if lost || len(pending) > 0 {
-			// A node client does not tell the cluster client what it met.
-			cc.ReloadState(ctx)
-		}
-		if len(pending) == 0 || attempt == len(tryAgainBackoff) {
-			return out
-		}
-		t := time.NewTimer(tryAgainBackoff[attempt])
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return out
-		case <-t.C:
-		}
 	}
+	all := make([]int, len(calls))
+	for i := range all {
+		all[i] = i
+	}
+	send(all)
+	retryWhile(ctx, out, redirected, send)
+	return out
+}
+
+// redirected reports a reply that names another node for the slot: the
+// script did not run.
+func redirected(err error) bool {
+	return goredis.HasErrorPrefix(err, "MOVED") || goredis.HasErrorPrefix(err, "ASK")
 }
 
 // pipelinedOn is pipelined on one client: a node, a Sentinel's primary, or
@@ -225,7 +212,7 @@ func pipelinedOn(ctx context.Context, client goredis.UniversalClient, calls []ca
 	if len(noscript) > 0 {
 		send(noscript, true)
 	}
-	retryTryAgain(ctx, out, func(again []int) { send(again, true) })
+	retryWhile(ctx, out, tryAgain, func(again []int) { send(again, true) })
 	return out
 }
 
@@ -236,8 +223,9 @@ var tryAgainBackoff = []time.Duration{
 	80 * time.Millisecond, 160 * time.Millisecond, 200 * time.Millisecond, 200 * time.Millisecond, 200 * time.Millisecond,
 }
 
-// retryTryAgain resends the calls of out that met TRYAGAIN (or ASK), after
-// a pause, until none does or tryAgainBackoff runs out. On a Redis Cluster
+// retryWhile resends the calls of out whose error retryable says did not
+// run the script, after a pause, until none is left or tryAgainBackoff runs
+// out. With tryAgain: TRYAGAIN (or ASK). On a Redis Cluster
 // a script whose slot is migrating answers TRYAGAIN while its keys are
 // split between the two nodes or some of them do not exist (an item without
 // idempotency keys yet), that is until the migration of the slot ends,
@@ -247,11 +235,11 @@ var tryAgainBackoff = []time.Duration{
 // owner, whose ASK is what is left once its redirects run out. Neither ran
 // the script: resending is safe. resend sends EVAL, as the other node may
 // not have the script cached.
-func retryTryAgain(ctx context.Context, out []result, resend func(again []int)) {
+func retryWhile(ctx context.Context, out []result, retryable func(error) bool, resend func(again []int)) {
 	for _, pause := range tryAgainBackoff {
 		var again []int
 		for i, r := range out {
-			if goredis.HasErrorPrefix(r.err, "TRYAGAIN") || goredis.HasErrorPrefix(r.err, "ASK") {
+			if retryable(r.err) {
 				again = append(again, i)
 			}
 		}
@@ -267,6 +255,12 @@ func retryTryAgain(ctx context.Context, out []result, resend func(again []int)) 
 		}
 		resend(again)
 	}
+}
+
+// tryAgain reports a reply of a migrating slot that did not run the
+// script (see retryWhile).
+func tryAgain(err error) bool {
+	return goredis.HasErrorPrefix(err, "TRYAGAIN") || goredis.HasErrorPrefix(err, "ASK")
 }
 
 // runSettled is runMany for scripts that may answer "more_due" (reserve,
