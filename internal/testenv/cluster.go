@@ -512,10 +512,11 @@ func (c *RedisCluster) Failover(t testing.TB, master string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	replica, err := c.replicaOf(ctx, master)
+	replicas, err := c.replicasOf(ctx, master)
 	if err != nil {
 		t.Fatalf("testenv: failover: %v", err)
 	}
+	replica := replicas[0].addr
 	begin := time.Now()
 	if err := c.admin[replica].Do(ctx, "CLUSTER", "FAILOVER").Err(); err != nil {
 		t.Fatalf("testenv: CLUSTER FAILOVER on %s: %v", replica, err)
@@ -543,29 +544,12 @@ func (c *RedisCluster) logOf(addr string) string {
 	return ""
 }
 
-// replicaOf is the address of a replica of the master at addr.
-func (c *RedisCluster) replicaOf(ctx context.Context, addr string) (string, error) {
+// replicasOf returns the replicas of the master at addr, as their own
+// views of the cluster name their master.
+func (c *RedisCluster) replicasOf(ctx context.Context, addr string) ([]*Redis, error) {
 	m, err := c.self(ctx, addr)
 	if err != nil {
-		return "", err
-	}
-	for _, r := range c.nodes {
-		if n, err := c.self(ctx, r.addr); err == nil && n.of == m.id {
-			return r.addr, nil
-		}
-	}
-	return "", fmt.Errorf("master %s has no replica", addr)
-}
-
-// ReplicasOf returns the replicas of master, as the master's own view of
-// the cluster names them.
-func (c *RedisCluster) ReplicasOf(t testing.TB, master string) []*Redis {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	defer cancel()
-	m, err := c.self(ctx, master)
-	if err != nil {
-		t.Fatalf("testenv: replicas of %s: %v", master, err)
+		return nil, err
 	}
 	var out []*Redis
 	for _, r := range c.nodes {
@@ -573,5 +557,21 @@ func (c *RedisCluster) ReplicasOf(t testing.TB, master string) []*Redis {
 			out = append(out, r)
 		}
 	}
-	return out
+	if len(out) == 0 {
+		return nil, fmt.Errorf("master %s has no replica", addr)
+	}
+	return out, nil
+}
+
+// ReplicasOf returns the replicas of master (at least one: the test fails
+// without).
+func (c *RedisCluster) ReplicasOf(t testing.TB, master string) []*Redis {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	replicas, err := c.replicasOf(ctx, master)
+	if err != nil {
+		t.Fatalf("testenv: replicas of %s: %v", master, err)
+	}
+	return replicas
 }
