@@ -179,9 +179,11 @@ type Reservation struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-// ReserveRequest asks for Quantity units for UserID ("" under
-// FLASHSALE_BUYER_AUTH=jwt: the token's user). A retry with the same
-// IdempotencyKey answers the original reservation.
+// ReserveRequest asks for Quantity units for UserID. Under
+// FLASHSALE_BUYER_AUTH=jwt UserID is also the user WithBuyerToken is asked a
+// token for; the body then carries it too, which the service accepts as the
+// token's own. A retry with the same IdempotencyKey answers the original
+// reservation.
 type ReserveRequest struct {
 	UserID         string
 	Quantity       int
