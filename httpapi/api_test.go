@@ -45,6 +45,19 @@ type env struct {
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
+// miniStore is a store under prefix on a miniredis of the test's own.
+func miniStore(t *testing.T, prefix string, opts ...redisstore.Option) (*miniredis.Miniredis, *redisstore.Store) {
+	t.Helper()
+	m, client := redistest.Miniredis(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	store, err := redisstore.New(ctx, client, prefix, opts...)
+	if err != nil {
+		t.Fatalf("redisstore.New: %v", err)
+	}
+	return m, store
+}
+
 func newServer(t *testing.T, client goredis.UniversalClient) *httpapi.Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -13,8 +12,6 @@ import (
 	"github.com/flashsale/flashsale/buyerauth"
 	"github.com/flashsale/flashsale/httpapi"
 	"github.com/flashsale/flashsale/internal/jwttest"
-	"github.com/flashsale/flashsale/internal/redistest"
-	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/reservation"
 )
 
@@ -29,13 +26,7 @@ type buyerEnv struct {
 
 func newBuyerEnv(t *testing.T) *buyerEnv {
 	t.Helper()
-	_, client := redistest.Miniredis(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	store, err := redisstore.New(ctx, client, "buyertest")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, store := miniStore(t, "buyertest")
 	e := &buyerEnv{rsa: jwttest.RSA(t, "rsa-1"), ec: jwttest.EC(t, "ec-1")}
 	v, err := buyerauth.New(t.Context(), buyerauth.Options{
 		JWKSFile: jwttest.JWKSFile(t, e.rsa, e.ec), Issuer: jwttest.Issuer, Audience: jwttest.Audience,

@@ -14,8 +14,6 @@ import (
 	"github.com/flashsale/flashsale/console"
 	"github.com/flashsale/flashsale/httpapi"
 	"github.com/flashsale/flashsale/internal/contract"
-	"github.com/flashsale/flashsale/internal/redistest"
-	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/reservation"
 )
 
@@ -29,13 +27,7 @@ type consoleEnv struct {
 
 func newConsoleEnv(t *testing.T) *consoleEnv {
 	t.Helper()
-	_, client := redistest.Miniredis(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	store, err := redisstore.New(ctx, client, "consoletest")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, store := miniStore(t, "consoletest")
 	hub := console.New(console.Options{Items: store, Interval: 100 * time.Millisecond, Buffer: 100})
 	srv := httpapi.New(reservation.NewService(store, nil), httpapi.Config{
 		AdminTokens:   []string{adminToken},

@@ -2,12 +2,10 @@ package httpapi_test
 
 import (
 	"bytes"
-	"context"
 	"net/http"
 	"regexp"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -15,8 +13,6 @@ import (
 	"github.com/flashsale/flashsale/console"
 	"github.com/flashsale/flashsale/httpapi"
 	"github.com/flashsale/flashsale/internal/contract"
-	"github.com/flashsale/flashsale/internal/redistest"
-	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/reservation"
 )
 
@@ -25,13 +21,7 @@ import (
 // api/openapi.yaml, and every operation of the spec is served: a route
 // added without its contract, or a contract for a route that went, fails.
 func TestRoutesInSpec(t *testing.T) {
-	_, client := redistest.Miniredis(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	store, err := redisstore.New(ctx, client, "routes")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, store := miniStore(t, "routes")
 	srv := httpapi.New(reservation.NewService(store, nil), httpapi.Config{
 		AdminTokens:    []string{adminToken},
 		ServiceTokens:  serviceTokens,

@@ -1,15 +1,11 @@
 package httpapi_test
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/flashsale/flashsale/httpapi"
-	"github.com/flashsale/flashsale/internal/redistest"
-	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/reservation"
 )
 
@@ -19,13 +15,7 @@ import (
 // listener off the public network keeps them, and every item's stock in
 // /metrics, away from buyers. Buyer routes stay public only; health on both.
 func TestInternalListener(t *testing.T) {
-	_, client := redistest.Miniredis(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	store, err := redisstore.New(ctx, client, "internaltest")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, store := miniStore(t, "internaltest")
 	srv := httpapi.New(reservation.NewService(store, nil), httpapi.Config{
 		AdminTokens:    []string{adminToken},
 		ServiceTokens:  serviceTokens,

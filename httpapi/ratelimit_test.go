@@ -11,7 +11,6 @@ import (
 	"github.com/alicebob/miniredis/v2"
 
 	"github.com/flashsale/flashsale/httpapi"
-	"github.com/flashsale/flashsale/internal/redistest"
 	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/reservation"
 )
@@ -20,13 +19,7 @@ import (
 // miniredis whose clock stands still, and a sold-out memory of 100ms.
 func limitedEnv(t *testing.T, limits httpapi.RateLimits) (*env, *miniredis.Miniredis) {
 	t.Helper()
-	m, client := redistest.Miniredis(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	store, err := redisstore.New(ctx, client, "ratetest", redisstore.WithPipelines(0, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, store := miniStore(t, "ratetest", redisstore.WithPipelines(0, 0))
 	if limits.Limiter == nil {
 		limits.Limiter = store
 	}
