@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,7 +138,9 @@ func (e *syncEnv) waitSynced(t *testing.T, dead int64, syncers ...*persistence.S
 		if err == nil && b.Dead > dead {
 			t.Fatalf("backlog %+v: more than %d dead entries", b, dead)
 		}
-		if err == nil && b.Entries == 0 && b.Dead == dead {
+		// The ledger must have caught up too: it notes an Ack once Redis
+		// has answered it, after the backlog already shows it.
+		if err == nil && b.Entries == 0 && b.Dead == dead && e.ledger.acking.Load() == 0 {
 			return b
 		}
 		if time.Now().After(deadline) {
@@ -173,6 +176,11 @@ func syncedCount(t *testing.T, want int64, syncers ...*persistence.Syncer) int64
 
 // ledger records which consumer acknowledged which outbox entry.
 type ledger struct {
+	// acking counts Ack calls under way: Redis may have dropped their
+	// entries from the outbox (the backlog reads empty) before they are
+	// noted here.
+	acking atomic.Int64
+
 	mu    sync.Mutex
 	acks  map[string][]string // "sku/entry id" -> consumers, one per Ack
 	fails map[string]int      // "sku/entry id" -> calls of Fail
@@ -240,6 +248,8 @@ type ackRecorder struct {
 }
 
 func (a *ackRecorder) Ack(ctx context.Context, entries []reservation.OutboxEntry) error {
+	a.ledger.acking.Add(1)
+	defer a.ledger.acking.Add(-1)
 	err := a.Outbox.Ack(ctx, entries)
 	if err == nil {
 		a.ledger.add(a.consumer, entries)
