@@ -59,6 +59,7 @@ type Config struct {
 	JWTUserClaim    string            // FLASHSALE_JWT_USER_CLAIM: the claim naming the buyer
 	SweepInterval   time.Duration     // FLASHSALE_SWEEP_INTERVAL
 	SweepBatch      int               // FLASHSALE_SWEEP_BATCH
+	SweepScan       int               // FLASHSALE_SWEEP_SCAN
 	ReadTimeout     time.Duration     // FLASHSALE_READ_TIMEOUT
 	WriteTimeout    time.Duration     // FLASHSALE_WRITE_TIMEOUT
 	IdleTimeout     time.Duration     // FLASHSALE_IDLE_TIMEOUT
@@ -75,7 +76,7 @@ type Config struct {
 	SyncTimeout   time.Duration // FLASHSALE_SYNC_TIMEOUT: one batch's write
 	SyncClaimIdle time.Duration // FLASHSALE_SYNC_CLAIM_IDLE: take over entries idle this long
 	SyncMaxTries  int           // FLASHSALE_SYNC_MAX_TRIES: then an entry is dead-lettered
-	SyncScan      time.Duration // FLASHSALE_SYNC_SCAN: every outbox polled at least this often
+	SyncScan      time.Duration // FLASHSALE_SYNC_SCAN: how often the index of items with changes is read
 
 	RecoveryInterval time.Duration // FLASHSALE_RECOVERY_INTERVAL: epoch check
 	RecoveryGrace    time.Duration // FLASHSALE_RECOVERY_GRACE: > SyncTimeout
@@ -144,8 +145,9 @@ func LoadConfig(env Environ) (Config, error) {
 		KeyPrefix:       r.str("FLASHSALE_KEY_PREFIX", "flashsale"),
 		AdminTokens:     r.secretList("FLASHSALE_ADMIN_TOKEN"),
 		ServiceTokens:   r.secretList("FLASHSALE_SERVICE_TOKENS"),
-		SweepInterval:   r.duration("FLASHSALE_SWEEP_INTERVAL", 500*time.Millisecond, 10*time.Millisecond, 2*time.Second),
+		SweepInterval:   r.duration("FLASHSALE_SWEEP_INTERVAL", 250*time.Millisecond, 10*time.Millisecond, 2*time.Second),
 		SweepBatch:      r.int("FLASHSALE_SWEEP_BATCH", 256, 1, 10_000),
+		SweepScan:       r.int("FLASHSALE_SWEEP_SCAN", redisstore.DefaultSweepScan, 1, 10_000),
 		ReadTimeout:     r.duration("FLASHSALE_READ_TIMEOUT", httpapi.DefaultReadTimeout, time.Millisecond, time.Hour),
 		WriteTimeout:    r.duration("FLASHSALE_WRITE_TIMEOUT", httpapi.DefaultWriteTimeout, time.Millisecond, time.Hour),
 		IdleTimeout:     r.duration("FLASHSALE_IDLE_TIMEOUT", httpapi.DefaultIdleTimeout, time.Millisecond, time.Hour),
@@ -161,7 +163,7 @@ func LoadConfig(env Environ) (Config, error) {
 		SyncWait:     r.duration("FLASHSALE_SYNC_WAIT", 50*time.Millisecond, time.Millisecond, 10*time.Second),
 		SyncTimeout:  r.duration("FLASHSALE_SYNC_TIMEOUT", 3*time.Second, 100*time.Millisecond, time.Minute),
 		SyncMaxTries: r.int("FLASHSALE_SYNC_MAX_TRIES", 5, 1, 1000),
-		SyncScan:     r.duration("FLASHSALE_SYNC_SCAN", time.Second, 10*time.Millisecond, time.Minute),
+		SyncScan:     r.duration("FLASHSALE_SYNC_SCAN", 250*time.Millisecond, 10*time.Millisecond, time.Minute),
 
 		RecoveryInterval: r.duration("FLASHSALE_RECOVERY_INTERVAL", time.Second, 10*time.Millisecond, time.Minute),
 		AuditInterval:    r.duration("FLASHSALE_AUDIT_INTERVAL", time.Minute, 0, 24*time.Hour),

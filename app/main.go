@@ -355,6 +355,9 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*redisstore.S
 	store, err := redisstore.New(ctx, client, cfg.KeyPrefix,
 		redisstore.WithPipelines(cfg.RedisPipelines, redisstore.DefaultPipelineBatch),
 		redisstore.WithRetention(cfg.Retention),
+		// Held for two sweeps: an instance that dies holding items leaves
+		// them to the others within about a second of their falling due.
+		redisstore.WithSweep(2*cfg.SweepInterval, cfg.SweepScan),
 		redisstore.WithReplicatedAck(cfg.AckReplicas, cfg.AckTimeout))
 	if err != nil {
 		closeAll()

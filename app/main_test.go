@@ -35,7 +35,7 @@ func TestLoadConfig(t *testing.T) {
 			vars: map[string]string{"FLASHSALE_REDIS_ADDR": "embedded"},
 			check: func(t *testing.T, c Config) {
 				if c.HTTPAddr != ":3004" || !c.EmbeddedRedis() || c.KeyPrefix != "flashsale" ||
-					c.SweepInterval != 500*time.Millisecond || c.LogLevel != slog.LevelInfo || c.LogFormat != "json" {
+					c.SweepInterval != 250*time.Millisecond || c.SweepScan != 100 || c.LogLevel != slog.LevelInfo || c.LogFormat != "json" {
 					t.Errorf("defaults = %+v", c)
 				}
 			},
@@ -45,11 +45,11 @@ func TestLoadConfig(t *testing.T) {
 			vars: map[string]string{
 				"FLASHSALE_HTTP_ADDR": "127.0.0.1:8080", "FLASHSALE_REDIS_ADDR": "redis:6379",
 				"FLASHSALE_REDIS_DB": "3", "FLASHSALE_KEY_PREFIX": "sale12", "FLASHSALE_ADMIN_TOKEN": "0123456789abcdef",
-				"FLASHSALE_SWEEP_INTERVAL": "250ms", "FLASHSALE_LOG_LEVEL": "debug", "FLASHSALE_LOG_FORMAT": "text",
+				"FLASHSALE_SWEEP_INTERVAL": "400ms", "FLASHSALE_SWEEP_SCAN": "7", "FLASHSALE_LOG_LEVEL": "debug", "FLASHSALE_LOG_FORMAT": "text",
 			},
 			check: func(t *testing.T, c Config) {
 				if c.HTTPAddr != "127.0.0.1:8080" || c.RedisAddr != "redis:6379" || c.RedisDB != 3 ||
-					c.KeyPrefix != "sale12" || c.SweepInterval != 250*time.Millisecond ||
+					c.KeyPrefix != "sale12" || c.SweepInterval != 400*time.Millisecond || c.SweepScan != 7 ||
 					c.LogLevel != slog.LevelDebug || c.LogFormat != "text" {
 					t.Errorf("config = %+v", c)
 				}
@@ -255,7 +255,7 @@ func TestLoadConfig(t *testing.T) {
 				want := Config{
 					MySQLDSN: "", SQLitePath: "flashsale.db",
 					Sync: true, SyncBatch: 500, SyncWait: 50 * time.Millisecond, SyncTimeout: 3 * time.Second,
-					SyncClaimIdle: 6100 * time.Millisecond, SyncMaxTries: 5, SyncScan: time.Second,
+					SyncClaimIdle: 6100 * time.Millisecond, SyncMaxTries: 5, SyncScan: 250 * time.Millisecond,
 					RecoveryInterval: time.Second, RecoveryGrace: 6100 * time.Millisecond, AuditInterval: time.Minute,
 				}
 				if got := persistenceOf(c); !reflect.DeepEqual(got, want) {

@@ -12,14 +12,21 @@
 --         there). Absent or 0: none leaves.
 --
 -- Returns one of:
---   {"ok", <item fields as lib.lua's item_reply>, expired_count, more_due, transfers_out, recount, dropped}
+--   {"ok", <item fields as lib.lua's item_reply>, expired_count, more_due, transfers_out, recount, dropped,
+--    next_ms, outbox_len}
 --       more_due is 1 when due holds remain beyond the limit, or the call
 --       dropped as many final reservations as the limit lets it, else 0;
 --       transfers_out counts this bucket's transfers not yet known to have
 --       arrived (the sweeper finishes the ones that stay too long);
 --       recount is 1 when the bucket was rebuilt and the count of the item's
 --       units is still owed (the sweeper runs it), else 0;
---       dropped counts the final reservations this call removed
+--       dropped counts the final reservations this call removed;
+--       next_ms is when the bucket next needs this script (Redis time): its
+--       earliest pending hold's expiry, or when its earliest final
+--       reservation passes the retention (a second from now when that one
+--       waits for the syncer), now when more_due; -1 when nothing is pending
+--       (the sweeper's due index keeps it until then, see index.lua);
+--       outbox_len counts the changes not yet synced (the dirty index)
 --   {"item_not_found"}
 local limit, retention = tonumber(ARGV[1]), tonumber(ARGV[2] or '0')
 local now = now_ms()
@@ -60,4 +67,20 @@ out[#out + 1] = more
 out[#out + 1] = redis.call('HLEN', K_XOUT)
 out[#out + 1] = redis.call('HEXISTS', K_ITEM, 'recount')
 out[#out + 1] = #drop
+
+local next_ms = -1
+local h = redis.call('ZRANGE', K_HOLDS, 0, 0, 'WITHSCORES')
+if h[2] then next_ms = tonumber(h[2]) end
+if retention > 0 then
+  local f = redis.call('ZRANGE', K_FINAL, 0, 0, 'WITHSCORES')
+  if f[2] then
+    local at = tonumber(f[2]) + retention
+    -- Past the retention and still here: its entry waits for the syncer.
+    if at <= now then at = now + 1000 end
+    if next_ms < 0 or at < next_ms then next_ms = at end
+  end
+end
+if more == 1 then next_ms = now end
+out[#out + 1] = next_ms
+out[#out + 1] = redis.call('XLEN', K_OUT)
 return out

@@ -54,6 +54,9 @@ var prune string
 //go:embed ratelimit.lua
 var ratelimit string
 
+//go:embed index.lua
+var index string
+
 // Source is the text of one loadable script: the shared helpers of lib.lua
 // followed by the script's own body.
 type Source string
@@ -78,6 +81,10 @@ func Ack() Source { return Source(ack) }
 
 // Prune, like Ack, stands alone.
 func Prune() Source { return Source(prune) }
+
+// Index works on one shard of the due and dirty indexes, not on an item: it
+// stands alone too.
+func Index() Source { return Source(index) }
 
 // RateLimit works on rate budgets, not items: it stands alone too.
 func RateLimit() Source { return Source(ratelimit) }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,14 +36,18 @@ type OutboxOptions struct {
 	// MaxTries: a permanently failing entry is parked in the item's
 	// dead-letter stream after this many failed attempts.
 	MaxTries int
-	// Scan: every item's outbox is polled at least this often; items with
-	// recent changes are polled on every Read.
+	// Scan: how often the dirty index is read for items with new changes;
+	// the items this reader took are polled on every Read.
 	Scan time.Duration
 }
 
 // Outbox reads the per-item outbox streams that the scripts append to.
 // Streams are per item (they share the item's hash tag), so every script
-// stays in one slot of a Redis Cluster.
+// stays in one slot of a Redis Cluster. It learns which have changes from
+// the dirty index (see index.go): it takes an item from it for dirtyLease,
+// renewed while it polls the item, and gives it back once the item's outbox
+// is empty and has been quiet for hotFor; another reader takes over the
+// items of one that died when their lease runs out.
 type Outbox struct {
 	store *Store
 	opt   OutboxOptions
@@ -56,15 +61,28 @@ type Outbox struct {
 
 type streamState struct {
 	grouped  bool      // the consumer group exists, as far as we know
-	hotUntil time.Time // poll on every Read until then
+	held     bool      // taken from the dirty index: polled on every Read
+	version  string    // the index entry's version when taken
+	leaseTo  time.Time // when the hold runs out (renewed before)
+	adopt    bool      // just taken: take over its idle entries on the next poll
+	hotUntil time.Time // polled until then even with nothing in it
 	// claimFrom is where the last XAUTOCLAIM stopped when it found more
 	// idle entries than one call takes; the next Read goes on from there,
 	// so a long backlog left by a dead consumer drains at full speed.
 	claimFrom string
 }
 
-// hotFor is how long an item that had changes is polled on every Read.
+// hotFor is how long an item that had changes is polled on every Read
+// after its last one, before it goes back to the index.
 const hotFor = 5 * time.Second
+
+// dirtyLease is how long a reader holds an item it took from the dirty
+// index; it renews the hold while it keeps the item. An item held by a
+// reader that died is taken by another this long after its last renewal.
+const dirtyLease = time.Second
+
+// dirtyClaim bounds the items one claim takes from a shard.
+const dirtyClaim = 1000
 
 var _ reservation.Outbox = (*Outbox)(nil)
 
@@ -78,10 +96,10 @@ func (s *Store) Outbox(opt OutboxOptions) (*Outbox, error) {
 
 // Read returns new entries and entries claimed from consumers that went quiet.
 func (o *Outbox) Read(ctx context.Context, max int) ([]reservation.OutboxEntry, error) {
-	skus, claim, err := o.candidates(ctx)
-	if err != nil {
+	if err := o.take(ctx); err != nil {
 		return nil, err
 	}
+	skus, claim := o.candidates()
 	if len(skus) == 0 {
 		return nil, nil
 	}
@@ -92,11 +110,12 @@ func (o *Outbox) Read(ctx context.Context, max int) ([]reservation.OutboxEntry, 
 	pipe := s.client.Pipeline()
 	claims := make([]*goredis.XAutoClaimCmd, len(skus))
 	reads := make([]*goredis.XStreamSliceCmd, len(skus))
+	lens := make([]*goredis.IntCmd, len(skus))
 	o.mu.Lock()
 	for i, sku := range skus {
 		key := s.key(sku, "outbox")
 		st := o.streams[sku]
-		if claim || st.claimFrom != "" {
+		if claim || st.adopt || st.claimFrom != "" {
 			start := st.claimFrom
 			if start == "" {
 				start = "0-0"
@@ -110,25 +129,32 @@ func (o *Outbox) Read(ctx context.Context, max int) ([]reservation.OutboxEntry, 
 			Group: SyncGroup, Consumer: o.opt.Consumer, Streams: []string{key, ">"},
 			Count: int64(max), Block: -1,
 		})
+		lens[i] = pipe.XLen(ctx, key)
 	}
 	o.mu.Unlock()
 	_, _ = pipe.Exec(ctx) // read per command below
 
 	var out []reservation.OutboxEntry
 	var firstErr error
+	var done []settlement
 	now := time.Now()
 	for i, sku := range skus {
 		var msgs []goredis.XMessage
+		failed := false
 		if claims[i] != nil {
 			m, from, err := claims[i].Result()
 			if err != nil && !o.lostGroup(sku, err) && firstErr == nil {
 				firstErr = err
 			}
+			failed = failed || err != nil
 			if from == "0-0" || err != nil {
 				from = ""
 			}
 			o.mu.Lock()
 			o.streams[sku].claimFrom = from
+			if err == nil {
+				o.streams[sku].adopt = false
+			}
 			o.mu.Unlock()
 			msgs = append(msgs, m...)
 		}
@@ -136,6 +162,7 @@ func (o *Outbox) Read(ctx context.Context, max int) ([]reservation.OutboxEntry, 
 		switch {
 		case errors.Is(err, goredis.Nil):
 		case err != nil:
+			failed = true
 			if !o.lostGroup(sku, err) && firstErr == nil {
 				firstErr = err
 			}
@@ -144,13 +171,30 @@ func (o *Outbox) Read(ctx context.Context, max int) ([]reservation.OutboxEntry, 
 				msgs = append(msgs, st.Messages...)
 			}
 		}
-		if len(msgs) > 0 {
-			o.mu.Lock()
-			o.streams[sku].hotUntil = now.Add(hotFor)
-			o.mu.Unlock()
+		length, lerr := lens[i].Result()
+		o.mu.Lock()
+		st := o.streams[sku]
+		switch {
+		case len(msgs) > 0:
+			st.hotUntil = now.Add(hotFor)
+		case !failed && lerr == nil && length == 0 && !now.Before(st.hotUntil) && st.claimFrom == "":
+			// Empty and quiet: back to the index, unless a change was
+			// hinted since it was taken (then it stays due, see index.lua).
+			st.held = false
+			done = append(done, settlement{bucket: sku, version: st.version, next: -1})
 		}
+		if st.held && st.leaseTo.Sub(now) < dirtyLease/2 {
+			st.leaseTo = now.Add(dirtyLease)
+			done = append(done, settlement{bucket: sku, version: st.version, renew: dirtyLease})
+		}
+		o.mu.Unlock()
 		for _, m := range msgs {
 			out = append(out, parseEntry(sku, m))
+		}
+	}
+	if len(done) > 0 {
+		if err := s.settle(ctx, indexDirty, done); err != nil && firstErr == nil {
+			firstErr = err
 		}
 	}
 	if firstErr != nil && len(out) == 0 {
@@ -160,6 +204,64 @@ func (o *Outbox) Read(ctx context.Context, max int) ([]reservation.OutboxEntry, 
 		o.prune(ctx, skus)
 	}
 	return out, nil
+}
+
+// take claims the items of the dirty index that are due, once per Scan.
+func (o *Outbox) take(ctx context.Context) error {
+	o.mu.Lock()
+	now := time.Now()
+	due := now.Sub(o.lastScan) >= o.opt.Scan
+	if due {
+		o.lastScan = now
+	}
+	o.mu.Unlock()
+	if !due {
+		return nil
+	}
+	o.store.FlushHints(ctx) // this instance's own changes first
+	for _, shard := range mrand.Perm(indexShards) {
+		for {
+			c, err := o.store.claim(ctx, shard, indexDirty, dirtyLease, dirtyClaim)
+			if err != nil {
+				return fmt.Errorf("redisstore: outbox read: %w", err)
+			}
+			o.mu.Lock()
+			for i, b := range c.buckets {
+				st := o.streams[b]
+				if st == nil {
+					st = &streamState{}
+					o.streams[b] = st
+				}
+				// An item new to this reader may have entries a dead one
+				// left pending: take those over as soon as they are idle.
+				st.adopt = st.adopt || !st.held
+				st.held, st.version, st.leaseTo = true, c.versions[i], now.Add(dirtyLease)
+			}
+			o.mu.Unlock()
+			if len(c.buckets) < dirtyClaim {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// candidates returns the items this reader holds, and whether this round
+// takes over idle entries on all of them.
+func (o *Outbox) candidates() (skus []string, claim bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	now := time.Now()
+	claim = now.Sub(o.lastClaim) >= o.opt.ClaimIdle/2
+	if claim {
+		o.lastClaim = now
+	}
+	for sku, st := range o.streams {
+		if st.held {
+			skus = append(skus, sku)
+		}
+	}
+	return skus, claim
 }
 
 // prune removes consumers long gone from the groups (see prune.lua). Those
@@ -193,43 +295,6 @@ func (o *Outbox) lostGroup(sku string, err error) bool {
 	o.streams[sku].grouped = false
 	o.mu.Unlock()
 	return true
-}
-
-// candidates returns the items to poll now: every item once per Scan, the
-// ones with recent changes always. claim reports whether to take over idle
-// entries in this round.
-func (o *Outbox) candidates(ctx context.Context) (skus []string, claim bool, err error) {
-	o.mu.Lock()
-	now := time.Now()
-	scan := now.Sub(o.lastScan) >= o.opt.Scan
-	claim = now.Sub(o.lastClaim) >= o.opt.ClaimIdle/2
-	o.mu.Unlock()
-	if scan || claim {
-		all, err := o.store.catalog(ctx)
-		if err != nil {
-			return nil, false, err
-		}
-		o.mu.Lock()
-		defer o.mu.Unlock()
-		for _, sku := range all {
-			if o.streams[sku] == nil {
-				o.streams[sku] = &streamState{}
-			}
-		}
-		o.lastScan = now
-		if claim {
-			o.lastClaim = now
-		}
-		return all, claim, nil
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for sku, st := range o.streams {
-		if now.Before(st.hotUntil) || st.claimFrom != "" {
-			skus = append(skus, sku)
-		}
-	}
-	return skus, false, nil
 }
 
 // ensureGroups creates the consumer group on each stream that lacks it,
@@ -293,6 +358,10 @@ func (o *Outbox) Ack(ctx context.Context, entries []reservation.OutboxEntry) err
 // reply timed out, though it may have run, and the script counts a resend
 // of the attempt it counted last no more (see ack.lua).
 func (o *Outbox) Fail(ctx context.Context, e reservation.OutboxEntry, reason string) (bool, error) {
+	// Noted first, so a dead letter is never missing from the backlog.
+	if err := o.store.client.SAdd(ctx, o.store.deadIndexKey(indexShard(e.Bucket)), e.Bucket).Err(); err != nil {
+		return false, fmt.Errorf("redisstore: count try of %s: %w", e.ID, translate(err))
+	}
 	rep, err := reply(ackScript.Run(ctx, o.store.client, o.store.outboxKeys(e.Bucket),
 		SyncGroup, "try", e.ID, reason, o.opt.MaxTries, rand.Text()).Result())
 	if err != nil {
@@ -307,44 +376,67 @@ func (o *Outbox) Backlog(ctx context.Context) (reservation.Backlog, error) {
 	return o.store.Backlog(ctx)
 }
 
-// Backlog reports the entries not yet synced over every item.
+// Backlog reports the entries not yet synced: those of the items in the
+// dirty index (an item with entries is there, but for a hint lost with its
+// instance, which the sweeper's scan puts back) and the dead letters of the
+// items that ever failed an entry.
 func (s *Store) Backlog(ctx context.Context) (reservation.Backlog, error) {
-	skus, err := s.catalog(ctx)
-	if err != nil {
-		return reservation.Backlog{}, err
-	}
+	s.FlushHints(ctx) // this instance's own changes count at once
 	var b reservation.Backlog
-	now, err := s.client.Time(ctx).Result()
-	if err != nil {
+	pipe := s.client.Pipeline()
+	dirty := make([]*goredis.StringSliceCmd, indexShards)
+	dead := make([]*goredis.StringSliceCmd, indexShards)
+	for n := range indexShards {
+		dirty[n] = pipe.ZRange(ctx, s.indexKeys(n, indexDirty)[0], 0, -1)
+		dead[n] = pipe.SMembers(ctx, s.deadIndexKey(n))
+	}
+	now := pipe.Time(ctx)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
 		return b, fmt.Errorf("redisstore: backlog: %w", translate(err))
 	}
+	var names, deadNames []string
+	for n := range indexShards {
+		names = append(names, dirty[n].Val()...)
+		deadNames = append(deadNames, dead[n].Val()...)
+	}
 	const chunk = 500
-	for lo := 0; lo < len(skus); lo += chunk {
-		part := skus[lo:min(lo+chunk, len(skus))]
+	for lo := 0; lo < len(names) || lo < len(deadNames); lo += chunk {
+		part := names[min(lo, len(names)):min(lo+chunk, len(names))]
+		deadPart := deadNames[min(lo, len(deadNames)):min(lo+chunk, len(deadNames))]
 		pipe := s.client.Pipeline()
 		lens := make([]*goredis.IntCmd, len(part))
-		dead := make([]*goredis.IntCmd, len(part))
 		first := make([]*goredis.XMessageSliceCmd, len(part))
-		for i, sku := range part {
-			k := s.outboxKeys(sku)
-			lens[i] = pipe.XLen(ctx, k[0])
-			dead[i] = pipe.XLen(ctx, k[2])
-			first[i] = pipe.XRangeN(ctx, k[0], "-", "+", 1)
+		deadLens := make([]*goredis.IntCmd, len(deadPart))
+		for i, name := range part {
+			k := s.key(name, "outbox")
+			lens[i] = pipe.XLen(ctx, k)
+			first[i] = pipe.XRangeN(ctx, k, "-", "+", 1)
+		}
+		for i, name := range deadPart {
+			deadLens[i] = pipe.XLen(ctx, s.key(name, "dead"))
 		}
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
 			return b, fmt.Errorf("redisstore: backlog: %w", translate(err))
 		}
 		for i := range part {
 			b.Entries += lens[i].Val()
-			b.Dead += dead[i].Val()
 			if msgs := first[i].Val(); len(msgs) > 0 {
-				if age := now.Sub(entryTime(msgs[0].ID)); age > b.Oldest {
+				if age := now.Val().Sub(entryTime(msgs[0].ID)); age > b.Oldest {
 					b.Oldest = age
 				}
 			}
 		}
+		for i := range deadPart {
+			b.Dead += deadLens[i].Val()
+		}
 	}
 	return b, nil
+}
+
+// deadIndexKey is one shard of the set of buckets that may have dead
+// letters; Fail adds a bucket before an attempt that may park its entry.
+func (s *Store) deadIndexKey(shard int) string {
+	return s.prefix + ":{idx-" + strconv.Itoa(shard) + "}:dead"
 }
 
 // ItemBacklog is the number of unsynced entries of one item, over its buckets.

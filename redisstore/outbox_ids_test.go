@@ -96,6 +96,9 @@ func TestPropertyOutboxEntryIDs(t *testing.T) {
 			if err != nil {
 				rt.Fatalf("XADD: %v", err)
 			}
+			if err := s.MarkDirty(ctx, bucket); err != nil {
+				rt.Fatal(err)
+			}
 			byEntry[[2]string{bucket, entry}] = written{kind: k, id: id}
 			if k.valid {
 				wantUnsynced = append(wantUnsynced, id)

@@ -775,6 +775,9 @@ func TestOutboxParse(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if err := s.MarkDirty(ctx, "a"); err != nil {
+				t.Fatal(err)
+			}
 			got := mustRead(t, newOutbox(t, s, "c1"), 10)
 			if len(got) != 1 || got[0].SKU != "a" || got[0].ID != entryID {
 				t.Fatalf("Read = %+v, want the one entry %s of a", got, entryID)
@@ -821,6 +824,9 @@ func TestOutboxFailParksAfterMaxTries(t *testing.T) {
 			name: "a garbage entry",
 			add: func(t *testing.T, s *testStore) entry {
 				if err := s.rdb.XAdd(ctx, &goredis.XAddArgs{Stream: s.key("a", "outbox"), Values: []any{"k", "junk", "x", "1"}}).Err(); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.MarkDirty(ctx, "a"); err != nil {
 					t.Fatal(err)
 				}
 				return entry{"k": "junk", "x": "1"}
@@ -924,9 +930,11 @@ func redistestNow(t testing.TB, s *testStore) time.Time {
 func TestOutboxClaimsIdleEntries(t *testing.T) {
 	// miniredis's XAUTOCLAIM measures idleness on its own clock (the one
 	// redistest.Advance moves), so no test sleeps. A fresh Outbox claims on
-	// its first Read; later Reads claim again only every ClaimIdle/2 of wall
-	// time, which an hour's ClaimIdle keeps out of this test, so each Read
-	// below does exactly what the test says.
+	// its first Read of an item it takes from the dirty index; later Reads
+	// claim again only every ClaimIdle/2 of wall time, which an hour's
+	// ClaimIdle keeps out of this test, so each Read below does exactly what
+	// the test says. Each fresh reader finds the index released, as if the
+	// reader before it had died and its hold run out.
 	const idle = time.Hour
 	s := newMiniStore(t)
 	ctx := context.Background()
@@ -940,10 +948,18 @@ func TestOutboxClaimsIdleEntries(t *testing.T) {
 		t.Fatalf("c1 read %d entries, want 3", len(taken))
 	}
 
+	release := func() {
+		t.Helper()
+		if err := s.ReleaseIndexes(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release()
 	if got := mustRead(t, newOutboxIdle(t, s, "c2", idle), 10); len(got) != 0 {
 		t.Fatalf("c2 took %d entries c1 read just now", len(got))
 	}
 	s.advance(t, idle-time.Millisecond)
+	release()
 	if got := mustRead(t, newOutboxIdle(t, s, "c2", idle), 10); len(got) != 0 {
 		t.Fatalf("c2 took %d entries idle for less than ClaimIdle", len(got))
 	}
@@ -951,6 +967,7 @@ func TestOutboxClaimsIdleEntries(t *testing.T) {
 
 	// More idle entries than one Read takes: the next Read goes on where
 	// the claim stopped.
+	release()
 	c2 := newOutboxIdle(t, s, "c2", idle)
 	var claimed []reservation.OutboxEntry
 	for i, want := range []int{2, 1, 0} {
@@ -1015,6 +1032,9 @@ func TestUnsynced(t *testing.T) {
 	}
 	seed := mustSeed(t, s, itemSpec("a", 5, 1))
 	if err := s.rdb.XAdd(ctx, &goredis.XAddArgs{Stream: s.key("a", "outbox"), Values: []any{"k", "junk"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkDirty(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
 	r, _, err := s.Reserve(ctx, request(t, "a", "alice", 1, "k"))

@@ -39,6 +39,8 @@ const (
 	expireTransfersOut
 	expireRecount
 	expireDropped
+	expireNext
+	expireOutbox
 	expireLen
 )
 
@@ -111,6 +113,8 @@ type expireReply struct {
 	transfersOut int64            // transfers out of this bucket not known to have arrived
 	recount      bool             // rebuilt, and the count of its item's units is owed
 	dropped      int64            // final reservations past the retention removed by this call
+	nextMS       int64            // when the bucket next needs expire.lua (Redis time), -1 never
+	outbox       int64            // changes not yet synced
 }
 
 func (r scriptReply) expire(sku string) (expireReply, error) {
@@ -127,6 +131,8 @@ func (r scriptReply) expire(sku string) (expireReply, error) {
 		transfersOut: r.int(expireTransfersOut),
 		recount:      r.int(expireRecount) == 1,
 		dropped:      r.int(expireDropped),
+		nextMS:       r.int(expireNext),
+		outbox:       r.int(expireOutbox),
 	}, nil
 }
 

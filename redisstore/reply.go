@@ -52,11 +52,21 @@ func (s *Store) runMany(ctx context.Context, sc *goredis.Script, calls []call) [
 	if len(calls) == 1 {
 		return []result{s.run(ctx, calls[0])}
 	}
-	return pipelined(ctx, s.client, calls, s.ack)
+	out := pipelined(ctx, s.client, calls, s.ack)
+	for i, c := range calls {
+		s.noteCall(c, out[i])
+	}
+	return out
 }
 
-// run executes one script call.
+// run executes one script call and hints the indexes of what it changed.
 func (s *Store) run(ctx context.Context, c call) result {
+	res := s.runOne(ctx, c)
+	s.noteCall(c, res)
+	return res
+}
+
+func (s *Store) runOne(ctx context.Context, c call) result {
 	if s.shards != nil {
 		return s.shards.of(ctx, c).run(ctx, c)
 	}

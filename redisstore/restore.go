@@ -116,6 +116,9 @@ func (s *Store) restoreBucket(ctx context.Context, bucket string, it reservation
 	}
 	switch rep.code() {
 	case "restored":
+		// Its holds and final reservations wait for the sweeper, which
+		// learns of them here (the index was lost with them, or never had them).
+		s.hints.noteDue(bucket, 0)
 		return true, nil
 	case "exists":
 		return false, nil

@@ -49,6 +49,11 @@ type Store struct {
 	// settled (and was synced); 0 keeps it for the item's life.
 	retention time.Duration
 	ack       ackPolicy
+	hints     *hints
+	// sweepLease and sweepScan are WithSweep's.
+	sweepLease time.Duration
+	sweepScan  int
+	scanToken  string // names this store as the holder of the scan's lease
 }
 
 var _ reservation.Store = (*Store)(nil)
@@ -80,6 +85,8 @@ func New(ctx context.Context, client goredis.UniversalClient, prefix string, opt
 	}
 	s.co = newCoalescer(client, DefaultPipelines, DefaultPipelineBatch)
 	s.retention = DefaultRetention
+	s.hints = &hints{store: s, due: map[string]int64{}, dirty: map[string]bool{}}
+	s.sweepLease, s.sweepScan, s.scanToken = DefaultSweepLease, DefaultSweepScan, randomToken()
 	for _, opt := range opts {
 		opt(s)
 	}
@@ -142,7 +149,7 @@ func WithPipelines(n, batch int) Option {
 // EVALSHA to EVAL.
 func (s *Store) LoadScripts(ctx context.Context) error {
 	load := func(ctx context.Context, c goredis.Scripter) error {
-		for _, sc := range []*goredis.Script{s.reserve, s.confirm, s.cancel, s.expire, s.seed, s.get, s.restore, s.bucket, s.take, s.give, s.freeze, s.credit, ackScript, pruneScript, rateLimitScript} {
+		for _, sc := range []*goredis.Script{s.reserve, s.confirm, s.cancel, s.expire, s.seed, s.get, s.restore, s.bucket, s.take, s.give, s.freeze, s.credit, ackScript, pruneScript, rateLimitScript, indexScript} {
 			if err := sc.Load(ctx, c).Err(); err != nil {
 				return fmt.Errorf("redisstore: load script: %w", translate(err))
 			}
@@ -628,70 +635,6 @@ func (s *Store) byID(ctx context.Context, sc *goredis.Script, op, id string) (re
 		return reservation.Reservation{}, err
 	}
 	return r, refusal
-}
-
-// SweepDue walks the catalogue and settles due holds, pipelining one
-// expire script per item.
-func (s *Store) SweepDue(ctx context.Context, batch int) (int, error) {
-	expired := 0
-	var failed error         // the first stale transfer or owed count that could not be finished
-	owed := map[string]int{} // SKU -> buckets, of items a rebuilt bucket of which owes a count
-	var cursor uint64
-	for {
-		skus, next, err := s.client.SScan(ctx, s.catalogKey(), cursor, "", 500).Result()
-		if err != nil {
-			return expired, fmt.Errorf("redisstore: sweep: %w", translate(err))
-		}
-		// Items with more due holds than one batch go round again.
-		for round := 0; len(skus) > 0 && round < 1000; round++ {
-			calls := make([]call, len(skus))
-			for i, sku := range skus {
-				calls[i] = call{keys: s.keys(sku), args: []any{batch, s.retention.Milliseconds()}}
-			}
-			var again []string
-			for i, res := range s.runMany(ctx, s.expire, calls) {
-				rep, err := reply(res.val, res.err)
-				if err != nil {
-					return expired, fmt.Errorf("redisstore: sweep %s: %w", skus[i], err)
-				}
-				if rep.code() != "ok" {
-					continue // seeded into the catalogue but never created
-				}
-				b, err := rep.expire(skus[i])
-				if err != nil {
-					return expired, err
-				}
-				expired += int(b.expired)
-				if b.moreDue {
-					again = append(again, skus[i])
-				}
-				if b.transfersOut > 0 {
-					// A transfer that cannot arrive (its bucket is lost
-					// until recovery rebuilds it) is reported, but must not
-					// stop the sweep of every other item.
-					if err := s.finishTransfers(ctx, skus[i], b.nowMS-transferStale); err != nil && failed == nil {
-						failed = err
-					}
-				}
-				if b.recount {
-					// A rebuilt bucket whose count failed after the rebuild;
-					// one count serves every bucket of the item.
-					owed[bucketSKU(skus[i])] = min(max(b.item.Buckets, 1), reservation.MaxBuckets)
-				}
-			}
-			skus = again
-		}
-		cursor = next
-		if cursor == 0 {
-			break
-		}
-	}
-	for sku, n := range owed {
-		if _, err := s.reconcile(ctx, newLayout(sku, n)); err != nil && failed == nil {
-			failed = err
-		}
-	}
-	return expired, failed
 }
 
 func flag(b bool) string {
