@@ -2,6 +2,8 @@ package redisstore
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -41,4 +43,52 @@ func (s *Store) ReleaseIndexes(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// ClaimDue takes every due entry of the due index for lease and never
+// settles them: an instance that died holding them.
+func (s *Store) ClaimDue(ctx context.Context, lease time.Duration) ([]string, error) {
+	var out []string
+	for n := range indexShards {
+		c, err := s.claim(ctx, n, indexDue, lease, sweepClaim)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c.buckets...)
+	}
+	return out, nil
+}
+
+// IndexEntry is a bucket's score in an index ("due" or "dirty"), and
+// whether it has one.
+func (s *Store) IndexEntry(ctx context.Context, index, bucket string) (int64, bool, error) {
+	score, err := s.client.ZScore(ctx, s.indexKeys(indexShard(bucket), index)[0], bucket).Result()
+	if errors.Is(err, goredis.Nil) {
+		return 0, false, nil
+	}
+	return int64(score), err == nil, err
+}
+
+// DropIndexEntry removes a bucket's entry from an index: a hint lost with
+// the instance that was to send it.
+func (s *Store) DropIndexEntry(ctx context.Context, index, bucket string) error {
+	return s.client.ZRem(ctx, s.indexKeys(indexShard(bucket), index)[0], bucket).Err()
+}
+
+// SettleIndex settles a claimed entry as a claimer would.
+func (s *Store) SettleIndex(ctx context.Context, index, bucket, version string, next int64) error {
+	return s.settle(ctx, index, []settlement{{bucket: bucket, version: version, next: next}})
+}
+
+// ClaimIndex claims one shard's due entries of an index, with versions.
+func (s *Store) ClaimIndex(ctx context.Context, index, bucket string, lease time.Duration) (map[string]string, error) {
+	c, err := s.claim(ctx, indexShard(bucket), index, lease, 1000)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for i, b := range c.buckets {
+		out[b] = c.versions[i]
+	}
+	return out, nil
 }

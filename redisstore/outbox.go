@@ -39,6 +39,9 @@ type OutboxOptions struct {
 	// Scan: how often the dirty index is read for items with new changes;
 	// the items this reader took are polled on every Read.
 	Scan time.Duration
+	// Hot: how long an item is kept and polled on every Read after its last
+	// change, before it goes back to the index (0: hotFor).
+	Hot time.Duration
 }
 
 // Outbox reads the per-item outbox streams that the scripts append to.
@@ -73,7 +76,8 @@ type streamState struct {
 }
 
 // hotFor is how long an item that had changes is polled on every Read
-// after its last one, before it goes back to the index.
+// after its last one, before it goes back to the index: during a sale the
+// next change comes long before, so a hot item is taken once, not per change.
 const hotFor = 5 * time.Second
 
 // dirtyLease is how long a reader holds an item it took from the dirty
@@ -90,6 +94,9 @@ var _ reservation.Outbox = (*Outbox)(nil)
 func (s *Store) Outbox(opt OutboxOptions) (*Outbox, error) {
 	if opt.Consumer == "" || opt.ClaimIdle <= 0 || opt.MaxTries < 1 || opt.Scan <= 0 {
 		return nil, fmt.Errorf("redisstore: outbox options %+v: consumer, claim idle, max tries and scan are required", opt)
+	}
+	if opt.Hot <= 0 {
+		opt.Hot = hotFor
 	}
 	return &Outbox{store: s, opt: opt, streams: map[string]*streamState{}}, nil
 }
@@ -176,7 +183,7 @@ func (o *Outbox) Read(ctx context.Context, max int) ([]reservation.OutboxEntry, 
 		st := o.streams[sku]
 		switch {
 		case len(msgs) > 0:
-			st.hotUntil = now.Add(hotFor)
+			st.hotUntil = now.Add(o.opt.Hot)
 		case !failed && lerr == nil && length == 0 && !now.Before(st.hotUntil) && st.claimFrom == "":
 			// Empty and quiet: back to the index, unless a change was
 			// hinted since it was taken (then it stays due, see index.lua).
