@@ -38,9 +38,10 @@ var serviceTokens = []string{"s3cret-service-token-old", "s3cret-service-token-n
 // env is one server over the real redisstore on a miniredis whose clock the
 // test moves.
 type env struct {
-	m   *miniredis.Miniredis
-	srv *httpapi.Server
-	app *fiber.App
+	m     *miniredis.Miniredis
+	srv   *httpapi.Server
+	app   *fiber.App
+	store *redisstore.Store // set where a test counts Redis's commands
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

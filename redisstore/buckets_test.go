@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1227,7 +1228,8 @@ func TestBucketsStaleLayout(t *testing.T) {
 type beforeFirstTake struct {
 	sha  string
 	move func() error
-	done bool
+
+	done atomic.Bool // the store's index hints share the client
 	err  error
 }
 
@@ -1250,8 +1252,7 @@ func (h *beforeFirstTake) ProcessPipelineHook(next goredis.ProcessPipelineHook) 
 }
 
 func (h *beforeFirstTake) check(cmd goredis.Cmder) {
-	if args := cmd.Args(); !h.done && len(args) > 1 && args[1] == h.sha {
-		h.done = true
+	if args := cmd.Args(); len(args) > 1 && args[1] == h.sha && h.done.CompareAndSwap(false, true) {
 		h.err = h.move()
 	}
 }
@@ -1283,8 +1284,8 @@ func TestBucketsRefusalAsksHomeAgain(t *testing.T) {
 	buyer := newTestStore(t, client, s.mr, s.prefix)
 
 	r, _, err := buyer.Reserve(ctx, request(t, "home", userIn(t, names, 1, "buyer"), 1, ""))
-	if !hook.done || hook.err != nil {
-		t.Fatalf("the other buyer's pull did not run: done=%v err=%v", hook.done, hook.err)
+	if !hook.done.Load() || hook.err != nil {
+		t.Fatalf("the other buyer's pull did not run: done=%v err=%v", hook.done.Load(), hook.err)
 	}
 	if err != nil || bucketOf(r.ID) != names[1] {
 		t.Fatalf("reserve with the unit pulled home by another buyer: %+v, %v; want a hold in %s", r, err, names[1])

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -32,6 +33,17 @@ type pipelineHook struct {
 	gate      chan struct{} // closed to let every held pipeline go
 }
 
+// indexCall reports whether cmd is a call of the index script: its first
+// key is an index shard's.
+func indexCall(cmd goredis.Cmder) bool {
+	args := cmd.Args()
+	if len(args) < 4 {
+		return false
+	}
+	key, _ := args[3].(string)
+	return strings.Contains(key, ":{idx-")
+}
+
 func (h *pipelineHook) DialHook(next goredis.DialHook) goredis.DialHook { return next }
 func (h *pipelineHook) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
 	return next
@@ -39,6 +51,9 @@ func (h *pipelineHook) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook
 
 func (h *pipelineHook) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		if indexCall(cmds[0]) {
+			return next(ctx, cmds) // the store's index hints, sent beside the calls measured
+		}
 		// Only script pipelines: go-redis also pipelines a new connection's
 		// handshake through the hook.
 		if _, script := cmds[0].(*goredis.Cmd); script && h.hold.Load() {

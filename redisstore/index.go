@@ -216,28 +216,44 @@ func (s *Store) hint(ctx context.Context, due map[string]int64, dirty map[string
 	return nil
 }
 
-// noteCall hints the indexes after a bucket's script answered: a script that
-// may append to the outbox makes its bucket dirty, a new hold makes it due.
+// noteCall hints the indexes after a bucket's script answered: a change
+// appended to its outbox makes it dirty, a new hold or transfer makes it
+// due. Holds a refusal settled on the way are not hinted: they were due, so
+// the bucket's due entry is already due, and the sweeper, settling it, hints
+// the outbox they were written to.
 func (s *Store) noteCall(c call, res result) {
 	if res.err != nil || len(c.keys) == 0 {
 		return
 	}
+	rep, ok := res.val.([]any)
+	if !ok || len(rep) == 0 {
+		return
+	}
+	code, _ := rep[0].(string)
 	switch c.sc {
 	case s.reserve:
-		b := bucketOfKey(c.keys[0])
-		if rep, ok := res.val.([]any); ok && len(rep) >= resLen && rep[0] == "created" {
+		if code == "created" && len(rep) >= resLen {
+			b := bucketOfKey(c.keys[0])
 			s.hints.noteDue(b, scriptReply(rep).int(resExpires))
+			s.hints.noteDirty(b)
 		}
-		s.hints.noteDirty(b)
 	case s.take:
-		// Units moved out wait in a transfer the sweeper may have to finish.
-		b := bucketOfKey(c.keys[0])
-		s.hints.noteDue(b, 0)
-		s.hints.noteDirty(b)
-	case s.confirm, s.cancel, s.seed:
-		s.hints.noteDirty(bucketOfKey(c.keys[0]))
+		if code == "taken" {
+			// Units moved out wait in a transfer the sweeper may have to finish.
+			b := bucketOfKey(c.keys[0])
+			s.hints.noteDue(b, 0)
+			s.hints.noteDirty(b)
+		}
+	case s.confirm, s.cancel:
+		if code == "confirmed" || code == "cancelled" || code == "reservation_expired" {
+			s.hints.noteDirty(bucketOfKey(c.keys[0]))
+		}
+	case s.seed:
+		if code == "created" || code == "updated" {
+			s.hints.noteDirty(bucketOfKey(c.keys[0]))
+		}
 	case s.expire:
-		if rep, ok := res.val.([]any); ok && len(rep) >= expireLen && rep[0] == "ok" && scriptReply(rep).int(expireOutbox) > 0 {
+		if code == "ok" && len(rep) >= expireLen && scriptReply(rep).int(expireOutbox) > 0 {
 			s.hints.noteDirty(bucketOfKey(c.keys[0]))
 		}
 	}

@@ -201,6 +201,16 @@ func TestOutboxPrunesGoneConsumers(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustReserve(t, s, "a", "u1", 1)
+	// Each reader below stands for a process of its own, the one before it
+	// dead: the item it took from the dirty index is free again.
+	release := func() {
+		t.Helper()
+		s.FlushHints(ctx)
+		if err := s.ReleaseIndexes(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release()
 	dead := newOutboxIdle(t, s, "dead", 20*time.Millisecond)
 	held := mustRead(t, dead, 10) // taken, never acknowledged
 	if len(held) != 1 {
@@ -208,6 +218,7 @@ func TestOutboxPrunesGoneConsumers(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // past 10 claim periods
 
+	release()
 	live := newOutboxIdle(t, s, "live", 20*time.Millisecond)
 	got := mustRead(t, live, 10)
 	if len(got) != 1 || got[0].ID != held[0].ID {

@@ -27,12 +27,17 @@ import (
 const rowIdle = "idle"
 
 const (
-	// idleItems is the catalogue of the idle rows.
-	idleItems = 10_000
+	// idleItems is the catalogue of the idle rows; idleLargeItems the one
+	// measured again with idleTargetInstances only, to show the cost flat
+	// in the catalogue.
+	idleItems      = 10_000
+	idleLargeItems = 100_000
 	// idleWarm is how long after instances start before the window opens:
 	// the first instance syncs the seeding to MySQL, and an outbox that had
 	// entries is polled on every read for 5 s after (redisstore's hotFor).
 	idleWarm = 6 * time.Second
+	// idleSyncWait bounds the wait for the seeding to reach MySQL.
+	idleSyncWait = 5 * time.Minute
 	// idleMaxRedisCPU: with idleTargetInstances idle instances, Redis under
 	// this share of a core, whatever the catalogue.
 	idleMaxRedisCPU     = 0.05
@@ -64,40 +69,66 @@ type idleRow struct {
 // own) and measures each count of them in idleInstances.
 func (b *bench) idleRows(ctx context.Context) error {
 	b.start(rowIdle)
-	err := b.idle(ctx)
-	if err != nil && ctx.Err() == nil {
-		b.idleResults = append(b.idleResults, idleRow{Items: idleItems, Failure: err.Error()})
-		fmt.Fprintf(b.log, "flashsale-bench: %s FAILED: %v\n", rowIdle, err)
-		return nil
+	for _, c := range []struct {
+		items     int
+		instances []int
+	}{{idleItems, idleInstances}, {idleLargeItems, []int{idleTargetInstances}}} {
+		err := b.idle(ctx, c.items, c.instances)
+		if err != nil && ctx.Err() == nil {
+			b.idleResults = append(b.idleResults, idleRow{Items: c.items, Failure: err.Error()})
+			fmt.Fprintf(b.log, "flashsale-bench: %s (%d items) FAILED: %v\n", rowIdle, c.items, err)
+			continue
+		}
+		if err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(b.log, "flashsale-bench: %s done\n", rowIdle)
-	return err
+	return nil
 }
 
-func (b *bench) idle(ctx context.Context) error {
+// idle measures a catalogue of items on a Redis of its own, with each count
+// of instances, and stops its instances before it returns.
+func (b *bench) idle(ctx context.Context, items int, counts []int) error {
 	rdb, redisPID, err := b.privateRedis(ctx)
 	if err != nil {
 		return err
 	}
-	prefix := "fsbench-" + b.runID + "-idle"
-	if err := seedCatalogue(ctx, rdb, prefix, idleItems); err != nil {
+	prefix := "fsbench-" + b.runID + "-idle" + strconv.Itoa(items)
+	seeded := time.Now()
+	if err := seedCatalogue(ctx, rdb, prefix, items); err != nil {
 		return err
 	}
-	dsn, err := b.createDB(ctx, "idle")
+	fmt.Fprintf(b.log, "flashsale-bench: %s: %d items seeded in %v\n", rowIdle, items, time.Since(seeded).Round(time.Millisecond))
+	dsn, err := b.createDB(ctx, "idle"+strconv.Itoa(items))
 	if err != nil {
 		return err
 	}
 	redisAddr := rdb.Options().Addr
 	var instances []cpuSource
-	for _, n := range idleInstances {
+	var stops []func()
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}()
+	for _, n := range counts {
 		for len(instances) < n {
-			pid, err := b.startIdleInstance(ctx, len(instances), redisAddr, prefix, dsn)
+			pid, stop, err := b.startIdleInstance(ctx, len(instances), redisAddr, prefix, dsn)
 			if err != nil {
 				return err
 			}
 			instances = append(instances, procSource(procService, pid))
+			stops = append(stops, stop)
 		}
-		fmt.Fprintf(b.log, "flashsale-bench: %s: %d instances, %v to settle, then %v measured\n", rowIdle, n, idleWarm, b.s.duration)
+		// The seeding must reach MySQL first; the items then stay with the
+		// syncer that took them for hotFor before they go back to the index.
+		synced := time.Now()
+		if err := waitSynced(ctx, rdb, prefix); err != nil {
+			return err
+		}
+		fmt.Fprintf(b.log, "flashsale-bench: %s: %d items, %d instances: synced after %v, %v to settle, then %v measured\n",
+			rowIdle, items, n, time.Since(synced).Round(time.Millisecond), idleWarm, b.s.duration)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -107,10 +138,34 @@ func (b *bench) idle(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		row.Items = idleItems
+		row.Items = items
 		b.idleResults = append(b.idleResults, row)
 	}
 	return nil
+}
+
+// waitSynced waits until no outbox of the catalogue holds a change (the
+// dirty index is empty), at most idleSyncWait.
+func waitSynced(ctx context.Context, rdb *goredis.Client, prefix string) error {
+	store, err := redisstore.New(ctx, rdb, prefix)
+	if err != nil {
+		return fmt.Errorf("idle: %w", err)
+	}
+	deadline := time.Now().Add(idleSyncWait)
+	for {
+		b, err := store.Backlog(ctx)
+		if err == nil && b.Entries == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("idle: seeding not synced after %v: backlog %+v, %v", idleSyncWait, b, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // measureIdle reads Redis's CPU and commands processed, and the instances'
@@ -286,10 +341,10 @@ func (b *bench) startRedisServer(what string, extra ...string) (addr string, c *
 
 // startIdleInstance runs flashsale serve number i on redisAddr, as one of
 // several instances of one deployment (same prefix, same database).
-func (b *bench) startIdleInstance(ctx context.Context, i int, redisAddr, prefix, dsn string) (int, error) {
+func (b *bench) startIdleInstance(ctx context.Context, i int, redisAddr, prefix, dsn string) (int, func(), error) {
 	addr, err := freeAddr()
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	logPath := filepath.Join(os.TempDir(), fmt.Sprintf("flashsale-bench-%s-idle-%d.log", b.runID, i))
 	c, err := startChild(fmt.Sprintf("idle flashsale %d", i), b.s.flashsale, []string{"serve"}, childEnv(
@@ -301,9 +356,9 @@ func (b *bench) startIdleInstance(ctx context.Context, i int, redisAddr, prefix,
 		"FLASHSALE_LOG_LEVEL=warn",
 	), logPath, b.log)
 	if err != nil {
-		return 0, fmt.Errorf("%w (make build first, or pass -flashsale)", err)
+		return 0, nil, fmt.Errorf("%w (make build first, or pass -flashsale)", err)
 	}
-	b.cleanup.add(func(context.Context) error {
+	stop := b.cleanup.add(func(context.Context) error {
 		err := c.stop()
 		if err == nil {
 			_ = os.Remove(logPath) // kept when something went wrong
@@ -311,29 +366,36 @@ func (b *bench) startIdleInstance(ctx context.Context, i int, redisAddr, prefix,
 		return err
 	})
 	if err := c.waitReady(ctx, httpOK("http://"+addr+"/readyz")); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	return c.cmd.Process.Pid, nil
+	return c.cmd.Process.Pid, stop, nil
 }
 
 // idleTarget: Redis under idleMaxRedisCPU of a core with
-// idleTargetInstances idle instances.
+// idleTargetInstances idle instances, for every catalogue measured (the
+// highest counts).
 func (r *report) idleTarget() check {
 	c := check{Name: fmt.Sprintf("idle: Redis CPU with %d idle instances (share of a core)", idleTargetInstances),
 		Op: atMost, Want: 100 * idleMaxRedisCPU, Unit: "%"}
+	var items []string
+	worst := -1.0
 	for _, ir := range r.Idle {
 		if ir.Failure != "" {
-			c.Verdict, c.Why = notRun, "idle failed"
+			c.Verdict, c.Why = notRun, fmt.Sprintf("idle (%d items) failed", ir.Items)
 			return c
 		}
 		if ir.Instances == idleTargetInstances {
-			c.Name = fmt.Sprintf("idle: Redis CPU, %d items and %d idle instances", ir.Items, ir.Instances)
-			c.Value = 100 * ir.RedisCPU
-			c.Verdict = verdict(ir.RedisCPU < idleMaxRedisCPU)
-			return c
+			items = append(items, strconv.Itoa(ir.Items))
+			worst = max(worst, ir.RedisCPU)
 		}
 	}
-	c.Verdict, c.Why = notRun, "idle not run"
+	if worst < 0 {
+		c.Verdict, c.Why = notRun, "idle not run"
+		return c
+	}
+	c.Name = fmt.Sprintf("idle: Redis CPU, %s items and %d idle instances (the highest)", strings.Join(items, " and "), idleTargetInstances)
+	c.Value = 100 * worst
+	c.Verdict = verdict(worst < idleMaxRedisCPU)
 	return c
 }
 
