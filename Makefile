@@ -135,7 +135,7 @@ fuzz:
 ## script, a bare Fiber server, the plain endpoint), the service (also with rate
 ## limits on, and with a local replica and FLASHSALE_REDIS_ACK_REPLICAS=1), the MySQL
 ## approaches it replaces, with each process's CPU per request; then the idle
-## cost of 10,000 items; one table and the targets, in about three minutes. Redis and MySQL
+## cost of 10,000 and 100,000 items; one table and the targets, in about three minutes. Redis and MySQL
 ## from FLASHSALE_BENCH_REDIS_ADDR and FLASHSALE_BENCH_MYSQL_DSN (default the
 ## local ones); flags through BENCHFLAGS, e.g. BENCHFLAGS='-only http-ceiling -json'.
 bench: build
