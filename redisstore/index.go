@@ -42,7 +42,7 @@ const hintEvery = 5 * time.Millisecond
 // Defaults of WithSweep.
 const (
 	DefaultSweepLease = 500 * time.Millisecond
-	DefaultSweepScan  = 100
+	DefaultSweepScan  = 25
 )
 
 // sweepClaim bounds the buckets one claim takes.

@@ -58,17 +58,18 @@ type Outbox struct {
 	mu        sync.Mutex
 	streams   map[string]*streamState
 	lastScan  time.Time
-	lastClaim time.Time
 	lastPrune time.Time
 }
 
 type streamState struct {
-	grouped  bool      // the consumer group exists, as far as we know
-	held     bool      // taken from the dirty index: polled on every Read
-	version  string    // the index entry's version when taken
-	leaseTo  time.Time // when the hold runs out (renewed before)
-	adopt    bool      // just taken: take over its idle entries on the next poll
-	hotUntil time.Time // polled until then even with nothing in it
+	grouped bool      // the consumer group exists, as far as we know
+	held    bool      // taken from the dirty index: polled on every Read
+	version string    // the index entry's version when taken
+	leaseTo time.Time // when the hold runs out (renewed before)
+	adopt   bool      // just taken: take over its idle entries on the next poll
+	// claimedAt is when idle entries were last looked for.
+	claimedAt time.Time
+	hotUntil  time.Time // polled until then even with nothing in it
 	// claimFrom is where the last XAUTOCLAIM stopped when it found more
 	// idle entries than one call takes; the next Read goes on from there,
 	// so a long backlog left by a dead consumer drains at full speed.
@@ -102,14 +103,17 @@ func (s *Store) Outbox(opt OutboxOptions) (*Outbox, error) {
 }
 
 // Read returns new entries and entries claimed from consumers that went quiet.
-func (o *Outbox) Read(ctx context.Context, max int) ([]reservation.OutboxEntry, error) {
-	if err := o.take(ctx); err != nil {
+func (o *Outbox) Read(ctx context.Context, n int) ([]reservation.OutboxEntry, error) {
+	if err := o.take(ctx, n); err != nil {
 		return nil, err
 	}
-	skus, claim := o.candidates()
+	skus := o.candidates(n)
 	if len(skus) == 0 {
 		return nil, nil
 	}
+	// At most n entries in all: a Read's entries are written within one
+	// batch's time, and what is read but not written waits for a claim.
+	per := int64(max(1, n/len(skus)))
 	if err := o.ensureGroups(ctx, skus); err != nil {
 		return nil, err
 	}
@@ -118,23 +122,27 @@ func (o *Outbox) Read(ctx context.Context, max int) ([]reservation.OutboxEntry, 
 	claims := make([]*goredis.XAutoClaimCmd, len(skus))
 	reads := make([]*goredis.XStreamSliceCmd, len(skus))
 	lens := make([]*goredis.IntCmd, len(skus))
+	now := time.Now()
 	o.mu.Lock()
 	for i, sku := range skus {
 		key := s.key(sku, "outbox")
 		st := o.streams[sku]
-		if claim || st.adopt || st.claimFrom != "" {
+		// Entries left pending by a reader that died are taken over once
+		// idle for ClaimIdle: looked for every ClaimIdle/2 on each item.
+		if st.adopt || st.claimFrom != "" || now.Sub(st.claimedAt) >= o.opt.ClaimIdle/2 {
+			st.claimedAt = now
 			start := st.claimFrom
 			if start == "" {
 				start = "0-0"
 			}
 			claims[i] = pipe.XAutoClaim(ctx, &goredis.XAutoClaimArgs{
 				Stream: key, Group: SyncGroup, Consumer: o.opt.Consumer,
-				MinIdle: o.opt.ClaimIdle, Start: start, Count: int64(max),
+				MinIdle: o.opt.ClaimIdle, Start: start, Count: per,
 			})
 		}
 		reads[i] = pipe.XReadGroup(ctx, &goredis.XReadGroupArgs{
 			Group: SyncGroup, Consumer: o.opt.Consumer, Streams: []string{key, ">"},
-			Count: int64(max), Block: -1,
+			Count: per, Block: -1,
 		})
 		lens[i] = pipe.XLen(ctx, key)
 	}
@@ -144,7 +152,6 @@ func (o *Outbox) Read(ctx context.Context, max int) ([]reservation.OutboxEntry, 
 	var out []reservation.OutboxEntry
 	var firstErr error
 	var done []settlement
-	now := time.Now()
 	for i, sku := range skus {
 		var msgs []goredis.XMessage
 		failed := false
@@ -207,14 +214,13 @@ func (o *Outbox) Read(ctx context.Context, max int) ([]reservation.OutboxEntry, 
 	if firstErr != nil && len(out) == 0 {
 		return nil, fmt.Errorf("redisstore: outbox read: %w", translate(firstErr))
 	}
-	if claim {
-		o.prune(ctx, skus)
-	}
+	o.prune(ctx, skus)
 	return out, nil
 }
 
-// take claims the items of the dirty index that are due, once per Scan.
-func (o *Outbox) take(ctx context.Context) error {
+// take claims up to limit items of the dirty index that are due, once per
+// Scan: a reader takes what it can poll, and leaves the rest to the others.
+func (o *Outbox) take(ctx context.Context, limit int) error {
 	o.mu.Lock()
 	now := time.Now()
 	due := now.Sub(o.lastScan) >= o.opt.Scan
@@ -226,9 +232,10 @@ func (o *Outbox) take(ctx context.Context) error {
 		return nil
 	}
 	o.store.FlushHints(ctx) // this instance's own changes first
+	taken := 0
 	for _, shard := range mrand.Perm(indexShards) {
-		for {
-			c, err := o.store.claim(ctx, shard, indexDirty, dirtyLease, dirtyClaim)
+		for taken < limit {
+			c, err := o.store.claim(ctx, shard, indexDirty, dirtyLease, min(dirtyClaim, limit-taken))
 			if err != nil {
 				return fmt.Errorf("redisstore: outbox read: %w", err)
 			}
@@ -245,7 +252,8 @@ func (o *Outbox) take(ctx context.Context) error {
 				st.held, st.version, st.leaseTo = true, c.versions[i], now.Add(dirtyLease)
 			}
 			o.mu.Unlock()
-			if len(c.buckets) < dirtyClaim {
+			taken += len(c.buckets)
+			if len(c.buckets) < min(dirtyClaim, limit-taken+len(c.buckets)) {
 				break
 			}
 		}
@@ -253,22 +261,22 @@ func (o *Outbox) take(ctx context.Context) error {
 	return nil
 }
 
-// candidates returns the items this reader holds, and whether this round
-// takes over idle entries on all of them.
-func (o *Outbox) candidates() (skus []string, claim bool) {
+// candidates returns up to limit of the items this reader holds: a window
+// that starts somewhere else on every call (Go's map order), so a reader
+// holding more items than one Read takes polls them all in turn.
+func (o *Outbox) candidates(limit int) []string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	now := time.Now()
-	claim = now.Sub(o.lastClaim) >= o.opt.ClaimIdle/2
-	if claim {
-		o.lastClaim = now
-	}
+	var skus []string
 	for sku, st := range o.streams {
 		if st.held {
 			skus = append(skus, sku)
+			if len(skus) == limit {
+				break
+			}
 		}
 	}
-	return skus, claim
+	return skus
 }
 
 // prune removes consumers long gone from the groups (see prune.lua). Those
