@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/flashsale/flashsale/internal/redistest"
 	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/reservation"
@@ -305,5 +307,31 @@ func TestBacklogReadsTheIndexes(t *testing.T) {
 	b, err := s.Backlog(ctx)
 	if err != nil || b.Entries != 2 || b.Dead != 1 {
 		t.Fatalf("Backlog = %+v, %v; want 2 entries and 1 dead", b, err)
+	}
+}
+
+// TestBacklogEstimatesManyDirtyItems: with more dirty items than the
+// backlog reads, it counts a sample and scales it, so the gauge costs the
+// same for any backlog; one entry each, the estimate is exact.
+func TestBacklogEstimatesManyDirtyItems(t *testing.T) {
+	const items = 2500
+	s, _ := newSweepStores(t, time.Second, 1)
+	ctx := context.Background()
+	for i := range items {
+		b := fmt.Sprintf("d%05d", i)
+		if err := s.rdb.XAdd(ctx, &goredis.XAddArgs{Stream: s.key(b, "outbox"), Values: []any{"k", "junk"}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MarkDirty(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := s.mr.CommandCount()
+	got, err := s.Backlog(ctx)
+	if err != nil || got.Entries != items {
+		t.Fatalf("Backlog = %+v, %v; want %d entries", got, err, items)
+	}
+	if n := s.mr.CommandCount() - before; n > 2*2000+100 {
+		t.Fatalf("Backlog of %d dirty items sent %d commands, want about two per sampled item", items, n)
 	}
 }

@@ -104,7 +104,9 @@ func (s *Store) Outbox(opt OutboxOptions) (*Outbox, error) {
 
 // Read returns new entries and entries claimed from consumers that went quiet.
 func (o *Outbox) Read(ctx context.Context, n int) ([]reservation.OutboxEntry, error) {
-	if err := o.take(ctx, n); err != nil {
+	// A few Reads' worth: a Read polls n of them, and Reads follow each
+	// other within a batch's wait while there is work.
+	if err := o.take(ctx, 4*n); err != nil {
 		return nil, err
 	}
 	skus := o.candidates(n)
@@ -391,29 +393,71 @@ func (o *Outbox) Backlog(ctx context.Context) (reservation.Backlog, error) {
 	return o.store.Backlog(ctx)
 }
 
+// backlogSample bounds the dirty items whose outboxes one Backlog reads:
+// beyond it the reading is an estimate from a random sample of them, so the
+// gauge costs Redis the same with 100,000 dirty items as with 2,000.
+const backlogSample = 2000
+
 // Backlog reports the entries not yet synced: those of the items in the
 // dirty index (an item with entries is there, but for a hint lost with its
-// instance, which the sweeper's scan puts back) and the dead letters of the
+// instance, which the sweeper's scan puts back), estimated from a sample of
+// backlogSample of them when there are more, and the dead letters of the
 // items that ever failed an entry.
 func (s *Store) Backlog(ctx context.Context) (reservation.Backlog, error) {
 	s.FlushHints(ctx) // this instance's own changes count at once
 	var b reservation.Backlog
 	pipe := s.client.Pipeline()
-	dirty := make([]*goredis.StringSliceCmd, indexShards)
+	cards := make([]*goredis.IntCmd, indexShards)
 	dead := make([]*goredis.StringSliceCmd, indexShards)
 	for n := range indexShards {
-		dirty[n] = pipe.ZRange(ctx, s.indexKeys(n, indexDirty)[0], 0, -1)
+		cards[n] = pipe.ZCard(ctx, s.indexKeys(n, indexDirty)[0])
 		dead[n] = pipe.SMembers(ctx, s.deadIndexKey(n))
 	}
 	now := pipe.Time(ctx)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
 		return b, fmt.Errorf("redisstore: backlog: %w", translate(err))
 	}
-	var names, deadNames []string
+	var total int64
 	for n := range indexShards {
-		names = append(names, dirty[n].Val()...)
+		total += cards[n].Val()
+	}
+	// Each shard's members, or a sample of them, with the weight each
+	// stands for.
+	pipe = s.client.Pipeline()
+	members := make([]*goredis.StringSliceCmd, indexShards)
+	weight := make([]float64, indexShards)
+	for n := range indexShards {
+		card := cards[n].Val()
+		if card == 0 {
+			continue
+		}
+		k := s.indexKeys(n, indexDirty)[0]
+		if total <= backlogSample {
+			members[n], weight[n] = pipe.ZRange(ctx, k, 0, -1), 1
+			continue
+		}
+		take := max(1, card*backlogSample/total)
+		members[n], weight[n] = pipe.ZRandMember(ctx, k, int(take)), float64(card)/float64(take)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		return b, fmt.Errorf("redisstore: backlog: %w", translate(err))
+	}
+	var names []string
+	var weights []float64
+	for n := range indexShards {
+		if members[n] == nil {
+			continue
+		}
+		for _, m := range members[n].Val() {
+			names = append(names, m)
+			weights = append(weights, weight[n])
+		}
+	}
+	var deadNames []string
+	for n := range indexShards {
 		deadNames = append(deadNames, dead[n].Val()...)
 	}
+	var entries float64
 	const chunk = 500
 	for lo := 0; lo < len(names) || lo < len(deadNames); lo += chunk {
 		part := names[min(lo, len(names)):min(lo+chunk, len(names))]
@@ -434,7 +478,7 @@ func (s *Store) Backlog(ctx context.Context) (reservation.Backlog, error) {
 			return b, fmt.Errorf("redisstore: backlog: %w", translate(err))
 		}
 		for i := range part {
-			b.Entries += lens[i].Val()
+			entries += float64(lens[i].Val()) * weights[lo+i]
 			if msgs := first[i].Val(); len(msgs) > 0 {
 				if age := now.Val().Sub(entryTime(msgs[0].ID)); age > b.Oldest {
 					b.Oldest = age
@@ -445,6 +489,7 @@ func (s *Store) Backlog(ctx context.Context) (reservation.Backlog, error) {
 			b.Dead += deadLens[i].Val()
 		}
 	}
+	b.Entries = int64(entries + 0.5)
 	return b, nil
 }
 
