@@ -123,7 +123,8 @@ func run(ctx context.Context, env Environ, logOut io.Writer) error {
 		bg.run(syncer.Run)
 	}
 	if cfg.AuditInterval > 0 {
-		bg.run((&persistence.Auditor{Store: store, DB: db, Interval: cfg.AuditInterval, Log: log}).Run)
+		bg.run((&persistence.Auditor{Store: store, DB: db, Interval: cfg.AuditInterval, Log: log,
+			Lease: func(ctx context.Context, ttl time.Duration) (bool, error) { return store.Lease(ctx, "audit", ttl) }}).Run)
 	}
 
 	serveErr := make(chan error, 2)

@@ -57,6 +57,9 @@ var ratelimit string
 //go:embed index.lua
 var index string
 
+//go:embed lease.lua
+var lease string
+
 // Source is the text of one loadable script: the shared helpers of lib.lua
 // followed by the script's own body.
 type Source string
@@ -85,6 +88,9 @@ func Prune() Source { return Source(prune) }
 // Index works on one shard of the due and dirty indexes, not on an item: it
 // stands alone too.
 func Index() Source { return Source(index) }
+
+// Lease renews a deployment-wide lease; it stands alone too.
+func Lease() Source { return Source(lease) }
 
 // RateLimit works on rate budgets, not items: it stands alone too.
 func RateLimit() Source { return Source(ratelimit) }

@@ -23,6 +23,11 @@ type Auditor struct {
 	DB       *DB
 	Interval time.Duration
 	Log      *slog.Logger
+	// Lease, when set, takes or keeps a deployment-wide lease for ttl and
+	// reports whether this auditor holds it: Run audits only while it does,
+	// so a deployment audits its catalogue once per Interval, not once per
+	// instance (100,000 items kept every instance's auditor busy).
+	Lease func(ctx context.Context, ttl time.Duration) (bool, error)
 }
 
 // Audit reads the item from Redis first (settling due holds, whose expiry
@@ -77,6 +82,10 @@ func (a *Auditor) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
+		if !a.holdsLease(ctx) {
+			suspects = map[string][]string{} // two audits in a row must both be this one's
+			continue
+		}
 		skus, err := a.DB.SKUs(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -85,7 +94,12 @@ func (a *Auditor) Run(ctx context.Context) error {
 			continue
 		}
 		next := map[string][]string{}
-		for _, sku := range skus {
+		for i, sku := range skus {
+			// A pass longer than the lease renews it on the way, and stops
+			// if another instance took over meanwhile.
+			if i > 0 && i%1000 == 0 && !a.holdsLease(ctx) {
+				break
+			}
 			au, err := a.Audit(ctx, sku)
 			if err != nil || au.Backlog > 0 || len(au.Drift) == 0 {
 				continue
@@ -97,4 +111,17 @@ func (a *Auditor) Run(ctx context.Context) error {
 		}
 		suspects = next
 	}
+}
+
+// holdsLease reports whether this auditor is the deployment's (always,
+// without a Lease), renewing the lease for two intervals.
+func (a *Auditor) holdsLease(ctx context.Context) bool {
+	if a.Lease == nil {
+		return true
+	}
+	held, err := a.Lease(ctx, 2*a.Interval)
+	if err != nil && ctx.Err() == nil {
+		a.Log.Warn("audit: cannot take the lease", "err", err)
+	}
+	return err == nil && held
 }

@@ -3,6 +3,7 @@ package persistence_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"slices"
@@ -384,4 +385,50 @@ func TestRebuildMissesNoEntrySyncedBetweenItsReads(t *testing.T) {
 			}
 		})
 	}
+}
+
+// countingItems counts the items an auditor reads.
+type countingItems struct {
+	persistence.ItemReader
+	n atomic.Int64
+}
+
+func (c *countingItems) Item(ctx context.Context, sku string) (reservation.Item, error) {
+	c.n.Add(1)
+	return c.ItemReader.Item(ctx, sku)
+}
+
+// TestAuditorRunsOnlyWithTheLease: with a Lease, only the auditor holding
+// it audits, so a deployment audits its catalogue once per interval, not
+// once per instance; it asks for two intervals' worth each time.
+func TestAuditorRunsOnlyWithTheLease(t *testing.T) {
+	forEachSyncEnv(t, func(t *testing.T, env *syncEnv) {
+		syncedItem(t, env, "aud")
+		for _, held := range []bool{false, true} {
+			t.Run(fmt.Sprintf("held=%v", held), func(t *testing.T) {
+				ctx, cancel := context.WithCancel(testCtx(t))
+				items := &countingItems{ItemReader: env.store}
+				var asked atomic.Int64
+				a := &persistence.Auditor{Store: items, DB: env.db, Interval: 5 * time.Millisecond, Log: slog.New(slog.DiscardHandler),
+					Lease: func(_ context.Context, ttl time.Duration) (bool, error) {
+						if ttl != 10*time.Millisecond {
+							t.Errorf("lease asked for %v, want two intervals", ttl)
+						}
+						asked.Add(1)
+						return held, nil
+					}}
+				done := make(chan error, 1)
+				go func() { done <- a.Run(ctx) }()
+				time.Sleep(100 * time.Millisecond)
+				cancel()
+				<-done
+				if asked.Load() == 0 {
+					t.Fatal("the lease was never asked for")
+				}
+				if got := items.n.Load() > 0; got != held {
+					t.Fatalf("audited %d items holding the lease=%v", items.n.Load(), held)
+				}
+			})
+		}
+	})
 }

@@ -335,3 +335,31 @@ func TestBacklogEstimatesManyDirtyItems(t *testing.T) {
 		t.Fatalf("Backlog of %d dirty items sent %d commands, want about two per sampled item", items, n)
 	}
 }
+
+// TestLease: one instance of a deployment holds a lease at a time; the
+// holder keeps it by asking again, and another takes it once it ran out
+// (its holder died), after which the old holder's renewal fails.
+func TestLease(t *testing.T) {
+	a, b := newSweepStores(t, time.Second, 1)
+	ctx := context.Background()
+	steps := []struct {
+		name string
+		s    *testStore
+		wait time.Duration
+		want bool
+	}{
+		{"first asker takes it", a, 0, true},
+		{"another is refused", b, 0, false},
+		{"the holder renews it", a, 900 * time.Millisecond, true},
+		{"another is refused within the renewed lease", b, 900 * time.Millisecond, false},
+		{"another takes it once it ran out", b, 200 * time.Millisecond, true},
+		{"the old holder's renewal fails", a, 0, false},
+	}
+	for _, st := range steps {
+		a.mr.FastForward(st.wait)
+		got, err := st.s.Lease(ctx, "audit", time.Second)
+		if err != nil || got != st.want {
+			t.Fatalf("%s: Lease = %v, %v; want %v", st.name, got, err, st.want)
+		}
+	}
+}

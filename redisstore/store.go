@@ -53,7 +53,7 @@ type Store struct {
 	// sweepLease and sweepScan are WithSweep's.
 	sweepLease time.Duration
 	sweepScan  int
-	scanToken  string // names this store as the holder of the scan's lease
+	leaseToken  string // names this store as the holder of a Lease
 }
 
 var _ reservation.Store = (*Store)(nil)
@@ -86,7 +86,7 @@ func New(ctx context.Context, client goredis.UniversalClient, prefix string, opt
 	s.co = newCoalescer(client, DefaultPipelines, DefaultPipelineBatch)
 	s.retention = DefaultRetention
 	s.hints = &hints{store: s, due: map[string]int64{}, dirty: map[string]bool{}}
-	s.sweepLease, s.sweepScan, s.scanToken = DefaultSweepLease, DefaultSweepScan, randomToken()
+	s.sweepLease, s.sweepScan, s.leaseToken = DefaultSweepLease, DefaultSweepScan, randomToken()
 	for _, opt := range opts {
 		opt(s)
 	}
@@ -149,7 +149,7 @@ func WithPipelines(n, batch int) Option {
 // EVALSHA to EVAL.
 func (s *Store) LoadScripts(ctx context.Context) error {
 	load := func(ctx context.Context, c goredis.Scripter) error {
-		for _, sc := range []*goredis.Script{s.reserve, s.confirm, s.cancel, s.expire, s.seed, s.get, s.restore, s.bucket, s.take, s.give, s.freeze, s.credit, ackScript, pruneScript, rateLimitScript, indexScript} {
+		for _, sc := range []*goredis.Script{s.reserve, s.confirm, s.cancel, s.expire, s.seed, s.get, s.restore, s.bucket, s.take, s.give, s.freeze, s.credit, ackScript, pruneScript, rateLimitScript, indexScript, leaseScript} {
 			if err := sc.Load(ctx, c).Err(); err != nil {
 				return fmt.Errorf("redisstore: load script: %w", translate(err))
 			}

@@ -10,6 +10,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/flashsale/flashsale/luascripts"
 	"github.com/flashsale/flashsale/reservation"
 )
 
@@ -144,9 +145,8 @@ func (w *sweep) finish(ctx context.Context) error {
 	return w.failed
 }
 
-// The safety-net scan's keys: who holds it (and until when), where it is in
-// the catalogue, and whether a whole pass has run since the indexes began.
-func (s *Store) scanLeaseKey() string  { return s.prefix + ":scan:lease" }
+// The safety-net scan's keys: where it is in the catalogue, and whether a
+// whole pass has run since the indexes began (its lease is Lease's "scan").
 func (s *Store) scanCursorKey() string { return s.prefix + ":scan:cursor" }
 func (s *Store) scanDoneKey() string   { return s.prefix + ":scan:passed" }
 
@@ -160,21 +160,8 @@ func (s *Store) scanDoneKey() string   { return s.prefix + ":scan:passed" }
 // the holder runs the whole pass at once.
 func (s *Store) scanStep(ctx context.Context, w *sweep) error {
 	lease := 2 * s.sweepLease
-	got, err := s.client.SetNX(ctx, s.scanLeaseKey(), s.scanToken, lease).Result()
-	if err != nil {
-		return fmt.Errorf("redisstore: scan lease: %w", translate(err))
-	}
-	if !got {
-		holder, err := s.client.Get(ctx, s.scanLeaseKey()).Result()
-		if errors.Is(err, goredis.Nil) || (err == nil && holder != s.scanToken) {
-			return nil // another instance scans (or just let go; next time)
-		}
-		if err != nil {
-			return fmt.Errorf("redisstore: scan lease: %w", translate(err))
-		}
-		if err := s.client.PExpire(ctx, s.scanLeaseKey(), lease).Err(); err != nil {
-			return fmt.Errorf("redisstore: scan lease: %w", translate(err))
-		}
+	if held, err := s.Lease(ctx, "scan", lease); err != nil || !held {
+		return err // another instance scans
 	}
 	passed, err := s.client.Exists(ctx, s.scanDoneKey()).Result()
 	if err != nil {
@@ -211,8 +198,8 @@ func (s *Store) scanStep(ctx context.Context, w *sweep) error {
 		if passed != 0 {
 			return nil
 		}
-		if err := s.client.PExpire(ctx, s.scanLeaseKey(), lease).Err(); err != nil {
-			return fmt.Errorf("redisstore: scan lease: %w", translate(err))
+		if held, err := s.Lease(ctx, "scan", lease); err != nil || !held {
+			return err
 		}
 	}
 }
@@ -241,3 +228,26 @@ func (s *Store) rehint(ctx context.Context, w *sweep, buckets []string) error {
 	}
 	return s.hint(ctx, due, dirty)
 }
+
+// Lease takes or keeps the deployment-wide lease called name for ttl, and
+// reports whether this store holds it: a task one instance of the
+// deployment does at a time (the safety-net scan, the periodic audit). The
+// holder keeps it by calling again within ttl; when it stops (it died), the
+// lease runs out and the next caller takes it.
+func (s *Store) Lease(ctx context.Context, name string, ttl time.Duration) (bool, error) {
+	key := s.prefix + ":" + name + ":lease"
+	got, err := s.client.SetNX(ctx, key, s.leaseToken, ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("redisstore: %s lease: %w", name, translate(err))
+	}
+	if got {
+		return true, nil
+	}
+	rep, err := reply(leaseScript.Run(ctx, s.client, []string{key}, s.leaseToken, ttl.Milliseconds()).Result())
+	if err != nil {
+		return false, fmt.Errorf("redisstore: %s lease: %w", name, err)
+	}
+	return rep.code() == "renewed", nil
+}
+
+var leaseScript = goredis.NewScript(string(luascripts.Lease()))
