@@ -53,7 +53,7 @@ type Store struct {
 	// sweepLease and sweepScan are WithSweep's.
 	sweepLease time.Duration
 	sweepScan  int
-	leaseToken  string // names this store as the holder of a Lease
+	leaseToken string // names this store as the holder of a Lease
 }
 
 var _ reservation.Store = (*Store)(nil)
