@@ -496,7 +496,7 @@ func (s *Store) Backlog(ctx context.Context) (reservation.Backlog, error) {
 // deadIndexKey is one shard of the set of buckets that may have dead
 // letters; Fail adds a bucket before an attempt that may park its entry.
 func (s *Store) deadIndexKey(shard int) string {
-	return s.prefix + ":{idx-" + strconv.Itoa(shard) + "}:dead"
+	return s.prefix + ":{idx-" + strconv.Itoa(shard) + "}:failed"
 }
 
 // ItemBacklog is the number of unsynced entries of one item, over its buckets.
