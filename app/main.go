@@ -113,6 +113,13 @@ func run(ctx context.Context, env Environ, logOut io.Writer) error {
 
 	// Background work stops after the HTTP server has drained, so requests
 	// in flight still see a recovering item rebuilt.
+	// Last, with Redis still open: the index hints of the last requests and
+	// sweeps (otherwise the safety-net scan finds their items, later).
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		store.FlushHints(ctx)
+	}()
 	bg := newBackground()
 	defer bg.stop()
 	bg.run(func(ctx context.Context) error {
