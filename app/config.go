@@ -81,6 +81,7 @@ type Config struct {
 	RecoveryInterval time.Duration // FLASHSALE_RECOVERY_INTERVAL: epoch check
 	RecoveryGrace    time.Duration // FLASHSALE_RECOVERY_GRACE: > SyncTimeout
 	AuditInterval    time.Duration // FLASHSALE_AUDIT_INTERVAL; 0 turns the periodic audit off
+	AuditRate        int           // FLASHSALE_AUDIT_RATE: items audited per second at most
 
 	Metrics bool // FLASHSALE_METRICS: serve GET /metrics
 
@@ -167,6 +168,7 @@ func LoadConfig(env Environ) (Config, error) {
 
 		RecoveryInterval: r.duration("FLASHSALE_RECOVERY_INTERVAL", time.Second, 10*time.Millisecond, time.Minute),
 		AuditInterval:    r.duration("FLASHSALE_AUDIT_INTERVAL", time.Minute, 0, 24*time.Hour),
+		AuditRate:        r.int("FLASHSALE_AUDIT_RATE", 200, 1, 100_000),
 
 		Metrics: r.bool("FLASHSALE_METRICS", true),
 	}

@@ -130,7 +130,7 @@ func run(ctx context.Context, env Environ, logOut io.Writer) error {
 		bg.run(syncer.Run)
 	}
 	if cfg.AuditInterval > 0 {
-		bg.run((&persistence.Auditor{Store: store, DB: db, Interval: cfg.AuditInterval, Log: log,
+		bg.run((&persistence.Auditor{Store: store, DB: db, Interval: cfg.AuditInterval, Log: log, Rate: cfg.AuditRate,
 			Lease: func(ctx context.Context, ttl time.Duration) (bool, error) { return store.Lease(ctx, "audit", ttl) }}).Run)
 	}
 

@@ -28,6 +28,10 @@ type Auditor struct {
 	// so a deployment audits its catalogue once per Interval, not once per
 	// instance (100,000 items kept every instance's auditor busy).
 	Lease func(ctx context.Context, ttl time.Duration) (bool, error)
+	// Rate, when above 0, paces a pass to at most Rate items a second, so
+	// its cost stays flat in the catalogue: a pass of a large catalogue then
+	// takes longer than Interval, and the next starts when it ends.
+	Rate int
 }
 
 // Audit reads the item from Redis first (settling due holds, whose expiry
@@ -93,24 +97,43 @@ func (a *Auditor) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		next := map[string][]string{}
-		for i, sku := range skus {
-			// A pass longer than the lease renews it on the way, and stops
-			// if another instance took over meanwhile.
-			if i > 0 && i%1000 == 0 && !a.holdsLease(ctx) {
-				break
-			}
-			au, err := a.Audit(ctx, sku)
-			if err != nil || au.Backlog > 0 || len(au.Drift) == 0 {
-				continue
-			}
-			if prev, ok := suspects[sku]; ok && slices.Equal(prev, au.Drift) {
-				a.Log.Error("audit: redis and the record disagree", "sku", sku, "drift", au.Drift)
-			}
-			next[sku] = au.Drift
-		}
-		suspects = next
+		suspects = a.pass(ctx, skus, suspects)
 	}
+}
+
+// pass audits skus (at most Rate a second) and returns the drift it saw per
+// item, logging drift that suspects already held.
+func (a *Auditor) pass(ctx context.Context, skus []string, suspects map[string][]string) map[string][]string {
+	next := map[string][]string{}
+	var pace <-chan time.Time
+	if a.Rate > 0 {
+		tick := time.NewTicker(time.Second / time.Duration(a.Rate))
+		defer tick.Stop()
+		pace = tick.C
+	}
+	for i, sku := range skus {
+		if pace != nil {
+			select {
+			case <-ctx.Done():
+				return next
+			case <-pace:
+			}
+		}
+		// A pass longer than the lease renews it on the way, and stops if
+		// another instance took over meanwhile.
+		if i > 0 && i%1000 == 0 && !a.holdsLease(ctx) {
+			break
+		}
+		au, err := a.Audit(ctx, sku)
+		if err != nil || au.Backlog > 0 || len(au.Drift) == 0 {
+			continue
+		}
+		if prev, ok := suspects[sku]; ok && slices.Equal(prev, au.Drift) {
+			a.Log.Error("audit: redis and the record disagree", "sku", sku, "drift", au.Drift)
+		}
+		next[sku] = au.Drift
+	}
+	return next
 }
 
 // holdsLease reports whether this auditor is the deployment's (always,

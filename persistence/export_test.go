@@ -1,6 +1,7 @@
 package persistence
 
 import (
+	"context"
 	"testing"
 
 	"gorm.io/gorm"
@@ -17,4 +18,9 @@ func AfterQuery(t testing.TB, db *DB, fn func(table string)) {
 	if err != nil {
 		t.Fatalf("register the query callback: %v", err)
 	}
+}
+
+// Pass runs one pass of the periodic audit over skus.
+func (a *Auditor) Pass(ctx context.Context, skus []string) map[string][]string {
+	return a.pass(ctx, skus, map[string][]string{})
 }

@@ -432,3 +432,25 @@ func TestAuditorRunsOnlyWithTheLease(t *testing.T) {
 		}
 	})
 }
+
+// TestAuditorPacesAPass: with a Rate, a pass reads at most that many items
+// a second, so a large catalogue costs Redis the same per second as a
+// small one.
+func TestAuditorPacesAPass(t *testing.T) {
+	const n, rate = 40, 100
+	items := &countingItems{ItemReader: fixedItem{}}
+	a := &persistence.Auditor{Store: items, Rate: rate, Log: slog.New(slog.DiscardHandler)}
+	skus := make([]string, n)
+	for i := range skus {
+		skus[i] = fmt.Sprintf("p%d", i)
+	}
+	start := time.Now()
+	a.Pass(testCtx(t), skus)
+	took := time.Since(start)
+	if items.n.Load() != n {
+		t.Fatalf("read %d items, want all %d", items.n.Load(), n)
+	}
+	if want := time.Duration(n-1) * time.Second / rate; took < want {
+		t.Fatalf("a pass of %d items at %d/s took %v, want at least %v", n, rate, took, want)
+	}
+}
