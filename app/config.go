@@ -168,7 +168,7 @@ func LoadConfig(env Environ) (Config, error) {
 
 		RecoveryInterval: r.duration("FLASHSALE_RECOVERY_INTERVAL", time.Second, 10*time.Millisecond, time.Minute),
 		AuditInterval:    r.duration("FLASHSALE_AUDIT_INTERVAL", time.Minute, 0, 24*time.Hour),
-		AuditRate:        r.int("FLASHSALE_AUDIT_RATE", 200, 1, 100_000),
+		AuditRate:        r.int("FLASHSALE_AUDIT_RATE", 50, 1, 100_000),
 
 		Metrics: r.bool("FLASHSALE_METRICS", true),
 	}

@@ -35,7 +35,7 @@ func TestLoadConfig(t *testing.T) {
 			vars: map[string]string{"FLASHSALE_REDIS_ADDR": "embedded"},
 			check: func(t *testing.T, c Config) {
 				if c.HTTPAddr != ":3004" || !c.EmbeddedRedis() || c.KeyPrefix != "flashsale" ||
-					c.SweepInterval != 250*time.Millisecond || c.SweepScan != 25 || c.LogLevel != slog.LevelInfo || c.LogFormat != "json" {
+					c.SweepInterval != 250*time.Millisecond || c.SweepScan != 25 || c.AuditRate != 50 || c.LogLevel != slog.LevelInfo || c.LogFormat != "json" {
 					t.Errorf("defaults = %+v", c)
 				}
 			},

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -234,8 +233,12 @@ func (o *Outbox) take(ctx context.Context, limit int) error {
 		return nil
 	}
 	o.store.FlushHints(ctx) // this instance's own changes first
+	shards, err := o.store.dueShards(ctx, indexDirty)
+	if err != nil {
+		return fmt.Errorf("redisstore: outbox read: %w", err)
+	}
 	taken := 0
-	for _, shard := range mrand.Perm(indexShards) {
+	for _, shard := range shards {
 		for taken < limit {
 			c, err := o.store.claim(ctx, shard, indexDirty, dirtyLease, min(dirtyClaim, limit-taken))
 			if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -24,7 +23,11 @@ func (s *Store) SweepDue(ctx context.Context, batch int) (int, error) {
 	sw := &sweep{store: s, batch: batch, owed: map[string]int{}}
 	// Shards in an order of this sweep's own, so that instances sweeping at
 	// the same moment do not queue on the same one.
-	for _, shard := range rand.Perm(indexShards) {
+	shards, err := s.dueShards(ctx, indexDue)
+	if err != nil {
+		return 0, err
+	}
+	for _, shard := range shards {
 		for {
 			c, err := s.claim(ctx, shard, indexDue, s.sweepLease, sweepClaim)
 			if err != nil {

@@ -54,7 +54,12 @@ type instance struct {
 // overrides or adds environment variables.
 func startFlashsale(t testing.TB, redisAddr, mysqlDSN string, extra map[string]string) *instance {
 	t.Helper()
-	bin := testenv.BuildFlashsale(t)
+	return startFlashsaleBin(t, testenv.BuildFlashsale(t), redisAddr, mysqlDSN, extra)
+}
+
+// startFlashsaleBin is startFlashsale with a binary of the caller's.
+func startFlashsaleBin(t testing.TB, bin, redisAddr, mysqlDSN string, extra map[string]string) *instance {
+	t.Helper()
 	prefix := "ft-" + randomHex(t, 6)
 	env := map[string]string{
 		"FLASHSALE_REDIS_ADDR":        redisAddr,

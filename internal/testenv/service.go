@@ -19,11 +19,14 @@ import (
 // flashsalePkg is the command BuildFlashsale builds.
 const flashsalePkg = "github.com/flashsale/flashsale/app"
 
-var flashsaleBuild struct {
+type build struct {
 	once sync.Once
 	path string
 	err  error
 }
+
+// The binary with the race detector, and without.
+var flashsaleBuild, flashsaleFastBuild build
 
 // BuildFlashsale builds the flashsale binary with the race detector and
 // returns its path. The build runs once per test binary, however many tests
@@ -36,24 +39,38 @@ var flashsaleBuild struct {
 // compiler's output; no go command on PATH skips it (fails under CI=true).
 func BuildFlashsale(t testing.TB) string {
 	t.Helper()
+	return flashsaleBuild.get(t, "-race")
+}
+
+// BuildFlashsaleFast is BuildFlashsale without the race detector, for the
+// tests that measure cost or time with a large catalogue, where its 5-10x
+// slowdown would measure the detector (every other test runs the race
+// binary).
+func BuildFlashsaleFast(t testing.TB) string {
+	t.Helper()
+	return flashsaleFastBuild.get(t)
+}
+
+func (b *build) get(t testing.TB, flags ...string) string {
+	t.Helper()
 	goCmd, err := exec.LookPath("go")
 	if err != nil {
 		unavailable(t, "no go command on PATH to build %s: %v", flashsalePkg, err)
 	}
-	flashsaleBuild.once.Do(func() {
+	b.once.Do(func() {
 		begin := time.Now()
-		flashsaleBuild.path, flashsaleBuild.err = buildFlashsale(goCmd)
-		if flashsaleBuild.err == nil {
-			t.Logf("testenv: built %s in %v", flashsalePkg, time.Since(begin).Round(time.Millisecond))
+		b.path, b.err = buildFlashsale(goCmd, flags...)
+		if b.err == nil {
+			t.Logf("testenv: built %s %v in %v", flashsalePkg, flags, time.Since(begin).Round(time.Millisecond))
 		}
 	})
-	if flashsaleBuild.err != nil {
-		t.Fatalf("testenv: %v", flashsaleBuild.err)
+	if b.err != nil {
+		t.Fatalf("testenv: %v", b.err)
 	}
-	return flashsaleBuild.path
+	return b.path
 }
 
-func buildFlashsale(goCmd string) (string, error) {
+func buildFlashsale(goCmd string, flags ...string) (string, error) {
 	root, err := moduleRoot()
 	if err != nil {
 		return "", err
@@ -65,11 +82,12 @@ func buildFlashsale(goCmd string) (string, error) {
 	bin := filepath.Join(dir, "flashsale")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, goCmd, "build", "-race", "-o", bin, flashsalePkg)
+	args := append(append([]string{"build"}, flags...), "-o", bin, flashsalePkg)
+	cmd := exec.CommandContext(ctx, goCmd, args...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		_ = os.RemoveAll(dir)
-		return "", fmt.Errorf("go build -race %s in %s: %v\n%s", flashsalePkg, root, err, tailString(string(out)))
+		return "", fmt.Errorf("go %s in %s: %v\n%s", strings.Join(args, " "), root, err, tailString(string(out)))
 	}
 	return bin, nil
 }
