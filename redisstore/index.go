@@ -205,6 +205,12 @@ func (s *Store) hint(ctx context.Context, due map[string]int64, dirty map[string
 		calls = append(calls, call{sc: indexScript,
 			keys: append(s.indexKeys(n, indexDue), s.indexKeys(n, indexDirty)...), args: append(args, a.dirty...)})
 	}
+	return s.runIndex(ctx, "index hint", calls)
+}
+
+// runIndex sends index script calls of several shards in one pipeline and
+// joins their errors.
+func (s *Store) runIndex(ctx context.Context, what string, calls []call) error {
 	var errs []error
 	for _, res := range pipelined(ctx, s.client, calls, ackPolicy{}) {
 		if _, err := reply(res.val, res.err); err != nil {
@@ -212,7 +218,7 @@ func (s *Store) hint(ctx context.Context, due map[string]int64, dirty map[string
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("redisstore: index hint: %w", err)
+		return fmt.Errorf("redisstore: %s: %w", what, err)
 	}
 	return nil
 }
@@ -338,16 +344,7 @@ func (s *Store) settle(ctx context.Context, index string, done []settlement) err
 	for n, args := range byShard {
 		calls = append(calls, call{sc: indexScript, keys: s.indexKeys(n, index), args: append([]any{"settle"}, args...)})
 	}
-	var errs []error
-	for _, res := range pipelined(ctx, s.client, calls, ackPolicy{}) {
-		if _, err := reply(res.val, res.err); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("redisstore: settle %s index: %w", index, err)
-	}
-	return nil
+	return s.runIndex(ctx, "settle "+index+" index", calls)
 }
 
 // IndexSize counts the entries of an index ("due" or "dirty") over its

@@ -82,9 +82,8 @@ type sweep struct {
 
 // visited is what expire.lua left a bucket as.
 type visited struct {
-	gone   bool  // no item
-	next   int64 // when it next needs expire.lua (Redis ms), -1 never
-	outbox int64 // changes not yet synced
+	gone bool  // no item
+	next int64 // when it next needs expire.lua (Redis ms), -1 never
 }
 
 // expire runs expire.lua on each bucket, pipelined, again for those with
@@ -131,7 +130,7 @@ func (w *sweep) expire(ctx context.Context, buckets []string) (map[string]visite
 				w.owed[bucketSKU(buckets[i])] = min(max(b.item.Buckets, 1), reservation.MaxBuckets)
 				next = minDue(next, b.nowMS+1000)
 			}
-			found[buckets[i]] = visited{next: next, outbox: b.outbox}
+			found[buckets[i]] = visited{next: next}
 		}
 		buckets = again
 	}
@@ -207,8 +206,9 @@ func (s *Store) scanStep(ctx context.Context, w *sweep) error {
 	}
 }
 
-// rehint settles the buckets and writes both indexes' entries for them
-// again, straight away.
+// rehint settles the buckets and writes their due entries again, straight
+// away; their dirty entries are hinted by expire.lua's own calls (noteCall
+// notes every bucket it leaves with unsynced changes).
 func (s *Store) rehint(ctx context.Context, w *sweep, buckets []string) error {
 	if len(buckets) == 0 {
 		return nil
@@ -217,19 +217,16 @@ func (s *Store) rehint(ctx context.Context, w *sweep, buckets []string) error {
 	if err != nil {
 		return err
 	}
-	due, dirty := map[string]int64{}, map[string]bool{}
+	due := map[string]int64{}
 	for b, f := range found {
 		if f.next >= 0 {
 			due[b] = f.next
 		}
-		if f.outbox > 0 {
-			dirty[b] = true
-		}
 	}
-	if len(due) == 0 && len(dirty) == 0 {
+	if len(due) == 0 {
 		return nil
 	}
-	return s.hint(ctx, due, dirty)
+	return s.hint(ctx, due, nil)
 }
 
 // Lease takes or keeps the deployment-wide lease called name for ttl, and
