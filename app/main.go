@@ -92,6 +92,7 @@ func run(ctx context.Context, env Environ, logOut io.Writer) error {
 	}
 
 	metrics, metricsHandler := newMetrics(cfg, store, syncer, recoverer, log)
+	limiter := store.LocalLimiter()
 	srv := httpapi.New(svc, httpapi.Config{
 		AdminTokens:   adminTokens,
 		ServiceTokens: serviceTokens,
@@ -107,18 +108,20 @@ func run(ctx context.Context, env Environ, logOut io.Writer) error {
 		MetricsHandler: metricsHandler,
 		Internal:       cfg.InternalAddr != "",
 		Console:        newConsole(store, syncer, recoverer, db, metrics, log),
-		Limits: httpapi.RateLimits{Limiter: store, PerUser: cfg.RatePerUser, PerIP: cfg.RatePerIP,
+		Limits: httpapi.RateLimits{Limiter: limiter, PerUser: cfg.RatePerUser, PerIP: cfg.RatePerIP,
 			TrustedProxies: cfg.TrustedProxies},
 	})
 
 	// Background work stops after the HTTP server has drained, so requests
 	// in flight still see a recovering item rebuilt.
 	// Last, with Redis still open: the index hints of the last requests and
-	// sweeps (otherwise the safety-net scan finds their items, later).
+	// sweeps (otherwise the safety-net scan finds their items, later), and
+	// the rate-limit charges and leases this instance still owes.
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		store.FlushHints(ctx)
+		limiter.Flush(ctx)
 	}()
 	bg := newBackground()
 	defer bg.stop()

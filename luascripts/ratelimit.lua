@@ -1,53 +1,84 @@
--- ratelimit.lua: take one request from each of one or more rate budgets,
--- all or nothing, by GCRA (the generic cell rate algorithm): a budget is
--- one number, its theoretical arrival time (TAT). A request at `now` is
--- allowed when max(TAT, now) + interval - now <= burst * interval, and then
--- moves TAT there. Every instance shares the budgets, the clock is Redis's
--- TIME, and a key expires when its budget is full again, so an idle
--- client's budget costs no memory.
+-- ratelimit.lua: spend from one or more rate budgets by GCRA (the generic
+-- cell rate algorithm): a budget is one number, its theoretical arrival time
+-- (TAT). A request at `now` is allowed when max(TAT, now) + interval - now <=
+-- burst * interval, and then moves TAT there. Every instance shares the
+-- budgets, the clock is Redis's TIME, and a key expires when its budget is
+-- full again, so an idle client's budget costs no memory.
 --
--- KEYS[i]     budget i: a string, its TAT in microseconds since the epoch
--- ARGV[2i-1]  budget i's emission interval in microseconds (1/rate)
--- ARGV[2i]    budget i's burst: requests it allows at once
+-- Besides the request itself ("take"), an instance settles here what it did
+-- without asking (see redisstore/ratelocal.go): requests it admitted on its
+-- own, charged as of when they came whatever the budget holds now (they were
+-- served), and requests it leased ahead and never used, given back.
 --
--- Returns {code, retry_us, remaining_1, reset_us_1, remaining_2, ...}:
---   code        "allowed" (every budget took the request) or "limited"
---               (at least one is spent: none took it)
+-- KEYS[i]  budget i: a string, its TAT in microseconds since the epoch
+-- ARGV[1]  "take": one request from every budget, all or nothing;
+--          "settle": only the charges and refunds below, never refused
+-- ARGV[2+6(i-1)] .. ARGV[7+6(i-1)], budget i's:
+--   interval_us  1/rate
+--   burst        requests it allows at once
+--   charge       requests admitted without asking, taken unconditionally
+--   charge_age   microseconds since they were admitted
+--   refund       leased requests not used: given back
+--   lease        ("take") requests wanted beyond the one, granted only from
+--                a budget that keeps three quarters of its room after them
+--
+-- Returns {code, retry_us, remaining_1, reset_us_1, leased_1, remaining_2, ...}:
+--   code        "allowed" (every budget took the request; "settle" always)
+--               or "limited" (at least one is spent: none took it; charges
+--               and refunds are applied all the same)
 --   retry_us    "limited": microseconds until every budget allows one
---               request again; 0 when allowed
---   remaining_i requests budget i allows at once after this one
+--               request again; 0 otherwise
+--   remaining_i requests budget i allows at once now
 --   reset_us_i  microseconds until budget i is full again
+--   leased_i    requests granted beyond the one, already taken from the budget
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local take = ARGV[1] == 'take'
 
 local n = #KEYS
-local cur, nxt, intervals, bursts = {}, {}, {}, {}
+local old, tats, intervals, bursts, wants = {}, {}, {}, {}, {}
 local limited, retry = false, 0
 -- Reads and checks first.
 for i = 1, n do
-  local interval, burst = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
-  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local a = 2 + 6 * (i - 1)
+  local interval, burst = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local charge, age, refund = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  old[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local tat = old[i]
+  if charge > 0 then tat = math.max(tat, now - age) + charge * interval end
+  if refund > 0 then tat = tat - refund * interval end
   if tat < now then tat = now end
-  cur[i], nxt[i], intervals[i], bursts[i] = tat, tat + interval, interval, burst
-  if nxt[i] - now > burst * interval then
+  tats[i], intervals[i], bursts[i], wants[i] = tat, interval, burst, tonumber(ARGV[a + 5])
+  if take and tat + interval - now > burst * interval then
     limited = true
-    -- Allowed again once nxt - later <= burst * interval.
-    local wait = nxt[i] - now - burst * interval
+    -- Allowed again once tat + interval - later <= burst * interval.
+    local wait = tat + interval - now - burst * interval
     if wait > retry then retry = wait end
   end
 end
 
+-- Writes last.
 local out = { limited and 'limited' or 'allowed', string.format('%d', retry) }
 for i = 1, n do
-  local tat = cur[i] -- limited: nothing is taken, each budget stands as it was
-  if not limited then
-    -- Writes last, and only when every budget allows the request.
-    tat = nxt[i]
-    redis.call('SET', KEYS[i], string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000))
+  local tat, interval, burst = tats[i], intervals[i], bursts[i]
+  local leased = 0
+  if take and not limited then
+    tat = tat + interval
+    local room = math.floor((burst * interval - (tat - now)) / interval)
+    leased = math.min(wants[i], math.floor(room / 4))
+    if leased > 0 then tat = tat + leased * interval end
   end
-  local remaining = math.floor((bursts[i] * intervals[i] - (tat - now)) / intervals[i])
+  if tat ~= math.max(old[i], now) then
+    if tat > now then
+      redis.call('SET', KEYS[i], string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000))
+    else
+      redis.call('DEL', KEYS[i])
+    end
+  end
+  local remaining = math.floor((burst * interval - (tat - now)) / interval)
   if remaining < 0 then remaining = 0 end
   out[#out + 1] = remaining
   out[#out + 1] = string.format('%d', tat - now)
+  out[#out + 1] = leased
 end
 return out

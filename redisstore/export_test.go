@@ -92,3 +92,11 @@ func (s *Store) ClaimIndex(ctx context.Context, index, bucket string, lease time
 	}
 	return out, nil
 }
+
+// SetClock replaces the limiter's clock, for tests that move it with
+// miniredis's.
+func (l *LocalLimiter) SetClock(now func() time.Time) { l.now = now }
+
+// Settle runs one round of the limiter's settler now, as its loop does
+// every few milliseconds.
+func (l *LocalLimiter) Settle(ctx context.Context) { l.settle(ctx, false) }

@@ -44,11 +44,13 @@ const (
 	expireLen
 )
 
-// ratelimit.lua: {code, retry_us, then per budget remaining, reset_us}.
+// ratelimit.lua: {code, retry_us, then per budget remaining, reset_us, leased}.
 const (
 	rateRetry = iota + 1
-	rateFirst // budget i's remaining is at rateFirst + 2i, its reset one after; also the length with no budget
+	rateFirst // budget i's remaining is at rateFirst + rateEach*i, its reset and lease after it; also the length with no budget
 )
+
+const rateEach = 3
 
 // lib.lua's reply (a reservation): {code, id, status, quantity, user,
 // created_ms, expires_ms, updated_ms}.

@@ -60,12 +60,17 @@ func TestReplyLayouts(t *testing.T) {
 			{Policy: "ip", Subject: "pin", Limit: reservation.Limit{Rate: 1, Per: time.Second, Burst: 3}}}
 		take := func(code string) []reservation.RateState {
 			t.Helper()
-			rep, err := reply(rateLimitScript.Run(ctx, rdb, []string{s.rateKey(keys[0]), s.rateKey(keys[1])}, 250_000, 1, 1_000_000, 3).Result())
+			c := s.rateCall(true, []budgetOp{{key: keys[0]}, {key: keys[1]}})
+			rep, err := reply(rateLimitScript.Run(ctx, rdb, c.keys, c.args...).Result())
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantLen(t, rep, code, rateFirst+4)
-			states, err := rep.rate(keys)
+			wantLen(t, rep, code, rateFirst+2*rateEach)
+			var res spent
+			if err := rep.spent(&res, len(keys)); err != nil {
+				t.Fatal(err)
+			}
+			states, err := res.states(keys)
 			if (code == "limited") != (err != nil) {
 				t.Fatalf("%s: %v", code, err)
 			}

@@ -127,12 +127,15 @@ func scriptCalls(t *testing.T, rdb *goredis.Client, scripts []luascripts.Source,
 }
 
 // TestRateLimitSharedByInstances: two instances on one Redis share every
-// budget, so a client that spreads its requests over both gets exactly one
-// budget's worth (the issue allows one request per instance more; the
-// budgets are in Redis, so there is none). The budgets refill at one a
-// minute: within the test, a budget is its burst.
+// budget, so a client that spreads its requests over both gets one budget's
+// worth, exact to within one request per instance (the issue's bound: an
+// instance admits a request of a budget it last knew full without asking,
+// and charges it a few milliseconds later; one it leased ahead waits to be
+// used). The budgets refill at one a minute: within the test, a budget is
+// its burst.
 func TestRateLimitSharedByInstances(t *testing.T) {
-	envs, _ := limitedServices(t, 2, map[string]string{
+	const instances = 2
+	envs, _ := limitedServices(t, instances, map[string]string{
 		"FLASHSALE_RATE_PER_USER": "1/m burst 3", "FLASHSALE_RATE_PER_IP": "1/m burst 10",
 	})
 	admin := map[string]string{"Authorization": "Bearer " + adminToken}
@@ -145,7 +148,7 @@ func TestRateLimitSharedByInstances(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range n {
 			wg.Go(func() {
-				st := send(envs[i%2])
+				st := send(envs[i%instances])
 				mu.Lock()
 				got[st]++
 				mu.Unlock()
@@ -154,21 +157,27 @@ func TestRateLimitSharedByInstances(t *testing.T) {
 		wg.Wait()
 		return got
 	}
+	within := func(got, budget int) bool { return got >= budget-instances && got <= budget+instances }
 	// One user over both instances: its budget of 3 (the address's spends
-	// 3 of its 10 too).
+	// as many of its 10 too).
 	got := count(20, func(e *env) int {
 		st, _, _ := e.do(t, "POST", "/v1/items/shared/reservations", `{"user_id":"u1","quantity":1}`, nil)
 		return st
 	})
-	if got[201] != 3 || got[429] != 17 {
-		t.Errorf("one user, 20 reserves over two instances: %v, want 3 created and 17 rate_limited", got)
+	created := got[201]
+	t.Logf("one user, 20 reserves over two instances: %v", got)
+	if created < 3 || created > 3+instances || got[429] != 20-created {
+		t.Errorf("one user, 20 reserves over two instances: %v, want 3 to %d created, the rest rate_limited", got, 3+instances)
 	}
-	// The address over both: what is left of its 10.
+	// The address over both: what is left of its 10. The instances' charges
+	// and leases settle within milliseconds; past them, the count is exact.
+	time.Sleep(100 * time.Millisecond)
 	got = count(20, func(e *env) int {
 		st, _, _ := e.do(t, "GET", "/v1/items/shared", "", nil)
 		return st
 	})
-	if got[200] != 7 || got[429] != 13 {
-		t.Errorf("one address, 20 reads over two instances: %v, want 7 answered and 13 rate_limited", got)
+	t.Logf("one address, 20 reads over two instances: %v", got)
+	if !within(created+got[200], 10) || got[429] != 20-got[200] {
+		t.Errorf("one address: %d reserves and %v of 20 reads answered, want 10 in all to within one per instance", created, got)
 	}
 }

@@ -1,0 +1,259 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"pgregory.net/rapid"
+
+	"github.com/flashsale/flashsale/luascripts"
+	"github.com/flashsale/flashsale/redisstore"
+	"github.com/flashsale/flashsale/reservation"
+)
+
+// scriptCounter is a go-redis hook counting the calls of one script,
+// alone or in pipelines.
+type scriptCounter struct {
+	sha string
+	n   atomic.Int64
+}
+
+func countScript(rdb *goredis.Client, src luascripts.Source) *scriptCounter {
+	c := &scriptCounter{sha: goredis.NewScript(string(src)).Hash()}
+	rdb.AddHook(c)
+	return c
+}
+
+func (c *scriptCounter) count(cmd goredis.Cmder) {
+	args := cmd.Args()
+	if len(args) > 1 && (strings.EqualFold(cmd.Name(), "evalsha") && args[1] == c.sha || strings.EqualFold(cmd.Name(), "eval")) {
+		c.n.Add(1)
+	}
+}
+
+func (c *scriptCounter) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+
+func (c *scriptCounter) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		c.count(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (c *scriptCounter) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		for _, cmd := range cmds {
+			c.count(cmd)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// limiterClock is a clock for LocalLimiters that moves with miniredis's.
+type limiterClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *limiterClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *limiterClock) advance(t testing.TB, s *testStore, d time.Duration) {
+	t.Helper()
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+	s.advance(t, d)
+}
+
+func newLimiter(s *testStore, clock *limiterClock) *redisstore.LocalLimiter {
+	l := s.LocalLimiter()
+	l.SetClock(clock.Now)
+	return l
+}
+
+// owed is what Redis's budget of key says was spent: its TAT ahead of
+// Redis's clock, in requests.
+func owed(t testing.TB, s *testStore, key reservation.RateKey) float64 {
+	t.Helper()
+	ctx := context.Background()
+	raw, err := s.rdb.Get(ctx, s.prefix+":rl:{"+key.Policy+":"+key.Subject+"}").Result()
+	if errors.Is(err, goredis.Nil) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	tat, _ := strconv.ParseInt(raw, 10, 64)
+	now, err := s.rdb.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return float64(tat-now.UnixMicro()) / float64(key.Limit.Interval().Microseconds())
+}
+
+func userKey(subject string, rate, burst int) reservation.RateKey {
+	return reservation.RateKey{Policy: "user", Subject: subject, Limit: reservation.Limit{Rate: rate, Per: time.Second, Burst: burst}}
+}
+
+// TestLocalLimiter: an instance answers yes on its own only when it may,
+// charges what it admitted so, and leaves every refusal to Redis.
+func TestLocalLimiter(t *testing.T) {
+	ctx := context.Background()
+	key := userKey("u1", 1, 3)
+	type step struct {
+		take    bool // else Settle
+		limited bool
+		scripts int64   // limiter scripts run by the step
+		owed    float64 // requests Redis's budget counts after it
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{name: "a budget known full admits without asking; the charge follows", steps: []step{
+			{take: true, scripts: 0, owed: 0},
+			{scripts: 1, owed: 1},
+		}},
+		{name: "what is owed travels with the next request", steps: []step{
+			{take: true, scripts: 0, owed: 0},
+			{take: true, scripts: 1, owed: 2},
+			{scripts: 0, owed: 2},
+		}},
+		{name: "refused by Redis only, with the owed request charged", steps: []step{
+			{take: true}, {take: true, scripts: 1, owed: 2}, {take: true, scripts: 1, owed: 3},
+			{take: true, limited: true, scripts: 1, owed: 3},
+			{take: true, limited: true, scripts: 1, owed: 3},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newMiniStore(t)
+			calls := countScript(s.rdb, luascripts.RateLimit())
+			clock := &limiterClock{now: time.Unix(1_000_000, 0)}
+			l := newLimiter(s, clock)
+			for i, st := range tt.steps {
+				before := calls.n.Load()
+				if st.take {
+					_, err := l.Take(ctx, []reservation.RateKey{key})
+					if limited := errors.Is(err, reservation.ErrRateLimited); limited != st.limited || (err != nil && !limited) {
+						t.Fatalf("step %d: %v, want limited %v", i, err, st.limited)
+					}
+				} else {
+					l.Settle(ctx)
+				}
+				if n := calls.n.Load() - before; n != st.scripts {
+					t.Errorf("step %d: %d limiter scripts, want %d", i, n, st.scripts)
+				}
+				if got := owed(t, s, key); got != st.owed {
+					t.Errorf("step %d: Redis counts %v requests, want %v", i, got, st.owed)
+				}
+			}
+		})
+	}
+}
+
+// TestLocalLimiterLeasesABusyBudget: an address many buyers share costs
+// Redis a call per lease, not per request, and leased requests that are not
+// used go back once their life is over.
+func TestLocalLimiterLeasesABusyBudget(t *testing.T) {
+	ctx := context.Background()
+	s := newMiniStore(t)
+	calls := countScript(s.rdb, luascripts.RateLimit())
+	clock := &limiterClock{now: time.Unix(1_000_000, 0)}
+	l := newLimiter(s, clock)
+	ip := reservation.RateKey{Policy: "ip", Subject: "192.0.2.9", Limit: reservation.Limit{Rate: 1000, Per: time.Second, Burst: 1000}}
+	const n = 500
+	for i := range n {
+		if _, err := l.Take(ctx, []reservation.RateKey{userKey(fmt.Sprint("u", i), 5, 10), ip}); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	t.Logf("%d requests, %d limiter scripts", n, calls.n.Load())
+	if got := calls.n.Load(); got > n/10 {
+		t.Errorf("%d requests of one address cost %d limiter scripts, want at most %d", n, got, n/10)
+	}
+	// Leases outlive nothing: what was not used goes back after leaseLife.
+	// (Charges first, so none is made while the two clocks move one after
+	// the other.)
+	l.Settle(ctx)
+	clock.advance(t, s, 51*time.Millisecond)
+	l.Settle(ctx)
+	if got := owed(t, s, ip); got != n-51 { // 51 ms of the clock is 51 requests' worth
+		t.Errorf("after the leases went back Redis counts %v requests of the address, want %d", got, n-51)
+	}
+	for i := range 3 {
+		if got := owed(t, s, userKey(fmt.Sprint("u", i), 5, 10)); got != 1-0.051*5 {
+			t.Errorf("user u%d: Redis counts %v requests, want %v", i, got, 1-0.051*5)
+		}
+	}
+}
+
+// TestLocalLimiterExactAcrossInstances: instances sharing one Redis admit
+// at most one request per instance beyond a budget, and once they have
+// settled, Redis's budget has counted every request they admitted. The
+// clock stands still, so the budget never refills.
+func TestLocalLimiterExactAcrossInstances(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		ctx := context.Background()
+		s := newMiniStore(t)
+		clock := &limiterClock{now: time.Unix(1_000_000, 0)}
+		n := rapid.IntRange(1, 4).Draw(rt, "instances")
+		ls := make([]*redisstore.LocalLimiter, n)
+		for i := range ls {
+			ls[i] = newLimiter(s, clock)
+		}
+		burst := rapid.IntRange(1, 40).Draw(rt, "burst")
+		user := userKey("u", 1, burst)
+		ip := reservation.RateKey{Policy: "ip", Subject: "198.51.100.1", Limit: reservation.Limit{Rate: 1, Per: time.Second, Burst: 2 * burst}}
+		admitted := map[string]int{}
+		steps := rapid.IntRange(1, 120).Draw(rt, "steps")
+		for range steps {
+			i := rapid.IntRange(0, n-1).Draw(rt, "instance")
+			switch rapid.IntRange(0, 4).Draw(rt, "op") {
+			case 0:
+				ls[i].Settle(ctx)
+			case 1:
+				ls[i].Flush(ctx)
+			default:
+				keys := []reservation.RateKey{user, ip}
+				if rapid.Bool().Draw(rt, "ip only") {
+					keys = keys[1:]
+				}
+				_, err := ls[i].Take(ctx, keys)
+				switch {
+				case err == nil:
+					for _, k := range keys {
+						admitted[k.Policy]++
+					}
+				case !errors.Is(err, reservation.ErrRateLimited):
+					rt.Fatal(err)
+				}
+			}
+			for _, k := range []reservation.RateKey{user, ip} {
+				if admitted[k.Policy] > k.Limit.Burst+n {
+					rt.Fatalf("%s: %d admitted by %d instances, budget %d", k.Policy, admitted[k.Policy], n, k.Limit.Burst)
+				}
+			}
+		}
+		for _, l := range ls {
+			l.Flush(ctx)
+		}
+		for _, k := range []reservation.RateKey{user, ip} {
+			if got := owed(t, s, k); got != float64(admitted[k.Policy]) {
+				rt.Fatalf("%s: Redis counts %v requests, %d were admitted", k.Policy, got, admitted[k.Policy])
+			}
+		}
+	})
+}
