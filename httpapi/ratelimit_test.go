@@ -175,13 +175,31 @@ func (failingLimiter) Take(context.Context, []reservation.RateKey) ([]reservatio
 }
 
 // TestRateLimiterDown: a limiter that cannot answer closes the buyer
-// routes (503 unavailable), as a Redis down does everywhere else.
+// routes (503 unavailable), as a Redis down does everywhere else. The
+// instance's own limiter admits a budget's first request without asking,
+// but every route it guards needs Redis itself: closed all the same.
 func TestRateLimiterDown(t *testing.T) {
-	e, _ := limitedEnv(t, httpapi.RateLimits{Limiter: failingLimiter{}, PerIP: perSec(1, 1)})
-	wantOK(t, do(t, e.app, "PUT", "/admin/v1/items/mug", `{"stock":1}`, admin), 201)
-	for _, path := range []string{"/v1/items/mug", "/v1/reservations/mug.AAAAAAAAAAAAAAAAAAAAAA"} {
-		wantProblem(t, do(t, e.app, "GET", path, "", nil), 503, "unavailable")
+	tests := []struct {
+		name    string
+		limiter reservation.RateLimiter // nil: the instance's LocalLimiter, its Redis stopped
+	}{
+		{name: "limiter down", limiter: failingLimiter{}},
+		{name: "Redis down", limiter: nil},
 	}
-	r := do(t, e.app, "POST", "/v1/items/mug/reservations", `{"user_id":"u1","quantity":1}`, nil)
-	wantProblem(t, r, 503, "unavailable")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, m := limitedEnv(t, httpapi.RateLimits{Limiter: tt.limiter, PerUser: perSec(100, 100), PerIP: perSec(100, 100)})
+			wantOK(t, do(t, e.app, "PUT", "/admin/v1/items/mug", `{"stock":1}`, admin), 201)
+			if tt.limiter == nil {
+				m.Close()
+			}
+			for range 3 { // past any request admitted without asking
+				for _, path := range []string{"/v1/items/mug", "/v1/reservations/mug.AAAAAAAAAAAAAAAAAAAAAA"} {
+					wantProblem(t, do(t, e.app, "GET", path, "", nil), 503, "unavailable")
+				}
+				r := do(t, e.app, "POST", "/v1/items/mug/reservations", `{"user_id":"u1","quantity":1}`, nil)
+				wantProblem(t, r, 503, "unavailable")
+			}
+		})
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/reservation"
@@ -60,4 +61,45 @@ func reserveInParallel(b *testing.B, s *redisstore.Store, sku string, parallelis
 			}
 		}
 	})
+}
+
+// BenchmarkRateLimit measures taking one request from a new buyer's budget
+// and from one address's budget that every request shares, as the success
+// path does with both limits on: through the store (a script call per
+// request) and through the instance's LocalLimiter. Its b.N requests come
+// from GOMAXPROCS*16 goroutines, on the real Redis.
+//
+//	go test -tags integration -run '^$' -bench RateLimit -benchmem ./redisstore
+func BenchmarkRateLimit(b *testing.B) {
+	user := reservation.Limit{Rate: 5, Per: time.Second, Burst: 10}
+	ip := reservation.Limit{Rate: 1_000_000, Per: time.Second, Burst: 1_000_000}
+	for _, name := range []string{"store", "local"} {
+		b.Run(name, func(b *testing.B) {
+			s := newRealStore(b)
+			var limiter reservation.RateLimiter = s.Store
+			if name == "local" {
+				l := s.LocalLimiter()
+				defer l.Flush(context.Background())
+				limiter = l
+			}
+			ctx := context.Background()
+			var users atomic.Int64
+			run := strconv.FormatInt(time.Now().UnixNano(), 36)
+			b.SetParallelism(16)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					keys := []reservation.RateKey{
+						{Policy: "user", Subject: run + "u" + strconv.FormatInt(users.Add(1), 10), Limit: user},
+						{Policy: "ip", Subject: run, Limit: ip},
+					}
+					if _, err := limiter.Take(ctx, keys); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
 }

@@ -293,16 +293,21 @@ func (b *bench) serviceRows(ctx context.Context, add func(row)) error {
 	return b.runServiceRows(ctx, add, "service", rowSvcSuccess, rowSvcSoldOut, rowSvcFlashCrowd)
 }
 
-// benchLimit is the rate limits' budget in the limits rows: high enough
-// that no request of the run is refused (every request comes from one
-// address), so the rows measure what spending from the budgets costs.
-const benchLimit = "1000000/s burst 1000000"
+// The rate limits' budgets in the limits rows. No request of the run is
+// refused, so the rows measure what spending from the budgets costs: each
+// buyer's is a buyer's budget (every request is a new buyer, whose key
+// Redis keeps for an interval), and every request comes from one address,
+// whose budget is high enough for the whole run.
+const (
+	benchLimitUser = "5/s burst 10"
+	benchLimitIP   = "1000000/s burst 1000000"
+)
 
 // limitedServiceRows runs the success and sold-out paths again on a
 // service with FLASHSALE_RATE_PER_USER and FLASHSALE_RATE_PER_IP on.
 func (b *bench) limitedServiceRows(ctx context.Context, add func(row)) error {
 	return b.runServiceRows(ctx, add, "limits", rowSvcSuccessLimited, rowSvcSoldOutLimited, "",
-		"FLASHSALE_RATE_PER_USER="+benchLimit, "FLASHSALE_RATE_PER_IP="+benchLimit)
+		"FLASHSALE_RATE_PER_USER="+benchLimitUser, "FLASHSALE_RATE_PER_IP="+benchLimitIP)
 }
 
 // ackedServiceRow runs the success path on a service with
