@@ -17,10 +17,13 @@ import (
 //   - A budget this instance last knew to be full admits a request without
 //     asking. A full budget allows at least one request, so the only error is
 //     what other instances spent meanwhile: one request per instance. The
-//     request is charged to the shared budget chargeEvery later, in one call
-//     with every other such charge, as of when it came and whatever the
-//     budget holds by then (it was served). Until the charge has been made,
-//     the budget's next request here asks Redis, carrying the charge along.
+//     request is charged to the shared budget later, in one call with other
+//     such charges, as of when it came and whatever the budget holds by then
+//     (it was served). Until the charge has been made, the budget's next
+//     request here asks Redis, carrying the charge along. The charge waits
+//     one interval of the budget (chargeDelay): a buyer who asked once is by
+//     then full again, so Redis only reads the budget and writes nothing, where
+//     a key per new buyer was most of what the limits cost Redis.
 //   - A budget this instance asks about again and again (an address many
 //     buyers share) leases requests ahead: Redis takes them from the budget at
 //     once and this instance hands them out. Redis grants a lease only from a
@@ -37,7 +40,8 @@ type LocalLimiter struct {
 
 	mu       sync.Mutex
 	budgets  map[budgetID]*localBudget
-	work     map[*localBudget]struct{} // with a charge or a lease to settle
+	work     map[*localBudget]struct{} // holding leased requests
+	due      map[time.Duration]*chargeQueue
 	running  bool
 	sweptAt  time.Time
 	settling sync.Mutex // one settle at a time, so Flush waits for one under way
@@ -45,8 +49,10 @@ type LocalLimiter struct {
 
 // Limits of LocalLimiter.
 const (
-	// chargeEvery is how long a charge waits for others to share its call.
+	// chargeEvery is how often the settler runs.
 	chargeEvery = 5 * time.Millisecond
+	// maxChargeDelay bounds how long a charge waits (chargeDelay).
+	maxChargeDelay = time.Second
 	// leaseLife is how long leased requests wait to be used before they go
 	// back to the budget.
 	leaseLife = 50 * time.Millisecond
@@ -84,7 +90,50 @@ func (b *localBudget) idle(now time.Time) bool {
 // LocalLimiter returns the store's rate limiter for this instance. Flush
 // sends what it owes the shared budgets; call it before the store closes.
 func (s *Store) LocalLimiter() *LocalLimiter {
-	return &LocalLimiter{store: s, now: time.Now, budgets: map[budgetID]*localBudget{}, work: map[*localBudget]struct{}{}}
+	return &LocalLimiter{store: s, now: time.Now, budgets: map[budgetID]*localBudget{},
+		work: map[*localBudget]struct{}{}, due: map[time.Duration]*chargeQueue{}}
+}
+
+// chargeDelay is how long a request admitted without asking waits to be
+// charged: one interval of its budget, by when a budget that was full when
+// it came is full again (the charge then changes nothing in Redis), and
+// maxChargeDelay at most. Waiting longer changes nothing of the bound: the
+// instance owes at most one request per budget meanwhile, and asks for the
+// next.
+func chargeDelay(l reservation.Limit) time.Duration {
+	return min(max(l.Interval(), chargeEvery), maxChargeDelay)
+}
+
+// chargeQueue holds the budgets owing a charge of one delay, in the order
+// they fell due.
+type chargeQueue struct {
+	entries []dueCharge
+	head    int
+}
+
+type dueCharge struct {
+	b  *localBudget
+	at time.Time
+}
+
+func (q *chargeQueue) push(b *localBudget, at time.Time) {
+	q.entries = append(q.entries, dueCharge{b, at})
+}
+
+func (q *chargeQueue) empty() bool { return q.head == len(q.entries) }
+
+// pop returns the first entry due by now (any with all), or nil.
+func (q *chargeQueue) pop(now time.Time, all bool) *localBudget {
+	if q.empty() || (!all && q.entries[q.head].at.After(now)) {
+		return nil
+	}
+	b := q.entries[q.head].b
+	q.entries[q.head] = dueCharge{}
+	q.head++
+	if q.head == len(q.entries) {
+		q.entries, q.head = q.entries[:0], 0
+	}
+	return b
 }
 
 var _ reservation.RateLimiter = (*LocalLimiter)(nil)
@@ -243,12 +292,26 @@ func (l *LocalLimiter) owe(b *localBudget, n int, at time.Time) {
 	if n <= 0 {
 		return
 	}
-	if b.pending == 0 || at.Before(b.pendingAt) {
+	if b.pending == 0 {
+		d := chargeDelay(b.key.Limit)
+		q := l.due[d]
+		if q == nil {
+			q = &chargeQueue{}
+			l.due[d] = q
+		}
+		q.push(b, l.now().Add(d))
 		b.pendingAt = at
 	}
+	b.pendingAt = minTime(b.pendingAt, at)
 	b.pending += n
-	l.work[b] = struct{}{}
 	l.start()
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // budget is k's local budget, made if there is room; nil when there is
@@ -269,6 +332,16 @@ func (l *LocalLimiter) budget(k reservation.RateKey, now time.Time) *localBudget
 	return b
 }
 
+// noCharges reports whether no charge waits; l.mu is held.
+func (l *LocalLimiter) noCharges() bool {
+	for _, q := range l.due {
+		if !q.empty() {
+			return false
+		}
+	}
+	return true
+}
+
 // start runs the settler unless it runs; l.mu is held.
 func (l *LocalLimiter) start() {
 	if l.running {
@@ -286,7 +359,7 @@ func (l *LocalLimiter) loop() {
 		l.settle(ctx, false)
 		cancel()
 		l.mu.Lock()
-		if len(l.work) == 0 && len(l.budgets) == 0 {
+		if len(l.work) == 0 && len(l.budgets) == 0 && l.noCharges() {
 			l.running = false
 			l.mu.Unlock()
 			return
@@ -310,22 +383,38 @@ func (l *LocalLimiter) settle(ctx context.Context, all bool) {
 	l.mu.Lock()
 	var bs []*localBudget
 	var ops []budgetOp
-	for b := range l.work {
-		op := budgetOp{key: b.key}
+	at := map[*localBudget]int{} // a budget's op: one per budget and call
+	add := func(b *localBudget, refund int) {
+		i, ok := at[b]
+		if !ok && b.pending == 0 && refund == 0 {
+			return // its charge was carried meanwhile
+		}
+		if !ok {
+			i = len(ops)
+			bs, ops = append(bs, b), append(ops, budgetOp{key: b.key})
+			at[b] = i
+		}
+		ops[i].refund += refund
 		if b.pending > 0 {
-			op.charge, op.age = b.pending, now.Sub(b.pendingAt)
+			ops[i].charge, ops[i].age = b.pending, now.Sub(b.pendingAt)
 			b.charging += b.pending
 			b.pending = 0
 		}
+	}
+	for _, q := range l.due {
+		// A budget whose charge a request carried meanwhile owes nothing.
+		for b := q.pop(now, all); b != nil; b = q.pop(now, all) {
+			add(b, 0)
+		}
+	}
+	for b := range l.work {
 		if b.credit > 0 && (all || !now.Before(b.creditEnd)) {
-			op.refund = b.credit
+			refund := b.credit
 			b.credit = 0
+			add(b, refund)
 		}
 		if b.credit == 0 {
 			delete(l.work, b)
-		}
-		if op.charge > 0 || op.refund > 0 {
-			bs, ops = append(bs, b), append(ops, op)
 		}
 	}
 	// Budgets the instance is done with go, now and then: a flood of

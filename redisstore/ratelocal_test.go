@@ -113,7 +113,7 @@ func TestLocalLimiter(t *testing.T) {
 	ctx := context.Background()
 	key := userKey("u1", 1, 3)
 	type step struct {
-		take    bool // else Settle
+		do      string // "take", "settle" (the settler's round), "flush", "advance"
 		limited bool
 		scripts int64   // limiter scripts run by the step
 		owed    float64 // requests Redis's budget counts after it
@@ -122,19 +122,29 @@ func TestLocalLimiter(t *testing.T) {
 		name  string
 		steps []step
 	}{
-		{name: "a budget known full admits without asking; the charge follows", steps: []step{
-			{take: true, scripts: 0, owed: 0},
-			{scripts: 1, owed: 1},
+		{name: "a budget known full admits without asking; the charge waits an interval", steps: []step{
+			{do: "take", scripts: 0, owed: 0},
+			{do: "settle", scripts: 0, owed: 0},
+			{do: "advance"},
+			// Full again by now: the charge reads the budget and writes nothing.
+			{do: "settle", scripts: 1, owed: 0},
+			{do: "settle", scripts: 0, owed: 0},
+		}},
+		{name: "a flush charges at once", steps: []step{
+			{do: "take", scripts: 0, owed: 0},
+			{do: "flush", scripts: 1, owed: 1},
+			{do: "advance"},
+			{do: "settle", scripts: 0, owed: 0},
 		}},
 		{name: "what is owed travels with the next request", steps: []step{
-			{take: true, scripts: 0, owed: 0},
-			{take: true, scripts: 1, owed: 2},
-			{scripts: 0, owed: 2},
+			{do: "take", scripts: 0, owed: 0},
+			{do: "take", scripts: 1, owed: 2},
+			{do: "flush", scripts: 0, owed: 2},
 		}},
 		{name: "refused by Redis only, with the owed request charged", steps: []step{
-			{take: true}, {take: true, scripts: 1, owed: 2}, {take: true, scripts: 1, owed: 3},
-			{take: true, limited: true, scripts: 1, owed: 3},
-			{take: true, limited: true, scripts: 1, owed: 3},
+			{do: "take"}, {do: "take", scripts: 1, owed: 2}, {do: "take", scripts: 1, owed: 3},
+			{do: "take", limited: true, scripts: 1, owed: 3},
+			{do: "take", limited: true, scripts: 1, owed: 3},
 		}},
 	}
 	for _, tt := range tests {
@@ -145,19 +155,25 @@ func TestLocalLimiter(t *testing.T) {
 			l := newLimiter(s, clock)
 			for i, st := range tt.steps {
 				before := calls.n.Load()
-				if st.take {
+				switch st.do {
+				case "take":
 					_, err := l.Take(ctx, []reservation.RateKey{key})
 					if limited := errors.Is(err, reservation.ErrRateLimited); limited != st.limited || (err != nil && !limited) {
 						t.Fatalf("step %d: %v, want limited %v", i, err, st.limited)
 					}
-				} else {
+				case "settle":
 					l.Settle(ctx)
+				case "flush":
+					l.Flush(ctx)
+				case "advance":
+					clock.advance(t, s, key.Limit.Interval())
+					continue
 				}
 				if n := calls.n.Load() - before; n != st.scripts {
-					t.Errorf("step %d: %d limiter scripts, want %d", i, n, st.scripts)
+					t.Errorf("step %d (%s): %d limiter scripts, want %d", i, st.do, n, st.scripts)
 				}
 				if got := owed(t, s, key); got != st.owed {
-					t.Errorf("step %d: Redis counts %v requests, want %v", i, got, st.owed)
+					t.Errorf("step %d (%s): Redis counts %v requests, want %v", i, st.do, got, st.owed)
 				}
 			}
 		})
@@ -193,6 +209,9 @@ func TestLocalLimiterLeasesABusyBudget(t *testing.T) {
 	if got := owed(t, s, ip); got != n-51 { // 51 ms of the clock is 51 requests' worth
 		t.Errorf("after the leases went back Redis counts %v requests of the address, want %d", got, n-51)
 	}
+	// The buyers' charges wait an interval (200ms); a flush sends them now,
+	// each as of when its request came.
+	l.Flush(ctx)
 	for i := range 3 {
 		if got := owed(t, s, userKey(fmt.Sprint("u", i), 5, 10)); got != 1-0.051*5 {
 			t.Errorf("user u%d: Redis counts %v requests, want %v", i, got, 1-0.051*5)
@@ -253,6 +272,54 @@ func TestLocalLimiterExactAcrossInstances(t *testing.T) {
 		for _, k := range []reservation.RateKey{user, ip} {
 			if got := owed(t, s, k); got != float64(admitted[k.Policy]) {
 				rt.Fatalf("%s: Redis counts %v requests, %d were admitted", k.Policy, got, admitted[k.Policy])
+			}
+		}
+	})
+}
+
+// TestLocalLimiterBoundOverTime: with the clock moving, instances sharing a
+// budget admit, in any window of time, at most what the budget allows in it
+// (its burst, plus one per interval) and one request per instance more,
+// though each instance charges what it admitted on its own only an interval
+// later.
+func TestLocalLimiterBoundOverTime(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		ctx := context.Background()
+		s := newMiniStore(t)
+		clock := &limiterClock{now: time.Unix(1_000_000, 0)}
+		n := rapid.IntRange(1, 4).Draw(rt, "instances")
+		ls := make([]*redisstore.LocalLimiter, n)
+		for i := range ls {
+			ls[i] = newLimiter(s, clock)
+		}
+		burst := rapid.IntRange(1, 8).Draw(rt, "burst")
+		key := reservation.RateKey{Policy: "user", Subject: "u", Limit: reservation.Limit{Rate: 10, Per: time.Second, Burst: burst}}
+		iv := key.Limit.Interval()
+		var admitted []time.Time
+		for range rapid.IntRange(1, 150).Draw(rt, "steps") {
+			i := rapid.IntRange(0, n-1).Draw(rt, "instance")
+			switch rapid.IntRange(0, 5).Draw(rt, "op") {
+			case 0:
+				ls[i].Settle(ctx)
+			case 1:
+				clock.advance(t, s, time.Duration(rapid.IntRange(1, 250).Draw(rt, "ms"))*time.Millisecond)
+			default:
+				_, err := ls[i].Take(ctx, []reservation.RateKey{key})
+				switch {
+				case err == nil:
+					admitted = append(admitted, clock.Now())
+				case !errors.Is(err, reservation.ErrRateLimited):
+					rt.Fatal(err)
+				}
+			}
+		}
+		for j := range admitted {
+			for k := j; k < len(admitted); k++ {
+				allowed := burst + int(admitted[k].Sub(admitted[j])/iv) + n
+				if k-j+1 > allowed {
+					rt.Fatalf("%d admitted between %v and %v by %d instances, want at most %d (burst %d)",
+						k-j+1, admitted[j].Sub(admitted[0]), admitted[k].Sub(admitted[0]), n, allowed, burst)
+				}
 			}
 		}
 	})
