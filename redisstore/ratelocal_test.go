@@ -103,6 +103,18 @@ func owed(t testing.TB, s *testStore, key reservation.RateKey) float64 {
 	return float64(tat-now.UnixMicro()) / float64(key.Limit.Interval().Microseconds())
 }
 
+// instances are 1 to 4 LocalLimiters, as many instances would run, on one
+// miniredis and one clock.
+func instances(t *testing.T, rt *rapid.T) (*testStore, *limiterClock, []*redisstore.LocalLimiter) {
+	s := newMiniStore(t)
+	clock := &limiterClock{now: time.Unix(1_000_000, 0)}
+	ls := make([]*redisstore.LocalLimiter, rapid.IntRange(1, 4).Draw(rt, "instances"))
+	for i := range ls {
+		ls[i] = newLimiter(s, clock)
+	}
+	return s, clock, ls
+}
+
 func userKey(subject string, rate, burst int) reservation.RateKey {
 	return reservation.RateKey{Policy: "user", Subject: subject, Limit: reservation.Limit{Rate: rate, Per: time.Second, Burst: burst}}
 }
@@ -226,13 +238,8 @@ func TestLocalLimiterLeasesABusyBudget(t *testing.T) {
 func TestLocalLimiterExactAcrossInstances(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		ctx := context.Background()
-		s := newMiniStore(t)
-		clock := &limiterClock{now: time.Unix(1_000_000, 0)}
-		n := rapid.IntRange(1, 4).Draw(rt, "instances")
-		ls := make([]*redisstore.LocalLimiter, n)
-		for i := range ls {
-			ls[i] = newLimiter(s, clock)
-		}
+		s, _, ls := instances(t, rt)
+		n := len(ls)
 		burst := rapid.IntRange(1, 40).Draw(rt, "burst")
 		user := userKey("u", 1, burst)
 		ip := reservation.RateKey{Policy: "ip", Subject: "198.51.100.1", Limit: reservation.Limit{Rate: 1, Per: time.Second, Burst: 2 * burst}}
@@ -285,13 +292,8 @@ func TestLocalLimiterExactAcrossInstances(t *testing.T) {
 func TestLocalLimiterBoundOverTime(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		ctx := context.Background()
-		s := newMiniStore(t)
-		clock := &limiterClock{now: time.Unix(1_000_000, 0)}
-		n := rapid.IntRange(1, 4).Draw(rt, "instances")
-		ls := make([]*redisstore.LocalLimiter, n)
-		for i := range ls {
-			ls[i] = newLimiter(s, clock)
-		}
+		s, clock, ls := instances(t, rt)
+		n := len(ls)
 		burst := rapid.IntRange(1, 8).Draw(rt, "burst")
 		key := reservation.RateKey{Policy: "user", Subject: "u", Limit: reservation.Limit{Rate: 10, Per: time.Second, Burst: burst}}
 		iv := key.Limit.Interval()
