@@ -2,8 +2,10 @@
 -- cell rate algorithm): a budget is one number, its theoretical arrival time
 -- (TAT). A request at `now` is allowed when max(TAT, now) + interval - now <=
 -- burst * interval, and then moves TAT there. Every instance shares the
--- budgets, the clock is Redis's TIME, and a key expires when its budget is
--- full again, so an idle client's budget costs no memory.
+-- budgets, the clock is Redis's TIME, and a key expires a grace after its
+-- budget is full again, so an idle client's budget costs no memory. (The
+-- grace is for charges that come late, as of an earlier time: they must
+-- still find the TAT they add to.)
 --
 -- Besides the request itself ("take"), an instance settles here what it did
 -- without asking (see redisstore/ratelocal.go): requests it admitted on its
@@ -13,7 +15,8 @@
 -- KEYS[i]  budget i: a string, its TAT in microseconds since the epoch
 -- ARGV[1]  "take": one request from every budget, all or nothing;
 --          "settle": only the charges and refunds below, never refused
--- ARGV[2+6(i-1)] .. ARGV[7+6(i-1)], budget i's:
+-- ARGV[2]  the grace in milliseconds: how long a key outlives its TAT
+-- ARGV[3+6(i-1)] .. ARGV[8+6(i-1)], budget i's:
 --   interval_us  1/rate
 --   burst        requests it allows at once
 --   charge       requests admitted without asking, taken unconditionally
@@ -34,13 +37,14 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local take = ARGV[1] == 'take'
+local grace = tonumber(ARGV[2])
 
 local n = #KEYS
 local old, tats, intervals, bursts, wants = {}, {}, {}, {}, {}
 local limited, retry = false, 0
 -- Reads and checks first.
 for i = 1, n do
-  local a = 2 + 6 * (i - 1)
+  local a = 3 + 6 * (i - 1)
   local interval, burst = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   local charge, age, refund = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   old[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
@@ -68,12 +72,10 @@ for i = 1, n do
     leased = math.min(wants[i], math.floor(room / 4))
     if leased > 0 then tat = tat + leased * interval end
   end
-  if tat ~= math.max(old[i], now) then
-    if tat > now then
-      redis.call('SET', KEYS[i], string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000))
-    else
-      redis.call('DEL', KEYS[i])
-    end
+  -- Written whenever it changed, even when full again: a charge that comes
+  -- later, as of an earlier time, adds to it.
+  if tat ~= old[i] then
+    redis.call('SET', KEYS[i], string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000) + grace)
   end
   local remaining = math.floor((burst * interval - (tat - now)) / interval)
   if remaining < 0 then remaining = 0 end

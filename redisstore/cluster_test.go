@@ -152,6 +152,36 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("rate limits: the instance's charges reach every master", func(t *testing.T) {
+		// Buyers' budgets spread over the masters by their subjects; each is
+		// admitted once without asking, then charged (one call per budget
+		// on a cluster), so the store's exact path sees them spent.
+		l := cs.LocalLimiter()
+		user := reservation.Limit{Rate: 1, Per: time.Minute, Burst: 2}
+		ip := reservation.RateKey{Policy: "ip", Subject: "203.0.113.5", Limit: reservation.Limit{Rate: 1, Per: time.Minute, Burst: 100}}
+		const buyers = 20
+		for i := range buyers {
+			keys := []reservation.RateKey{{Policy: "user", Subject: fmt.Sprint("rl-", i), Limit: user}, ip}
+			if _, err := l.Take(ctx, keys); err != nil {
+				t.Fatalf("buyer %d: %v", i, err)
+			}
+		}
+		l.Flush(ctx)
+		for i := range buyers {
+			k := []reservation.RateKey{{Policy: "user", Subject: fmt.Sprint("rl-", i), Limit: user}}
+			if _, err := cs.Take(ctx, k); err != nil {
+				t.Fatalf("buyer %d's second request: %v", i, err)
+			}
+			if _, err := cs.Take(ctx, k); !errors.Is(err, reservation.ErrRateLimited) {
+				t.Fatalf("buyer %d's third request: %v, want rate limited (burst 2, one charged)", i, err)
+			}
+		}
+		st, err := cs.Take(ctx, []reservation.RateKey{ip})
+		if err != nil || st[0].Remaining != 100-buyers-1 {
+			t.Fatalf("the address after %d requests and this one: %+v, %v; want %d remaining", buyers, st, err, 100-buyers-1)
+		}
+	})
+
 	t.Run("reserve through a slot migration", func(t *testing.T) {
 		sku := cs.skus[0]
 		spec := itemSpec(sku, 1_000_000, 1)

@@ -94,8 +94,12 @@ func (s *Store) ClaimIndex(ctx context.Context, index, bucket string, lease time
 }
 
 // SetClock replaces the limiter's clock, for tests that move it with
-// miniredis's.
-func (l *LocalLimiter) SetClock(now func() time.Time) { l.now = now }
+// miniredis's. Such a test drives the settler too (Settle, Flush): one in
+// the background could run between the moves of the two clocks.
+func (l *LocalLimiter) SetClock(now func() time.Time) {
+	l.now = now
+	l.manual = true
+}
 
 // Settle runs one round of the limiter's settler now, as its loop does
 // every few milliseconds.

@@ -83,6 +83,12 @@ func (res spent) states(keys []reservation.RateKey) ([]reservation.RateState, er
 	return states, nil
 }
 
+// rateGrace is how long a budget's key outlives its TAT: an instance charges
+// a request it admitted on its own a few milliseconds later (later still
+// while Redis fails it), as of when it came, and the charge must find the
+// TAT it adds to.
+const rateGrace = time.Second
+
 // settleChunk bounds the budgets of one settling call on a single Redis.
 const settleChunk = 128
 
@@ -137,8 +143,8 @@ func (s *Store) rateCall(take bool, ops []budgetOp) call {
 	if take {
 		mode = "take"
 	}
-	c := call{sc: rateLimitScript, keys: make([]string, len(ops)), args: make([]any, 0, 1+6*len(ops))}
-	c.args = append(c.args, mode)
+	c := call{sc: rateLimitScript, keys: make([]string, len(ops)), args: make([]any, 0, 2+6*len(ops))}
+	c.args = append(c.args, mode, rateGrace.Milliseconds())
 	for i, op := range ops {
 		c.keys[i] = s.rateKey(op.key)
 		c.args = append(c.args, op.key.Limit.Interval().Microseconds(), op.key.Limit.Burst,

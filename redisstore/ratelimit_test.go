@@ -93,7 +93,7 @@ func TestRateLimit(t *testing.T) {
 }
 
 // TestRateLimitKeysExpire: a budget costs memory only while it is not
-// full: its key expires when the budget would be full again.
+// full: its key expires a grace (1s) after the budget would be full again.
 func TestRateLimitKeysExpire(t *testing.T) {
 	s := newMiniStore(t)
 	key := reservation.RateKey{Policy: "ip", Subject: "198.51.100.7", Limit: reservation.Limit{Rate: 1, Per: time.Second, Burst: 2}}
@@ -103,10 +103,10 @@ func TestRateLimitKeysExpire(t *testing.T) {
 		}
 	}
 	name := s.prefix + ":rl:{ip:198.51.100.7}"
-	if ttl := s.mr.TTL(name); ttl != 2*time.Second {
-		t.Errorf("TTL of %s = %v, want 2s (two intervals)", name, ttl)
+	if ttl := s.mr.TTL(name); ttl != 3*time.Second {
+		t.Errorf("TTL of %s = %v, want 3s (two intervals and the grace)", name, ttl)
 	}
-	s.advance(t, 2*time.Second)
+	s.advance(t, 3*time.Second)
 	if s.mr.Exists(name) {
 		t.Errorf("%s still exists once its budget is full", name)
 	}

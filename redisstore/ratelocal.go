@@ -20,10 +20,11 @@ import (
 //     request is charged to the shared budget later, in one call with other
 //     such charges, as of when it came and whatever the budget holds by then
 //     (it was served). Until the charge has been made, the budget's next
-//     request here asks Redis, carrying the charge along. The charge waits
-//     one interval of the budget (chargeDelay): a buyer who asked once is by
-//     then full again, so Redis only reads the budget and writes nothing, where
-//     a key per new buyer was most of what the limits cost Redis.
+//     request here asks Redis, carrying the charge along. (The charge is
+//     written even when the budget is full again by then: another
+//     instance's charge for the same moment may still come, and must add
+//     to it. Not writing it let a client spread over the instances get one
+//     request per interval from each, past the budget.)
 //   - A budget this instance asks about again and again (an address many
 //     buyers share) leases requests ahead: Redis takes them from the budget at
 //     once and this instance hands them out. Redis grants a lease only from a
@@ -41,18 +42,18 @@ type LocalLimiter struct {
 	mu       sync.Mutex
 	budgets  map[budgetID]*localBudget
 	work     map[*localBudget]struct{} // holding leased requests
-	due      map[time.Duration]*chargeQueue
+	due      chargeQueue               // budgets owing a charge, in the order they fall due
 	running  bool
+	manual   bool // tests: settle only when told (Settle, Flush), never in the background
 	sweptAt  time.Time
 	settling sync.Mutex // one settle at a time, so Flush waits for one under way
 }
 
 // Limits of LocalLimiter.
 const (
-	// chargeEvery is how often the settler runs.
+	// chargeEvery is how long a charge waits for others to share its call,
+	// and how often the settler runs.
 	chargeEvery = 5 * time.Millisecond
-	// maxChargeDelay bounds how long a charge waits (chargeDelay).
-	maxChargeDelay = time.Second
 	// leaseLife is how long leased requests wait to be used before they go
 	// back to the budget.
 	leaseLife = 50 * time.Millisecond
@@ -91,21 +92,10 @@ func (b *localBudget) idle(now time.Time) bool {
 // sends what it owes the shared budgets; call it before the store closes.
 func (s *Store) LocalLimiter() *LocalLimiter {
 	return &LocalLimiter{store: s, now: time.Now, budgets: map[budgetID]*localBudget{},
-		work: map[*localBudget]struct{}{}, due: map[time.Duration]*chargeQueue{}}
+		work: map[*localBudget]struct{}{}}
 }
 
-// chargeDelay is how long a request admitted without asking waits to be
-// charged: one interval of its budget, by when a budget that was full when
-// it came is full again (the charge then changes nothing in Redis), and
-// maxChargeDelay at most. Waiting longer changes nothing of the bound: the
-// instance owes at most one request per budget meanwhile, and asks for the
-// next.
-func chargeDelay(l reservation.Limit) time.Duration {
-	return min(max(l.Interval(), chargeEvery), maxChargeDelay)
-}
-
-// chargeQueue holds the budgets owing a charge of one delay, in the order
-// they fell due.
+// chargeQueue holds the budgets owing a charge, in the order they fall due.
 type chargeQueue struct {
 	entries []dueCharge
 	head    int
@@ -293,13 +283,7 @@ func (l *LocalLimiter) owe(b *localBudget, n int, at time.Time) {
 		return
 	}
 	if b.pending == 0 {
-		d := chargeDelay(b.key.Limit)
-		q := l.due[d]
-		if q == nil {
-			q = &chargeQueue{}
-			l.due[d] = q
-		}
-		q.push(b, l.now().Add(d))
+		l.due.push(b, l.now().Add(chargeEvery))
 		b.pendingAt = at
 	}
 	b.pendingAt = minTime(b.pendingAt, at)
@@ -332,19 +316,9 @@ func (l *LocalLimiter) budget(k reservation.RateKey, now time.Time) *localBudget
 	return b
 }
 
-// noCharges reports whether no charge waits; l.mu is held.
-func (l *LocalLimiter) noCharges() bool {
-	for _, q := range l.due {
-		if !q.empty() {
-			return false
-		}
-	}
-	return true
-}
-
 // start runs the settler unless it runs; l.mu is held.
 func (l *LocalLimiter) start() {
-	if l.running {
+	if l.running || l.manual {
 		return
 	}
 	l.running = true
@@ -359,7 +333,7 @@ func (l *LocalLimiter) loop() {
 		l.settle(ctx, false)
 		cancel()
 		l.mu.Lock()
-		if len(l.work) == 0 && len(l.budgets) == 0 && l.noCharges() {
+		if len(l.work) == 0 && len(l.budgets) == 0 && l.due.empty() {
 			l.running = false
 			l.mu.Unlock()
 			return
@@ -401,11 +375,9 @@ func (l *LocalLimiter) settle(ctx context.Context, all bool) {
 			b.pending = 0
 		}
 	}
-	for _, q := range l.due {
-		// A budget whose charge a request carried meanwhile owes nothing.
-		for b := q.pop(now, all); b != nil; b = q.pop(now, all) {
-			add(b, 0)
-		}
+	// A budget whose charge a request carried meanwhile owes nothing.
+	for b := l.due.pop(now, all); b != nil; b = l.due.pop(now, all) {
+		add(b, 0)
 	}
 	for b := range l.work {
 		if b.credit > 0 && (all || !now.Before(b.creditEnd)) {

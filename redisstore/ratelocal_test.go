@@ -134,12 +134,11 @@ func TestLocalLimiter(t *testing.T) {
 		name  string
 		steps []step
 	}{
-		{name: "a budget known full admits without asking; the charge waits an interval", steps: []step{
+		{name: "a budget known full admits without asking; the settler's next round charges it", steps: []step{
 			{do: "take", scripts: 0, owed: 0},
-			{do: "settle", scripts: 0, owed: 0},
+			{do: "settle", scripts: 0, owed: 0}, // not yet: it waits for others to share the call
 			{do: "advance"},
-			// Full again by now: the charge reads the budget and writes nothing.
-			{do: "settle", scripts: 1, owed: 0},
+			{do: "settle", scripts: 1, owed: 0}, // as of when it came: full again by now
 			{do: "settle", scripts: 0, owed: 0},
 		}},
 		{name: "a flush charges at once", steps: []step{
@@ -221,8 +220,8 @@ func TestLocalLimiterLeasesABusyBudget(t *testing.T) {
 	if got := owed(t, s, ip); got != n-51 { // 51 ms of the clock is 51 requests' worth
 		t.Errorf("after the leases went back Redis counts %v requests of the address, want %d", got, n-51)
 	}
-	// The buyers' charges wait an interval (200ms); a flush sends them now,
-	// each as of when its request came.
+	// The settler's round above charged the buyers, each as of when its
+	// request came; a flush finds nothing more.
 	l.Flush(ctx)
 	for i := range 3 {
 		if got := owed(t, s, userKey(fmt.Sprint("u", i), 5, 10)); got != 1-0.051*5 {
@@ -287,8 +286,9 @@ func TestLocalLimiterExactAcrossInstances(t *testing.T) {
 // TestLocalLimiterBoundOverTime: with the clock moving, instances sharing a
 // budget admit, in any window of time, at most what the budget allows in it
 // (its burst, plus one per interval) and one request per instance more,
-// though each instance charges what it admitted on its own only an interval
-// later.
+// though each instance charges what it admitted on its own only later (its
+// settler's round comes after each step of the clock, up to 250ms late,
+// where one running every few milliseconds is less).
 func TestLocalLimiterBoundOverTime(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		ctx := context.Background()
@@ -298,19 +298,30 @@ func TestLocalLimiterBoundOverTime(t *testing.T) {
 		key := reservation.RateKey{Policy: "user", Subject: "u", Limit: reservation.Limit{Rate: 10, Per: time.Second, Burst: burst}}
 		iv := key.Limit.Interval()
 		var admitted []time.Time
+		var log []string
+		start := clock.Now()
 		for range rapid.IntRange(1, 150).Draw(rt, "steps") {
 			i := rapid.IntRange(0, n-1).Draw(rt, "instance")
 			switch rapid.IntRange(0, 5).Draw(rt, "op") {
 			case 0:
 				ls[i].Settle(ctx)
+				log = append(log, fmt.Sprintf("%v: instance %d settles", clock.Now().Sub(start), i))
 			case 1:
+				// Each instance's settler runs every few milliseconds: after
+				// a step of the clock, each has had its round.
 				clock.advance(t, s, time.Duration(rapid.IntRange(1, 250).Draw(rt, "ms"))*time.Millisecond)
+				for _, l := range ls {
+					l.Settle(ctx)
+				}
 			default:
 				_, err := ls[i].Take(ctx, []reservation.RateKey{key})
 				switch {
 				case err == nil:
 					admitted = append(admitted, clock.Now())
-				case !errors.Is(err, reservation.ErrRateLimited):
+					log = append(log, fmt.Sprintf("%v: instance %d admitted", clock.Now().Sub(start), i))
+				case errors.Is(err, reservation.ErrRateLimited):
+					log = append(log, fmt.Sprintf("%v: instance %d refused", clock.Now().Sub(start), i))
+				default:
 					rt.Fatal(err)
 				}
 			}
@@ -319,8 +330,8 @@ func TestLocalLimiterBoundOverTime(t *testing.T) {
 			for k := j; k < len(admitted); k++ {
 				allowed := burst + int(admitted[k].Sub(admitted[j])/iv) + n
 				if k-j+1 > allowed {
-					rt.Fatalf("%d admitted between %v and %v by %d instances, want at most %d (burst %d)",
-						k-j+1, admitted[j].Sub(admitted[0]), admitted[k].Sub(admitted[0]), n, allowed, burst)
+					rt.Fatalf("%d admitted between %v and %v by %d instances, want at most %d (burst %d):\n%s",
+						k-j+1, admitted[j].Sub(start), admitted[k].Sub(start), n, allowed, burst, strings.Join(log, "\n"))
 				}
 			}
 		}
