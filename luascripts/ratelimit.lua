@@ -80,7 +80,7 @@ for i = 1, n do
   local remaining = math.floor((burst * interval - (tat - now)) / interval)
   if remaining < 0 then remaining = 0 end
   out[#out + 1] = remaining
-  out[#out + 1] = string.format('%d', tat - now)
+  out[#out + 1] = tat - now
   out[#out + 1] = leased
 end
 return out
