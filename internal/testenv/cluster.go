@@ -65,11 +65,14 @@ func StartRedisCluster(t testing.TB, opt ClusterOptions) *RedisCluster {
 
 	n := opt.Masters * (1 + opt.Replicas)
 	c := &RedisCluster{admin: make(map[string]*goredis.Client, n)}
+	// The nodes start together, so a port FreePort found free may be
+	// another node's, or its bus port: each picks clear of the others'.
+	taken := map[int]bool{}
 	for range n {
 		// The node's directory is only known once newRedis made it, so the
 		// config file is named relative to it: redis-server resolves it
 		// against --dir.
-		r := newRedis(t, RedisOptions{AOF: opt.AOF},
+		r := newRedis(t, RedisOptions{AOF: opt.AOF, taken: taken},
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", strconv.Itoa(int(opt.NodeTimeout/time.Millisecond)),

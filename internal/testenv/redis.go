@@ -21,6 +21,11 @@ type RedisOptions struct {
 	// it, nothing survives a Kill: RDB snapshots are off either way, so a
 	// test never depends on when one happened to run.
 	AOF bool
+
+	// taken are ports other servers of the same start will listen on (a
+	// cluster's nodes and their bus ports, port+10000): this one's port
+	// and bus port must be none of them, since none is bound yet.
+	taken map[int]bool
 }
 
 // Redis is a private redis-server that a test may kill and restart.
@@ -47,6 +52,15 @@ func newRedis(t testing.TB, opt RedisOptions, extraArgs ...string) *Redis {
 	bin := lookBinary(t, "redis-server", "/usr/sbin", "/usr/local/bin")
 	dir := t.TempDir()
 	port := FreePort(t)
+	for tries := 0; opt.taken[port] || opt.taken[port+10000]; tries++ {
+		if tries == 200 {
+			t.Fatalf("testenv: no port clear of %d others after 200 tries", len(opt.taken))
+		}
+		port = FreePort(t)
+	}
+	if opt.taken != nil {
+		opt.taken[port], opt.taken[port+10000] = true, true
+	}
 	appendonly := "no"
 	if opt.AOF {
 		appendonly = "yes"
