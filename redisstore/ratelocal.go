@@ -259,8 +259,7 @@ func (l *LocalLimiter) admit(keys []reservation.RateKey, now time.Time) ([]reser
 	for i, k := range keys {
 		b := bs[i]
 		if b == nil {
-			b = &localBudget{key: k}
-			l.budgets[budgetID{k.Policy, k.Subject}] = b
+			b = l.budget(k, now) // room was checked above
 		}
 		iv := k.Limit.Interval()
 		if b.credit > 0 && now.Before(b.creditEnd) {
@@ -285,8 +284,9 @@ func (l *LocalLimiter) owe(b *localBudget, n int, at time.Time) {
 	if b.pending == 0 {
 		l.due.push(b, l.now().Add(chargeEvery))
 		b.pendingAt = at
+	} else {
+		b.pendingAt = minTime(b.pendingAt, at)
 	}
-	b.pendingAt = minTime(b.pendingAt, at)
 	b.pending += n
 	l.start()
 }
