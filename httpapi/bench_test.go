@@ -29,11 +29,13 @@ func BenchmarkReserveHTTP(b *testing.B) {
 		name   string
 		stock  int64
 		memory time.Duration
+		limits bool // the bench's budgets: a buyer's 5/s burst 10, the address's never spent
 		want   int
 	}{
-		{"granted", 1_000_000_000, 50 * time.Millisecond, 201},
-		{"sold_out_from_redis", 0, 0, 409},
-		{"sold_out_from_memory", 0, 50 * time.Millisecond, 409},
+		{"granted", 1_000_000_000, 50 * time.Millisecond, false, 201},
+		{"granted_limits", 1_000_000_000, 50 * time.Millisecond, true, 201},
+		{"sold_out_from_redis", 0, 0, false, 409},
+		{"sold_out_from_memory", 0, 50 * time.Millisecond, false, 409},
 	}
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
@@ -47,7 +49,15 @@ func BenchmarkReserveHTTP(b *testing.B) {
 			if _, err := svc.Seed(ctx, reservation.ItemSpec{SKU: "bench", Stock: tc.stock, PerUserLimit: 1, Hold: time.Minute}); err != nil {
 				b.Fatal(err)
 			}
-			handler := httpapi.New(svc, httpapi.Config{AdminTokens: []string{adminToken}, Log: quietLog()}).App().Handler()
+			cfg := httpapi.Config{AdminTokens: []string{adminToken}, Log: quietLog()}
+			if tc.limits {
+				limiter := store.LocalLimiter()
+				defer limiter.Flush(ctx)
+				cfg.Limits = httpapi.RateLimits{Limiter: limiter,
+					PerUser: reservation.Limit{Rate: 5, Per: time.Second, Burst: 10},
+					PerIP:   reservation.Limit{Rate: 1_000_000, Per: time.Second, Burst: 1_000_000}}
+			}
+			handler := httpapi.New(svc, cfg).App().Handler()
 			var users atomic.Int64
 			b.SetParallelism(32) // 64 in flight on two cores
 			b.ReportAllocs()

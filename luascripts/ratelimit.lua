@@ -7,28 +7,27 @@
 -- grace is for charges that come late, as of an earlier time: they must
 -- still find the TAT they add to.)
 --
--- Besides the request itself ("take"), an instance settles here what it did
--- without asking (see redisstore/ratelocal.go): requests it admitted on its
--- own, charged as of when they came whatever the budget holds now (they were
--- served), and requests it leased ahead and never used, given back.
+-- Besides the request, an instance sends here what it owes the budgets (see
+-- redisstore/ratelocal.go): requests it admitted on its own, charged as of
+-- when they came whatever the budget holds now (they were served), and
+-- requests it leased ahead and never used, given back. Owed requests it has
+-- no request to carry with go to charge.lua.
 --
 -- KEYS[i]  budget i: a string, its TAT in microseconds since the epoch
--- ARGV[1]  "take": one request from every budget, all or nothing;
---          "settle": only the charges and refunds below, never refused
--- ARGV[2]  the grace in milliseconds: how long a key outlives its TAT
--- ARGV[3+6(i-1)] .. ARGV[8+6(i-1)], budget i's:
+-- ARGV[1]  the grace in milliseconds: how long a key outlives its TAT
+-- ARGV[2+6(i-1)] .. ARGV[7+6(i-1)], budget i's:
 --   interval_us  1/rate
 --   burst        requests it allows at once
 --   charge       requests admitted without asking, taken unconditionally
 --   charge_age   microseconds since they were admitted
 --   refund       leased requests not used: given back
---   lease        ("take") requests wanted beyond the one, granted only from
---                a budget that keeps three quarters of its room after them
+--   lease        requests wanted beyond the one, granted only from a budget
+--                that keeps three quarters of its room after them
 --
 -- Returns {code, retry_us, remaining_1, reset_us_1, leased_1, remaining_2, ...}:
---   code        "allowed" (every budget took the request; "settle" always)
---               or "limited" (at least one is spent: none took it; charges
---               and refunds are applied all the same)
+--   code        "allowed" (every budget took the request) or "limited" (at
+--               least one is spent: none took it; charges and refunds are
+--               applied all the same)
 --   retry_us    "limited": microseconds until every budget allows one
 --               request again; 0 otherwise
 --   remaining_i requests budget i allows at once now
@@ -36,15 +35,14 @@
 --   leased_i    requests granted beyond the one, already taken from the budget
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local take = ARGV[1] == 'take'
-local grace = tonumber(ARGV[2])
+local grace = tonumber(ARGV[1])
 
 local n = #KEYS
 local old, tats, intervals, bursts, wants = {}, {}, {}, {}, {}
 local limited, retry = false, 0
 -- Reads and checks first.
 for i = 1, n do
-  local a = 3 + 6 * (i - 1)
+  local a = 2 + 6 * (i - 1)
   local interval, burst = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   local charge, age, refund = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   old[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
@@ -53,7 +51,7 @@ for i = 1, n do
   if refund > 0 then tat = tat - refund * interval end
   if tat < now then tat = now end
   tats[i], intervals[i], bursts[i], wants[i] = tat, interval, burst, tonumber(ARGV[a + 5])
-  if take and tat + interval - now > burst * interval then
+  if tat + interval - now > burst * interval then
     limited = true
     -- Allowed again once tat + interval - later <= burst * interval.
     local wait = tat + interval - now - burst * interval
@@ -66,7 +64,7 @@ local out = { limited and 'limited' or 'allowed', string.format('%d', retry) }
 for i = 1, n do
   local tat, interval, burst = tats[i], intervals[i], bursts[i]
   local leased = 0
-  if take and not limited then
+  if not limited then
     tat = tat + interval
     local room = math.floor((burst * interval - (tat - now)) / interval)
     leased = math.min(wants[i], math.floor(room / 4))

@@ -54,6 +54,9 @@ var prune string
 //go:embed ratelimit.lua
 var ratelimit string
 
+//go:embed charge.lua
+var charge string
+
 //go:embed index.lua
 var index string
 
@@ -94,5 +97,8 @@ func Lease() Source { return Source(lease) }
 
 // RateLimit works on rate budgets, not items: it stands alone too.
 func RateLimit() Source { return Source(ratelimit) }
+
+// Charge settles rate budgets; it stands alone too.
+func Charge() Source { return Source(charge) }
 
 func join(body string) Source { return Source(lib + "\n" + body) }

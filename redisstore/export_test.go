@@ -104,3 +104,30 @@ func (l *LocalLimiter) SetClock(now func() time.Time) {
 // Settle runs one round of the limiter's settler now, as its loop does
 // every few milliseconds.
 func (l *LocalLimiter) Settle(ctx context.Context) { l.settle(ctx, false) }
+
+// ChargeOp is a budgetOp of charge.lua: requests admitted Age ago without
+// asking, and leased requests given back.
+type ChargeOp struct {
+	Key    reservation.RateKey
+	Charge int
+	Age    time.Duration
+	Refund int
+}
+
+// Charge settles ops as the limiter's settler does, and returns each
+// budget's remaining and reset after it.
+func (s *Store) Charge(ctx context.Context, ops []ChargeOp) ([]reservation.RateState, error) {
+	bops := make([]budgetOp, len(ops))
+	for i, op := range ops {
+		bops[i] = budgetOp{key: op.Key, charge: op.Charge, age: op.Age, refund: op.Refund}
+	}
+	res, err := s.charge(ctx, bops)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]reservation.RateState, len(ops))
+	for i, st := range res {
+		out[i] = reservation.RateState{Policy: ops[i].Key.Policy, Limit: ops[i].Key.Limit, Remaining: st.remaining, Reset: st.reset}
+	}
+	return out, nil
+}

@@ -12,7 +12,10 @@ import (
 	"github.com/flashsale/flashsale/reservation"
 )
 
-var rateLimitScript = goredis.NewScript(string(luascripts.RateLimit()))
+var (
+	rateLimitScript = goredis.NewScript(string(luascripts.RateLimit()))
+	chargeScript    = goredis.NewScript(string(luascripts.Charge()))
+)
 
 var _ reservation.RateLimiter = (*Store)(nil)
 
@@ -36,17 +39,17 @@ func (s *Store) Take(ctx context.Context, keys []reservation.RateKey) ([]reserva
 	for i, k := range keys {
 		ops[i].key = k
 	}
-	res, err := s.spend(ctx, true, ops)
+	res, err := s.spend(ctx, ops)
 	if err != nil {
 		return nil, err
 	}
 	return res.states(keys)
 }
 
-// budgetOp is one budget's part of a ratelimit.lua call: besides the
-// request ("take"), what an instance admitted without asking (charge, age
-// ago) and leased requests it gives back (refund), and how many it would
-// lease ahead.
+// budgetOp is one budget's part of a ratelimit.lua or charge.lua call:
+// what an instance admitted without asking (charge, age ago) and leased
+// requests it gives back (refund), and, with a request (ratelimit.lua), how
+// many it would lease ahead.
 type budgetOp struct {
 	key    reservation.RateKey
 	charge int
@@ -89,31 +92,23 @@ func (res spent) states(keys []reservation.RateKey) ([]reservation.RateState, er
 // TAT it adds to.
 const rateGrace = time.Second
 
-// settleChunk bounds the budgets of one settling call on a single Redis.
+// settleChunk bounds the budgets of one charge.lua call on a single Redis.
 const settleChunk = 128
 
-// spend runs ratelimit.lua over ops: take asks every budget for one
-// request, all or nothing; without it only charges and refunds are settled.
-// On one Redis the ops share a call (settling: calls of settleChunk); on a
+// spend runs ratelimit.lua over ops: every budget gives one request, all or
+// nothing, and takes what ops carry. On one Redis the ops share a call; on a
 // cluster each op is its own call, all in one pipeline.
-func (s *Store) spend(ctx context.Context, take bool, ops []budgetOp) (spent, error) {
-	var groups [][]budgetOp
-	switch _, cluster := s.client.(*goredis.ClusterClient); {
-	case cluster:
+func (s *Store) spend(ctx context.Context, ops []budgetOp) (spent, error) {
+	groups := [][]budgetOp{ops}
+	if _, cluster := s.client.(*goredis.ClusterClient); cluster {
+		groups = groups[:0]
 		for i := range ops {
 			groups = append(groups, ops[i:i+1])
-		}
-	case take:
-		groups = [][]budgetOp{ops}
-	default:
-		for len(ops) > 0 {
-			n := min(len(ops), settleChunk)
-			groups, ops = append(groups, ops[:n]), ops[n:]
 		}
 	}
 	calls := make([]call, len(groups))
 	for i, g := range groups {
-		calls[i] = s.rateCall(take, g)
+		calls[i] = s.rateCall(g)
 	}
 	var results []result
 	if len(calls) == 1 {
@@ -138,19 +133,87 @@ func (s *Store) spend(ctx context.Context, take bool, ops []budgetOp) (spent, er
 	return out, nil
 }
 
-func (s *Store) rateCall(take bool, ops []budgetOp) call {
-	mode := "settle"
-	if take {
-		mode = "take"
-	}
-	c := call{sc: rateLimitScript, keys: make([]string, len(ops)), args: make([]any, 0, 2+6*len(ops))}
-	c.args = append(c.args, mode, rateGrace.Milliseconds())
+func (s *Store) rateCall(ops []budgetOp) call {
+	c := call{sc: rateLimitScript, keys: make([]string, len(ops)), args: make([]any, 0, 1+6*len(ops))}
+	c.args = append(c.args, rateGrace.Milliseconds())
 	for i, op := range ops {
 		c.keys[i] = s.rateKey(op.key)
 		c.args = append(c.args, op.key.Limit.Interval().Microseconds(), op.key.Limit.Burst,
 			op.charge, op.age.Microseconds(), op.refund, op.lease)
 	}
 	return c
+}
+
+// charge settles ops with charge.lua: the requests this instance admitted
+// without asking and the leased ones it gives back, never refused. It
+// returns each op's budget after it. A call carries one limit, so ops of
+// one limit share calls (of settleChunk entries at most); on a cluster each
+// op is its own call, all in one pipeline.
+func (s *Store) charge(ctx context.Context, ops []budgetOp) ([]budgetState, error) {
+	_, cluster := s.client.(*goredis.ClusterClient)
+	var calls []call
+	var entries [][]int             // the op of each entry of each call
+	open := map[time.Duration]int{} // a limit's call with room, by interval
+	for i, op := range ops {
+		iv := op.key.Limit.Interval()
+		at, ok := open[iv]
+		if !ok || cluster || len(entries[at])+2 > settleChunk {
+			at = len(calls)
+			calls = append(calls, call{sc: chargeScript, args: []any{rateGrace.Milliseconds(), iv.Microseconds()}})
+			entries = append(entries, nil)
+			open[iv] = at
+		}
+		c := &calls[at]
+		// A charge first, then a refund: the refund gives back leased
+		// requests, which the charge never took from.
+		if op.charge > 0 {
+			c.keys = append(c.keys, s.rateKey(op.key))
+			c.args = append(c.args, op.charge, op.age.Microseconds())
+			entries[at] = append(entries[at], i)
+		}
+		if op.refund > 0 {
+			c.keys = append(c.keys, s.rateKey(op.key))
+			c.args = append(c.args, -op.refund, 0)
+			entries[at] = append(entries[at], i)
+		}
+	}
+	var results []result
+	switch len(calls) {
+	case 0:
+	case 1:
+		results = []result{s.run(ctx, calls[0])}
+	default:
+		results = pipelined(ctx, s.client, calls, ackPolicy{})
+	}
+	out := make([]budgetState, len(ops))
+	var errs []error
+	for i, res := range results {
+		rep, err := reply(res.val, res.err)
+		switch {
+		case err != nil:
+		case rep.code() != "charged" || len(rep) != 1+len(entries[i]):
+			err = fmt.Errorf("reply %v to %d budgets", []any(rep), len(entries[i]))
+		default:
+			for j, op := range entries[i] {
+				// An op's entries follow each other in its call: its last is its state.
+				out[op] = budgetAfter(ops[op].key.Limit, time.Duration(rep.int(1+j))*time.Microsecond)
+			}
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("redisstore: rate limit charge: %w", err)
+	}
+	return out, nil
+}
+
+// budgetAfter is a budget of limit l that is full again in reset: it allows
+// as many requests at once as fit in its burst's room beyond reset.
+func budgetAfter(l reservation.Limit, reset time.Duration) budgetState {
+	iv := l.Interval()
+	return budgetState{remaining: max(int((iv*time.Duration(l.Burst)-reset)/iv), 0), reset: reset}
 }
 
 // spent appends the reply of a call over n budgets to out.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashsale/flashsale/redisstore"
 	"github.com/flashsale/flashsale/reservation"
 )
 
@@ -109,5 +110,94 @@ func TestRateLimitKeysExpire(t *testing.T) {
 	s.advance(t, 3*time.Second)
 	if s.mr.Exists(name) {
 		t.Errorf("%s still exists once its budget is full", name)
+	}
+}
+
+// TestCharge: charge.lua, the settler's call. A charge is taken as of when
+// its requests came, whatever the budget holds, and written even once the
+// budget is full again, so a later charge for an earlier moment adds to it;
+// a refund gives back leased requests, never past full, and creates no key.
+func TestCharge(t *testing.T) {
+	buyer := func(subject string) reservation.RateKey { // 5/s burst 10: an interval of 200ms
+		return reservation.RateKey{Policy: "user", Subject: subject, Limit: reservation.Limit{Rate: 5, Per: time.Second, Burst: 10}}
+	}
+	addr := reservation.RateKey{Policy: "ip", Subject: "192.0.2.9", Limit: reservation.Limit{Rate: 1, Per: time.Second, Burst: 4}}
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	type want struct {
+		remaining int
+		reset     time.Duration
+	}
+	tests := []struct {
+		name    string
+		takes   []reservation.RateKey // taken through ratelimit.lua first, one request each
+		ops     []redisstore.ChargeOp
+		want    []want
+		absent  []reservation.RateKey // keys that must not exist after
+		present []reservation.RateKey
+	}{
+		{name: "a one-off buyer is charged as of when the request came",
+			ops:  []redisstore.ChargeOp{{Key: buyer("a"), Charge: 1, Age: ms(50)}},
+			want: []want{{9, ms(150)}}, present: []reservation.RateKey{buyer("a")}},
+		{name: "a charge already full again is written, and a charge for an earlier moment adds to it",
+			ops: []redisstore.ChargeOp{{Key: buyer("a"), Charge: 1, Age: ms(300)}, {Key: buyer("a"), Charge: 1, Age: ms(400)}},
+			// The first leaves the budget full (a TAT is never kept in the
+			// past); the second adds to it, so a client spread over the
+			// instances pays for every request.
+			want: []want{{10, 0}, {9, ms(200)}}, present: []reservation.RateKey{buyer("a")}},
+		{name: "charges add to what the budget holds",
+			takes: []reservation.RateKey{buyer("a"), buyer("a"), buyer("a")},
+			ops:   []redisstore.ChargeOp{{Key: buyer("a"), Charge: 2}},
+			want:  []want{{5, ms(1000)}}},
+		{name: "a refund gives back leased requests, never past full",
+			takes: []reservation.RateKey{addr, addr, addr},
+			ops:   []redisstore.ChargeOp{{Key: addr, Refund: 2}},
+			want:  []want{{3, ms(1000)}}},
+		{name: "a refund larger than what was taken leaves the budget full",
+			takes: []reservation.RateKey{addr},
+			ops:   []redisstore.ChargeOp{{Key: addr, Refund: 3}},
+			want:  []want{{4, 0}}},
+		{name: "a refund to an absent budget writes nothing",
+			ops:  []redisstore.ChargeOp{{Key: addr, Refund: 3}},
+			want: []want{{4, 0}}, absent: []reservation.RateKey{addr}},
+		{name: "a charge and a refund of one budget in one call",
+			takes: []reservation.RateKey{addr, addr, addr},
+			ops:   []redisstore.ChargeOp{{Key: addr, Charge: 1, Refund: 2}},
+			want:  []want{{2, ms(2000)}}},
+		{name: "budgets of two limits settle together",
+			ops:  []redisstore.ChargeOp{{Key: buyer("a"), Charge: 1}, {Key: addr, Charge: 2}, {Key: buyer("b"), Charge: 3, Age: ms(100)}},
+			want: []want{{9, ms(200)}, {2, ms(2000)}, {7, ms(500)}}},
+	}
+	// miniredis, whose clock stands still; TestCluster's rate limits run
+	// the same calls on real Redis.
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newMiniStore(t)
+			ctx := context.Background()
+			for _, k := range tt.takes {
+				if _, err := s.Take(ctx, []reservation.RateKey{k}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := s.Charge(ctx, tt.ops)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, w := range tt.want {
+				if got[i].Remaining != w.remaining || got[i].Reset != w.reset {
+					t.Errorf("op %d: remaining %d, reset %v; want %d, %v", i, got[i].Remaining, got[i].Reset, w.remaining, w.reset)
+				}
+			}
+			for _, k := range tt.absent {
+				if s.mr.Exists(s.prefix + ":rl:{" + k.Policy + ":" + k.Subject + "}") {
+					t.Errorf("budget %s:%s exists", k.Policy, k.Subject)
+				}
+			}
+			for _, k := range tt.present {
+				name := s.prefix + ":rl:{" + k.Policy + ":" + k.Subject + "}"
+				if ttl := s.mr.TTL(name); ttl < time.Second {
+					t.Errorf("budget %s: TTL %v, want at least the grace", name, ttl)
+				}
+			}
+		})
 	}
 }

@@ -200,7 +200,7 @@ func (l *LocalLimiter) ask(ctx context.Context, keys []reservation.RateKey, now 
 	}
 	l.mu.Unlock()
 
-	res, err := l.store.spend(ctx, true, ops)
+	res, err := l.store.spend(ctx, ops)
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -401,10 +401,10 @@ func (l *LocalLimiter) settle(ctx context.Context, all bool) {
 	}
 	l.mu.Unlock()
 
-	var res spent
+	var res []budgetState
 	var err error
 	if len(ops) > 0 {
-		res, err = l.store.spend(ctx, false, ops)
+		res, err = l.store.charge(ctx, ops)
 	}
 
 	l.mu.Lock()
@@ -418,7 +418,7 @@ func (l *LocalLimiter) settle(ctx context.Context, all bool) {
 			l.owe(b, ops[i].charge, now.Add(-ops[i].age))
 			continue
 		}
-		st := res.budgets[i]
+		st := res[i]
 		if b.pending == 0 && b.charging == 0 {
 			b.fullAt, b.remaining = now.Add(st.reset), st.remaining
 		}

@@ -19,22 +19,25 @@ import (
 	"github.com/flashsale/flashsale/reservation"
 )
 
-// scriptCounter is a go-redis hook counting the calls of one script,
+// scriptCounter is a go-redis hook counting the calls of some scripts,
 // alone or in pipelines.
 type scriptCounter struct {
-	sha string
-	n   atomic.Int64
+	shas map[any]bool
+	n    atomic.Int64
 }
 
-func countScript(rdb *goredis.Client, src luascripts.Source) *scriptCounter {
-	c := &scriptCounter{sha: goredis.NewScript(string(src)).Hash()}
+func countScript(rdb *goredis.Client, srcs ...luascripts.Source) *scriptCounter {
+	c := &scriptCounter{shas: map[any]bool{}}
+	for _, src := range srcs {
+		c.shas[goredis.NewScript(string(src)).Hash()] = true
+	}
 	rdb.AddHook(c)
 	return c
 }
 
 func (c *scriptCounter) count(cmd goredis.Cmder) {
 	args := cmd.Args()
-	if len(args) > 1 && (strings.EqualFold(cmd.Name(), "evalsha") && args[1] == c.sha || strings.EqualFold(cmd.Name(), "eval")) {
+	if len(args) > 1 && (strings.EqualFold(cmd.Name(), "evalsha") && c.shas[args[1]] || strings.EqualFold(cmd.Name(), "eval")) {
 		c.n.Add(1)
 	}
 }
@@ -161,7 +164,7 @@ func TestLocalLimiter(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newMiniStore(t)
-			calls := countScript(s.rdb, luascripts.RateLimit())
+			calls := countScript(s.rdb, luascripts.RateLimit(), luascripts.Charge())
 			clock := &limiterClock{now: time.Unix(1_000_000, 0)}
 			l := newLimiter(s, clock)
 			for i, st := range tt.steps {
@@ -197,7 +200,7 @@ func TestLocalLimiter(t *testing.T) {
 func TestLocalLimiterLeasesABusyBudget(t *testing.T) {
 	ctx := context.Background()
 	s := newMiniStore(t)
-	calls := countScript(s.rdb, luascripts.RateLimit())
+	calls := countScript(s.rdb, luascripts.RateLimit(), luascripts.Charge())
 	clock := &limiterClock{now: time.Unix(1_000_000, 0)}
 	l := newLimiter(s, clock)
 	ip := reservation.RateKey{Policy: "ip", Subject: "192.0.2.9", Limit: reservation.Limit{Rate: 1000, Per: time.Second, Burst: 1000}}

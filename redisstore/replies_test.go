@@ -60,7 +60,7 @@ func TestReplyLayouts(t *testing.T) {
 			{Policy: "ip", Subject: "pin", Limit: reservation.Limit{Rate: 1, Per: time.Second, Burst: 3}}}
 		take := func(code string) []reservation.RateState {
 			t.Helper()
-			c := s.rateCall(true, []budgetOp{{key: keys[0]}, {key: keys[1]}})
+			c := s.rateCall([]budgetOp{{key: keys[0]}, {key: keys[1]}})
 			rep, err := reply(rateLimitScript.Run(ctx, rdb, c.keys, c.args...).Result())
 			if err != nil {
 				t.Fatal(err)
