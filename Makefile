@@ -131,16 +131,18 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./httpapi || exit 1; \
 	done
 
-## bench: one run at 64 clients: the limits (redis-benchmark on the reserve
+## bench: three interleaved rounds at 64 clients, each row reporting its median
+## round: the limits (redis-benchmark on the reserve
 ## script, a bare Fiber server, the plain endpoint), the service (also with rate
 ## limits on, and with a local replica and FLASHSALE_REDIS_ACK_REPLICAS=1), the MySQL
 ## approaches it replaces, with each process's CPU per request; then the idle
-## cost of 10,000 and 100,000 items; one table and the targets, in about three minutes. Redis and MySQL
+## cost of 10,000 and 100,000 items; one table and the targets, in about eight minutes
+## (BENCHFLAGS=-rounds=1: one round, about three). Redis and MySQL
 ## from FLASHSALE_BENCH_REDIS_ADDR and FLASHSALE_BENCH_MYSQL_DSN (default the
 ## local ones); flags through BENCHFLAGS, e.g. BENCHFLAGS='-only http-ceiling -json'.
 bench: build
 	$(GO) build -o bin/flashsale-bench ./loadtest/cmd/flashsale-bench
-	./bin/flashsale-bench -flashsale $(BIN) $(BENCHFLAGS)
+	./bin/flashsale-bench -flashsale $(BIN) -rounds 3 $(BENCHFLAGS)
 
 ## bench-go: the hand-written code against what libraries do (the strict
 ## JSON decoder, the coalescer against go-redis AutoPipeline; see

@@ -53,6 +53,9 @@ type settings struct {
 	// on FLASHSALE_BENCH_REDIS_ADDR.
 	privateRedis bool
 	mysqlDSN     string // server DSN without a database; each row gets its own
+	// rounds: every timed row runs this many times, the rows of one round
+	// before the next, and reports its median round (see medianRow).
+	rounds int
 }
 
 func (s settings) selected(row string) bool { return len(s.only) == 0 || slices.Contains(s.only, row) }
@@ -70,6 +73,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.DurationVar(&s.duration, "duration", 10*time.Second, "length of each timed row (the flash crowd is bounded by its requests)")
 	fs.StringVar(&only, "only", "", "comma-separated rows to run (default all): "+strings.Join(rowNames, ", ")+", "+rowIdle)
 	fs.BoolVar(&s.privateRedis, "private-redis", false, "run every row on a redis-server of the run's own (a shared Redis's other clients would count in its CPU per request)")
+	fs.IntVar(&s.rounds, "rounds", 1, "run the timed rows this many times, interleaved, and report each row's median round: the ratios between rows then hold on a machine whose speed drifts (the idle rows run once)")
 	fs.BoolVar(&s.asJSON, "json", false, "write the report as JSON instead of a table")
 	fs.StringVar(&s.flashsale, "flashsale", "bin/flashsale", "the flashsale binary (make build)")
 	fs.StringVar(&ceilAddr, internalCeilingFlag, "", "")
@@ -112,8 +116,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stderr, "flashsale-bench:", err)
 		return exitUsage
 	}
-	if s.clients < 1 || s.duration <= 0 || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "flashsale-bench: -clients must be at least 1, -duration positive, and no arguments given")
+	if s.clients < 1 || s.duration <= 0 || s.rounds < 1 || s.rounds > 20 || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "flashsale-bench: -clients must be at least 1, -duration positive, -rounds 1..20, and no arguments given")
 		return exitUsage
 	}
 

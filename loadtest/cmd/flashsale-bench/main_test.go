@@ -280,3 +280,40 @@ func TestCeilingRow(t *testing.T) {
 		t.Errorf("ceiling row %+v; log:\n%s", r, log.String())
 	}
 }
+
+// TestMedianRow: a row of several rounds reports its median round whole,
+// and a failed or overselling round in place of any median.
+func TestMedianRow(t *testing.T) {
+	oversold := int64(3)
+	none := int64(0)
+	tests := []struct {
+		name       string
+		rounds     []row
+		wantRate   float64
+		wantDetail string
+	}{
+		{name: "one round is itself",
+			rounds:   []row{{Throughput: 10, Detail: "d"}},
+			wantRate: 10, wantDetail: "d"},
+		{name: "three rounds: the median, with every rate",
+			rounds:   []row{{Throughput: 30, Detail: "a"}, {Throughput: 10, Detail: "b"}, {Throughput: 20, Detail: "c", Oversold: &none}},
+			wantRate: 20, wantDetail: "c; median of 3 rounds, req/s 30, 10, 20"},
+		{name: "two rounds: the lower",
+			rounds:   []row{{Throughput: 30, Detail: "a"}, {Throughput: 10, Detail: "b"}},
+			wantRate: 10, wantDetail: "b; median of 2 rounds, req/s 30, 10"},
+		{name: "a failed round is reported",
+			rounds:   []row{{Throughput: 30}, {Throughput: 20}, {Throughput: 0, Failure: "boom", Detail: "f"}},
+			wantRate: 0, wantDetail: "f; median of 3 rounds, req/s 30, 20, 0"},
+		{name: "an overselling round is reported",
+			rounds:   []row{{Throughput: 30}, {Throughput: 25, Oversold: &oversold, Detail: "o"}, {Throughput: 20}},
+			wantRate: 25, wantDetail: "o; median of 3 rounds, req/s 30, 25, 20"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := medianRow(tt.rounds)
+			if got.Throughput != tt.wantRate || got.Detail != tt.wantDetail {
+				t.Errorf("medianRow = %v req/s, %q; want %v, %q", got.Throughput, got.Detail, tt.wantRate, tt.wantDetail)
+			}
+		})
+	}
+}
