@@ -69,7 +69,7 @@ const (
 // bench holds what every row needs; one per run.
 type bench struct {
 	s       settings
-	runID   string // in every key prefix and database name of the run
+	runID   string // in every key prefix and database name of the run's round
 	redis   *goredis.Client
 	admin   *sql.DB // the MySQL server, for creating and dropping databases
 	log     io.Writer
@@ -156,6 +156,10 @@ func benchmark(ctx context.Context, s settings, log io.Writer) (rep report, err 
 	for round := 1; round <= s.rounds; round++ {
 		if s.rounds > 1 {
 			fmt.Fprintf(log, "flashsale-bench: round %d of %d\n", round, s.rounds)
+		}
+		if round > 1 {
+			// Every round's rows get key prefixes and databases of their own.
+			b.runID = rep.RunID + "r" + strconv.Itoa(round)
 		}
 		for _, st := range steps {
 			if !anySelected(s, st.rows) {
