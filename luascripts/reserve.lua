@@ -29,68 +29,86 @@
 --   {"more_due"}  more holds fell due than ARGV[5] allows settling at once, and
 --       without them the answer would be a refusal; the ones read were settled,
 --       nothing was taken: call again
-local id, user, qty, idem_field = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local settle_limit = tonumber(ARGV[5])
-local now = now_ms()
+--
+-- Several requests in one call: ARGV may hold any number of requests, six
+-- values each in turn (redisstore's coalescer sends the concurrent reserves
+-- of one bucket as one call, so they share one script's overhead). Then the
+-- reply is the list of their replies, in order, and each request is settled,
+-- checked and taken exactly as if it ran alone, after the ones before it:
+-- its reads and checks come after their writes and before its own. One
+-- request (six values) answers its reply alone.
 
-local f = redis.call('HMGET', K_ITEM, 'available', 'per_user_limit', 'hold_ms', 'starts_ms', 'ends_ms', 'buckets',
-                     'recount')
-if not f[1] then return { 'item_not_found' } end
-local buckets = tonumber(f[6]) or 1
-if buckets ~= tonumber(ARGV[6]) then return { 'layout', buckets } end
+-- reserve answers the request whose six values start at ARGV[a].
+local function reserve(a)
+  local id, user, qty, idem_field = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
+  local settle_limit = tonumber(ARGV[a + 4])
+  local now = now_ms()
 
--- A retry of the same call (same server-generated id) must not take stock twice.
-local prev = load(id)
-if prev then return reply('replayed', prev, now) end
+  local f = redis.call('HMGET', K_ITEM, 'available', 'per_user_limit', 'hold_ms', 'starts_ms', 'ends_ms', 'buckets',
+                       'recount')
+  if not f[1] then return { 'item_not_found' } end
+  local buckets = tonumber(f[6]) or 1
+  if buckets ~= tonumber(ARGV[a + 5]) then return { 'layout', buckets } end
 
-if idem_field ~= '' then
-  local prev_id = redis.call('HGET', K_IDEM, idem_field)
-  if prev_id then
-    prev = load(prev_id)
-    if prev then
-      if prev.qty ~= qty then return reply('idempotency_key_reused', prev, now) end
-      return reply('replayed', prev, now)
+  -- A retry of the same call (same server-generated id) must not take stock twice.
+  local prev = load(id)
+  if prev then return reply('replayed', prev, now) end
+
+  if idem_field ~= '' then
+    local prev_id = redis.call('HGET', K_IDEM, idem_field)
+    if prev_id then
+      prev = load(prev_id)
+      if prev then
+        if prev.qty ~= qty then return reply('idempotency_key_reused', prev, now) end
+        return reply('replayed', prev, now)
+      end
     end
   end
-end
 
-local starts, ends = tonumber(f[4]), tonumber(f[5])
-if (starts and now < starts) or (ends and now >= ends) then
-  return { 'sale_not_active', now }
-end
+  local starts, ends = tonumber(f[4]), tonumber(f[5])
+  if (starts and now < starts) or (ends and now >= ends) then
+    return { 'sale_not_active', now }
+  end
 
--- Holds that are already due count as expired here, at once, whether or
--- not the sweeper has reached them.
-local due, freed, freed_by_user = due_holds(now, settle_limit)
-local available = tonumber(f[1]) + freed
-local limit = tonumber(f[2])
-local held = tonumber(redis.call('HGET', K_USERS, user) or '0') - (freed_by_user[user] or 0)
+  -- Holds that are already due count as expired here, at once, whether or
+  -- not the sweeper has reached them.
+  local due, freed, freed_by_user = due_holds(now, settle_limit)
+  local available = tonumber(f[1]) + freed
+  local limit = tonumber(f[2])
+  local held = tonumber(redis.call('HGET', K_USERS, user) or '0') - (freed_by_user[user] or 0)
 
-if (held + qty > limit or available < qty) and more_due(due, settle_limit, now) then
+  if (held + qty > limit or available < qty) and more_due(due, settle_limit, now) then
+    expire_holds(due, freed, now)
+    return { 'more_due' }
+  end
+  if held + qty > limit then return { 'limit_exceeded', held, limit } end
+  if available < qty then
+    -- The holds just read as due come first by expiry; the next one decides
+    -- how long this refusal may be remembered.
+    local due_in = next_due_in(#due, now)
+    expire_holds(due, freed, now)
+    local recount = 0
+    if f[7] then recount = 1 end
+    return { 'sold_out', available, due_in, recount }
+  end
+
+  -- Writes only from here on.
   expire_holds(due, freed, now)
-  return { 'more_due' }
-end
-if held + qty > limit then return { 'limit_exceeded', held, limit } end
-if available < qty then
-  -- The holds just read as due come first by expiry; the next one decides
-  -- how long this refusal may be remembered.
-  local due_in = next_due_in(#due, now)
-  expire_holds(due, freed, now)
-  local recount = 0
-  if f[7] then recount = 1 end
-  return { 'sold_out', available, due_in, recount }
+  local r = { id = id, status = 'pending', qty = qty, user = user, created = now,
+              expires = now + tonumber(f[3]), updated = now }
+  local units, rec = int(qty), encode(r)
+  redis.call('HINCRBY', K_ITEM, 'available', '-' .. units)
+  redis.call('HINCRBY', K_ITEM, 'reserved', units)
+  redis.call('HINCRBY', K_USERS, user, units)
+  redis.call('HSET', K_RES, id, rec)
+  redis.call('ZADD', K_HOLDS, int(r.expires), id)
+  if idem_field ~= '' then redis.call('HSET', K_IDEM, idem_field, id, '#' .. id, idem_field) end
+  emit_res(r, idem_field, rec)
+  return reply('created', r, now)
 end
 
--- Writes only from here on.
-expire_holds(due, freed, now)
-local r = { id = id, status = 'pending', qty = qty, user = user, created = now,
-            expires = now + tonumber(f[3]), updated = now }
-local units, rec = int(qty), encode(r)
-redis.call('HINCRBY', K_ITEM, 'available', '-' .. units)
-redis.call('HINCRBY', K_ITEM, 'reserved', units)
-redis.call('HINCRBY', K_USERS, user, units)
-redis.call('HSET', K_RES, id, rec)
-redis.call('ZADD', K_HOLDS, int(r.expires), id)
-if idem_field ~= '' then redis.call('HSET', K_IDEM, idem_field, id, '#' .. id, idem_field) end
-emit_res(r, idem_field, rec)
-return reply('created', r, now)
+local n = #ARGV / 6
+if n == 1 then return reserve(1) end
+local replies = {}
+for i = 1, n do replies[i] = reserve(6 * (i - 1) + 1) end
+return replies

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -117,9 +118,10 @@ func (c *coalescer) send(first *job) {
 	for i, j := range batch {
 		calls[i] = j.c
 	}
+	merged, members := merge(calls)
 	// One caller's cancellation must not fail the others' calls; the client's
 	// own read and write timeouts bound the pipeline.
-	results := pipelined(context.WithoutCancel(first.ctx), c.client, calls, c.ack)
+	results := split(pipelined(context.WithoutCancel(first.ctx), c.client, merged, c.ack), members, len(calls))
 	first.res = results[0]
 	for i, j := range batch[1:] {
 		j.res, j.lead = results[i+1], false
@@ -137,4 +139,57 @@ func (c *coalescer) send(first *job) {
 	c.mu.Unlock()
 	next.lead = true
 	next.ready <- struct{}{}
+}
+
+// merge folds the calls that may run as one (call.merge: one script on the
+// same keys) into one call each, their arguments in turn, so a batch of
+// reserves of one bucket costs Redis one script's overhead, not one each.
+// members lists, for every call to send, the indexes of the calls it
+// carries.
+func merge(calls []call) (out []call, members [][]int) {
+	for i, c := range calls {
+		g := -1
+		if c.merge {
+			g = slices.IndexFunc(out, func(o call) bool { return o.merge && o.sc == c.sc && slices.Equal(o.keys, c.keys) })
+		}
+		if g < 0 {
+			out, members = append(out, c), append(members, []int{i})
+			continue
+		}
+		if len(members[g]) == 1 {
+			// The first call's arguments are its caller's: the merged call
+			// gets its own.
+			out[g].args = slices.Clip(slices.Clone(out[g].args))
+		}
+		out[g].args = append(out[g].args, c.args...)
+		out[g].ack = out[g].ack || c.ack
+		members[g] = append(members[g], i)
+	}
+	return out, members
+}
+
+// split hands each of n calls its own result from the results of the calls
+// merge made: a merged call's error is every member's, and its reply the
+// list of theirs.
+func split(results []result, members [][]int, n int) []result {
+	out := make([]result, n)
+	for g, res := range results {
+		m := members[g]
+		if len(m) == 1 {
+			out[m[0]] = res
+			continue
+		}
+		replies, ok := res.val.([]any)
+		if res.err == nil && (!ok || len(replies) != len(m)) {
+			res.err = fmt.Errorf("redisstore: %d calls merged into one answered %v", len(m), res.val)
+		}
+		for k, i := range m {
+			if res.err != nil {
+				out[i] = result{err: res.err}
+			} else {
+				out[i] = result{val: replies[k]}
+			}
+		}
+	}
+	return out
 }

@@ -25,6 +25,10 @@ type call struct {
 	// seed), answered only once the replicas WithReplicatedAck asks for
 	// have it.
 	ack bool
+	// merge: calls of this script on the same keys may run as one call,
+	// their arguments in turn, answering the list of their replies
+	// (reserve.lua); the coalescer does so for calls it sends together.
+	merge bool
 }
 
 // ackPolicy is WithReplicatedAck's: how many replicas must have a change

@@ -511,7 +511,7 @@ func (s *Store) Reserve(ctx context.Context, req reservation.ReserveRequest) (re
 	for attempt := 0; ; attempt++ {
 		bucket := l.home(req.UserID)
 		res := s.runSettled(ctx, s.reserve, []call{{keys: s.keys(bucket),
-			args: []any{bucketID(req.ID, req.SKU, bucket), req.UserID, req.Quantity, idem, settleLimit, l.n()}, ack: true}})[0]
+			args: []any{bucketID(req.ID, req.SKU, bucket), req.UserID, req.Quantity, idem, settleLimit, l.n()}, ack: true, merge: true}})[0]
 		rep, err := reply(res.val, res.err)
 		if err != nil {
 			return reservation.Reservation{}, false, fmt.Errorf("redisstore: reserve %s: %w", req.SKU, err)
