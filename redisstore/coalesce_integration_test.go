@@ -83,7 +83,8 @@ func newPipelinedStore(t *testing.T, slots, batch int, hook *pipelineHook) *redi
 	return st
 }
 
-// Every caller must get its own answer back, whatever batch it rode in.
+// Every caller must get its own answer back, whatever batch it rode in,
+// and the reserves a pipeline carries for one item share a script call.
 func TestCoalescedCallsGetTheirOwnAnswers(t *testing.T) {
 	tests := []struct {
 		name         string
@@ -132,6 +133,10 @@ func TestCoalescedCallsGetTheirOwnAnswers(t *testing.T) {
 			}
 			if hook.pipelines.Load() >= buyers {
 				t.Fatalf("%d pipelines for %d concurrent calls: nothing was coalesced", hook.pipelines.Load(), buyers)
+			}
+			// Reserves of one bucket in one pipeline are one script call.
+			if hook.cmds.Load() >= buyers {
+				t.Fatalf("%d script calls for %d concurrent reserves of one item: none was merged", hook.cmds.Load(), buyers)
 			}
 			t.Logf("%d calls in %d pipelines (largest %d)", hook.cmds.Load(), hook.pipelines.Load(), hook.maxBatch.Load())
 		})
