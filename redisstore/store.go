@@ -102,9 +102,11 @@ func New(ctx context.Context, client goredis.UniversalClient, prefix string, opt
 	return s, nil
 }
 
-// Defaults of WithPipelines.
+// Defaults of WithPipelines. Two pipelines in flight, not four, since the
+// reserves of one item in a pipeline are merged into one call: batches grow
+// and Redis does less per hold (docs/performance.md).
 const (
-	DefaultPipelines     = 4
+	DefaultPipelines     = 2
 	DefaultPipelineBatch = 128
 )
 
