@@ -317,3 +317,35 @@ func TestMedianRow(t *testing.T) {
 		})
 	}
 }
+
+// TestPairedRatio: rows of several rounds are compared round by round, so a
+// round on a slow machine is set against the same round's other row.
+func TestPairedRatio(t *testing.T) {
+	rate := func(r *row) float64 { return r.Throughput }
+	rounds := func(rates ...float64) *row {
+		r := &row{Throughput: rates[0]}
+		for _, v := range rates {
+			r.rounds = append(r.rounds, row{Throughput: v})
+		}
+		return r
+	}
+	tests := []struct {
+		name     string
+		num, den *row
+		want     float64
+	}{
+		{"one round each", &row{Throughput: 8}, &row{Throughput: 10}, 0.8},
+		// Medians 40 and 50 would say 0.8; the rounds say 1.0, 1.0, 0.5.
+		{"three rounds: the median of the rounds' ratios", rounds(40, 50, 10), rounds(40, 50, 20), 1.0},
+		{"two rounds: the lower", rounds(9, 5), rounds(10, 10), 0.5},
+		{"rounds that differ in number: the rows themselves", rounds(9, 5), rounds(10, 10, 10), 0.9},
+		{"a zero denominator", &row{Throughput: 8}, &row{}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := pairedRatio(tt.num, tt.den, rate); got != tt.want {
+				t.Errorf("pairedRatio = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

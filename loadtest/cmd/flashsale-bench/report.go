@@ -24,6 +24,9 @@ type row struct {
 	FirstError string
 	Failure    string // why the row could not be measured, or failed its verification
 	CPU        cpuUse // CPU time of each process over the row; a process missing was not measured
+	// rounds are the row's every round, in order, when it ran more than
+	// once: a ratio between two rows is taken round by round (see ratio).
+	rounds []row
 }
 
 func (r *row) fromResult(res loadtest.Result) {

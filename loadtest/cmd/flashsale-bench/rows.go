@@ -200,6 +200,7 @@ func medianRow(rounds []row) row {
 		}
 	}
 	pick.Detail += fmt.Sprintf("; median of %d rounds, req/s %s", len(rounds), strings.Join(rates, ", "))
+	pick.rounds = rounds
 	return pick
 }
 

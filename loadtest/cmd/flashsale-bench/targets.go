@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -65,7 +66,11 @@ func (t targetRows) get(names ...string) ([]*row, string) {
 	return rows, strings.Join(missing, ", ")
 }
 
-// ratio: value(num) / value(den) at least want.
+// ratio: value(num) / value(den) at least want. Rows of several rounds
+// are compared round by round, each round's two rows a minute apart at
+// most, and the median of those ratios is the value: the ratio of two
+// rows' medians could pair rounds far apart on a machine whose speed
+// drifts.
 func (t targetRows) ratio(name, num, den string, value func(*row) float64, want float64) check {
 	c := check{Name: name, Op: atLeast, Want: want, Unit: "x"}
 	rows, why := t.get(num, den)
@@ -73,11 +78,29 @@ func (t targetRows) ratio(name, num, den string, value func(*row) float64, want 
 		c.Verdict, c.Why = notRun, why
 		return c
 	}
-	if d := value(rows[1]); d > 0 {
-		c.Value = value(rows[0]) / d
-	}
+	c.Value = pairedRatio(rows[0], rows[1], value)
 	c.Verdict = verdict(c.Value >= want)
 	return c
+}
+
+// pairedRatio is value(num) / value(den), round by round when both ran
+// the same rounds: the median of the rounds' ratios (the lower middle of
+// an even count).
+func pairedRatio(num, den *row, value func(*row) float64) float64 {
+	if len(num.rounds) < 2 || len(num.rounds) != len(den.rounds) {
+		if d := value(den); d > 0 {
+			return value(num) / d
+		}
+		return 0
+	}
+	ratios := make([]float64, len(num.rounds))
+	for i := range num.rounds {
+		if d := value(&den.rounds[i]); d > 0 {
+			ratios[i] = value(&num.rounds[i]) / d
+		}
+	}
+	slices.Sort(ratios)
+	return ratios[(len(ratios)-1)/2]
 }
 
 // p99: the row's p99 at most p99Max.
