@@ -58,6 +58,8 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		{name: "unknown row", args: []string{"-only", "everything"}},
 		{name: "no clients", args: []string{"-clients", "0"}},
 		{name: "no duration", args: []string{"-duration", "0s"}},
+		{name: "no rounds", args: []string{"-rounds", "0"}},
+		{name: "too many rounds", args: []string{"-rounds", "21"}},
 		{name: "stray argument", args: []string{"now"}},
 	}
 	for _, tt := range tests {
