@@ -97,7 +97,10 @@ func (s *Server) refuseRate(c *fiber.Ctx, e *reservation.RateLimitedError) error
 }
 
 func setRateHeaders(c *fiber.Ctx, states []reservation.RateState) {
-	var policy, state []byte
+	// On the stack: fasthttp copies the values, and these two headers go
+	// out with every buyer's answer while a limit is on.
+	var policyBuf, stateBuf [128]byte
+	policy, state := policyBuf[:0], stateBuf[:0]
 	for i, st := range states {
 		if i > 0 {
 			policy, state = append(policy, ", "...), append(state, ", "...)
