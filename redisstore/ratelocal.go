@@ -84,6 +84,7 @@ type localBudget struct {
 	leasing   chan struct{} // a call under way asks for a lease: closed when it is back
 	askedAt   time.Time     // when this instance last asked Redis
 	lease     int           // what it asks for next: doubles while the budget stays busy
+	op        int           // 1 + its op's index in the settle being built; 0 outside one
 }
 
 // idle reports whether b owes nothing, holds nothing and is full as far as
@@ -361,17 +362,17 @@ func (l *LocalLimiter) settle(ctx context.Context, all bool) {
 	l.mu.Lock()
 	var bs []*localBudget
 	var ops []budgetOp
-	at := map[*localBudget]int{} // a budget's op: one per budget and call
+	// A budget gets one op per call (b.op), though it may be owed a charge
+	// and hold leased requests both.
 	add := func(b *localBudget, refund int) {
-		i, ok := at[b]
-		if !ok && b.pending == 0 && refund == 0 {
+		if b.op == 0 && b.pending == 0 && refund == 0 {
 			return // its charge was carried meanwhile
 		}
-		if !ok {
-			i = len(ops)
+		if b.op == 0 {
 			bs, ops = append(bs, b), append(ops, budgetOp{key: b.key})
-			at[b] = i
+			b.op = len(ops)
 		}
+		i := b.op - 1
 		ops[i].refund += refund
 		if b.pending > 0 {
 			ops[i].charge, ops[i].age = b.pending, now.Sub(b.pendingAt)
@@ -392,6 +393,9 @@ func (l *LocalLimiter) settle(ctx context.Context, all bool) {
 		if b.credit == 0 {
 			delete(l.work, b)
 		}
+	}
+	for _, b := range bs {
+		b.op = 0
 	}
 	// Budgets the instance is done with go, now and then: a flood of
 	// one-off buyers must not grow the map for long.
