@@ -165,8 +165,18 @@ func (c *RedisCluster) replicaInSync(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("%s: INFO replication: %w", addr, err)
 	}
-	if f := infoFields(repl); f["role"] == "slave" && f["master_link_status"] != "up" {
+	f := infoFields(repl)
+	if f["role"] == "slave" && f["master_link_status"] != "up" {
 		return fmt.Errorf("%s: replica's master_link_status:%s", addr, f["master_link_status"])
+	}
+	// The master counts a replica in WAIT only once it has put it online,
+	// which after a diskless sync waits for the replica's first ACK (sent
+	// once a second): until then a replicated acknowledgement times out.
+	for k, v := range f {
+		if n, ok := strings.CutPrefix(k, "slave"); ok && n != "" && strings.Trim(n, "0123456789") == "" &&
+			!strings.Contains(v, "state=online") {
+			return fmt.Errorf("%s: master's %s:%s", addr, k, v)
+		}
 	}
 	return nil
 }
