@@ -110,12 +110,7 @@ func (s *Store) spend(ctx context.Context, ops []budgetOp) (spent, error) {
 	for i, g := range groups {
 		calls[i] = s.rateCall(g)
 	}
-	var results []result
-	if len(calls) == 1 {
-		results = []result{s.run(ctx, calls[0])}
-	} else {
-		results = pipelined(ctx, s.client, calls, ackPolicy{})
-	}
+	results := s.runMany(ctx, rateLimitScript, calls)
 	var out spent
 	var errs []error
 	for i, res := range results {
@@ -159,7 +154,7 @@ func (s *Store) charge(ctx context.Context, ops []budgetOp) ([]budgetState, erro
 		at, ok := open[iv]
 		if !ok || cluster || len(entries[at])+2 > settleChunk {
 			at = len(calls)
-			calls = append(calls, call{sc: chargeScript, args: []any{rateGrace.Milliseconds(), iv.Microseconds()}})
+			calls = append(calls, call{args: []any{rateGrace.Milliseconds(), iv.Microseconds()}})
 			entries = append(entries, nil)
 			open[iv] = at
 		}
@@ -178,12 +173,8 @@ func (s *Store) charge(ctx context.Context, ops []budgetOp) ([]budgetState, erro
 		}
 	}
 	var results []result
-	switch len(calls) {
-	case 0:
-	case 1:
-		results = []result{s.run(ctx, calls[0])}
-	default:
-		results = pipelined(ctx, s.client, calls, ackPolicy{})
+	if len(calls) > 0 {
+		results = s.runMany(ctx, chargeScript, calls)
 	}
 	out := make([]budgetState, len(ops))
 	var errs []error
