@@ -140,13 +140,24 @@ func (l *LocalLimiter) Take(ctx context.Context, keys []reservation.RateKey) ([]
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	waited := false
+	waited, waitedCharge := false, false
 	for {
 		now := l.now()
 		l.mu.Lock()
 		if states, ok := l.admit(keys, now); ok {
 			l.mu.Unlock()
 			return states, nil
+		}
+		// A charge of one of these budgets is on its way to Redis: asking
+		// before it lands would let Redis answer without it. Wait once for
+		// the settle under way (it holds l.settling for its whole round).
+		if !waitedCharge && l.chargeUnderWay(keys) {
+			l.mu.Unlock()
+			waitedCharge = true
+			l.settling.Lock()
+			//lint:ignore SA2001 empty on purpose: it only waits for the round under way
+			l.settling.Unlock()
+			continue
 		}
 		// A lease asked for by a request before this one is on its way:
 		// its requests are this one's to use. Once: then ask.
@@ -162,6 +173,17 @@ func (l *LocalLimiter) Take(ctx context.Context, keys []reservation.RateKey) ([]
 		}
 		return l.ask(ctx, keys, now)
 	}
+}
+
+// chargeUnderWay reports whether a budget of keys has a charge in a call
+// under way. l.mu is held.
+func (l *LocalLimiter) chargeUnderWay(keys []reservation.RateKey) bool {
+	for _, k := range keys {
+		if b := l.budgets[budgetID{k.Policy, k.Subject}]; b != nil && b.charging > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // leaseUnderWay is closed when the lease a budget of keys waits for has
