@@ -21,11 +21,11 @@ import (
 
 // checkJSON answers 415 unless the body is declared as JSON. An empty body
 // (confirm, cancel) needs no declaration.
-func checkJSON(contentType string, body []byte) error {
-	if len(body) == 0 && contentType == "" || contentType == "application/json" {
+func checkJSON(contentType []byte, body []byte) error {
+	if len(body) == 0 && len(contentType) == 0 || string(contentType) == "application/json" {
 		return nil
 	}
-	mt, _, err := mime.ParseMediaType(contentType)
+	mt, _, err := mime.ParseMediaType(string(contentType))
 	if err != nil || mt != "application/json" {
 		return errMediaType
 	}

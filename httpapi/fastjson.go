@@ -118,20 +118,27 @@ func smallInt(b []byte, i int) (n int64, next int, ok bool) {
 // appendJSONString appends s as a JSON string, escaping as encoding/json
 // does (HTML characters included), so both encoders agree byte for byte.
 func appendJSONString(dst []byte, s string) []byte {
+	return append(appendJSONChars(append(dst, '"'), s), '"')
+}
+
+// appendJSONChars is appendJSONString without the quotes around, for a
+// string or its bytes.
+func appendJSONChars[T string | []byte](dst []byte, s T) []byte {
 	const hex = "0123456789abcdef"
 	mark := len(dst)
-	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' && c < 0x80 {
+		// One table load per byte: every answer's strings pass here, and
+		// nearly all of them are plain ASCII with nothing to escape.
+		if jsonPlain[s[i]] {
 			i++
 			continue
 		}
+		c := s[i]
 		if c >= 0x80 {
 			// Multi-byte UTF-8, invalid bytes and U+2028/9 need encoding/json's
 			// rules; such strings are rare in answers, so defer to it.
-			return appendSlowString(dst[:mark], s)
+			return appendSlowString(dst[:mark], string(s))
 		}
 		dst = append(dst, s[start:i]...)
 		switch c {
@@ -153,13 +160,22 @@ func appendJSONString(dst []byte, s string) []byte {
 		i++
 		start = i
 	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	return append(dst, s[start:]...)
 }
 
+// jsonPlain marks the bytes encoding/json writes as they are: printable
+// ASCII but for the quote, the backslash and the HTML characters. Never
+// written after it is built.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
 func appendSlowString(dst []byte, s string) []byte {
-	b, _ := json.Marshal(s) // a string always marshals
-	return append(dst, b...)
+	b, _ := json.Marshal(s) // a string always marshals, quoted
+	return append(dst, b[1:len(b)-1]...)
 }
 
 // appendReservation is json.Marshal(toReservationJSON(r)), without reflection.
@@ -184,25 +200,27 @@ func appendReservation(dst []byte, r reservation.Reservation) []byte {
 	return append(dst, `"}`...)
 }
 
-// appendProblem is json.Marshal(p), without reflection.
-func appendProblem(dst []byte, p problem) []byte {
-	dst = append(dst, `{"type":`...)
-	dst = appendJSONString(dst, p.Type)
-	dst = append(dst, `,"title":`...)
-	dst = appendJSONString(dst, p.Title)
+// appendProblem is json.Marshal of the problem document of k with this
+// detail, instance and request id (empty: left out), without reflection.
+// The type is written from k.code, not built as a string first.
+func appendProblem(dst []byte, k kind, detail, instance string, requestID []byte) []byte {
+	dst = append(dst, `{"type":"`+problemTypePrefix...)
+	dst = appendJSONChars(dst, k.code)
+	dst = append(dst, `","title":`...)
+	dst = appendJSONString(dst, k.title)
 	dst = append(dst, `,"status":`...)
-	dst = strconv.AppendInt(dst, int64(p.Status), 10)
+	dst = strconv.AppendInt(dst, int64(k.status), 10)
 	dst = append(dst, `,"detail":`...)
-	dst = appendJSONString(dst, p.Detail)
+	dst = appendJSONString(dst, detail)
 	dst = append(dst, `,"code":`...)
-	dst = appendJSONString(dst, p.Code)
-	if p.Instance != "" {
+	dst = appendJSONString(dst, k.code)
+	if instance != "" {
 		dst = append(dst, `,"instance":`...)
-		dst = appendJSONString(dst, p.Instance)
+		dst = appendJSONString(dst, instance)
 	}
-	if p.RequestID != "" {
-		dst = append(dst, `,"request_id":`...)
-		dst = appendJSONString(dst, p.RequestID)
+	if len(requestID) > 0 {
+		dst = append(dst, `,"request_id":"`...)
+		dst = append(appendJSONChars(dst, requestID), '"')
 	}
 	return append(dst, '}')
 }

@@ -78,6 +78,9 @@ func FuzzAppendJSONString(f *testing.F) {
 		if got := appendJSONString(nil, s); string(got) != string(want) {
 			t.Fatalf("appendJSONString(%q) = %s, encoding/json says %s", s, got, want)
 		}
+		if got := appendJSONChars([]byte("x"), []byte(s)); string(got) != "x"+string(want[1:len(want)-1]) {
+			t.Fatalf("appendJSONChars(x, []byte(%q)) = %s, encoding/json says %s", s, got, want)
+		}
 	})
 }
 
@@ -94,10 +97,11 @@ func FuzzAppendReservationAndProblem(f *testing.F) {
 		}
 		for _, p := range []problem{
 			{Type: "urn:flashsale:problem:" + status, Title: user, Status: qty, Detail: detail, Code: status, Instance: instance, RequestID: id},
-			{Type: "t", Title: "x", Status: 409, Detail: detail, Code: "sold_out"},
+			{Type: "urn:flashsale:problem:sold_out", Title: "x", Status: 409, Detail: detail, Code: "sold_out"},
 		} {
 			want, _ := json.Marshal(p)
-			if got := appendProblem(nil, p); string(got) != string(want) {
+			k := kind{status: p.Status, code: p.Code, title: p.Title}
+			if got := appendProblem(nil, k, p.Detail, p.Instance, []byte(p.RequestID)); string(got) != string(want) {
 				t.Fatalf("appendProblem = %s, encoding/json says %s", got, want)
 			}
 		}

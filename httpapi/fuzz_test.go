@@ -310,7 +310,7 @@ func FuzzCheckJSON(f *testing.F) {
 		f.Add(ct, []byte(nil))
 	}
 	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
-		err := checkJSON(contentType, body)
+		err := checkJSON([]byte(contentType), body)
 		if err != nil {
 			if err != errMediaType { //nolint:errorlint // the sentinel itself, unwrapped
 				t.Fatalf("refusal %v is not the 415 error", err)

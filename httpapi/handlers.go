@@ -88,7 +88,7 @@ func toReservationJSON(r reservation.Reservation) reservationJSON {
 func param(c *fiber.Ctx, name string) string { return strings.Clone(c.Params(name)) }
 
 func (s *Server) seed(c *fiber.Ctx) error {
-	if err := checkJSON(c.Get(fiber.HeaderContentType), c.Request().Body()); err != nil {
+	if err := checkJSON(c.Request().Header.ContentType(), c.Request().Body()); err != nil {
 		return err
 	}
 	spec, err := decodeItem(param(c, "sku"), c.Request().Body())
@@ -115,7 +115,7 @@ type bulkResult struct {
 }
 
 func (s *Server) seedMany(c *fiber.Ctx) error {
-	if err := checkJSON(c.Get(fiber.HeaderContentType), c.Request().Body()); err != nil {
+	if err := checkJSON(c.Request().Header.ContentType(), c.Request().Body()); err != nil {
 		return err
 	}
 	specs, err := decodeBulk(c.Request().Body())
@@ -169,7 +169,7 @@ func (s *Server) item(c *fiber.Ctx) error {
 }
 
 func (s *Server) reserve(c *fiber.Ctx) error {
-	if err := checkJSON(c.Get(fiber.HeaderContentType), c.Request().Body()); err != nil {
+	if err := checkJSON(c.Request().Header.ContentType(), c.Request().Body()); err != nil {
 		return err
 	}
 	buyer, _ := buyerOf(c)
@@ -236,7 +236,7 @@ func (s *Server) cancel(c *fiber.Ctx) error {
 // transition runs confirm or cancel: both take no body (or {}) and answer
 // with the reservation.
 func (s *Server) transition(c *fiber.Ctx, apply func(context.Context, string) (reservation.Reservation, error)) error {
-	if err := checkJSON(c.Get(fiber.HeaderContentType), c.Request().Body()); err != nil {
+	if err := checkJSON(c.Request().Header.ContentType(), c.Request().Body()); err != nil {
 		return err
 	}
 	if err := decodeEmpty(c.Request().Body()); err != nil {

@@ -27,14 +27,6 @@ const UnknownSKU = "_unknown"
 // reserveRoute is the pattern of the reserve handler, as Fiber reports it.
 const reserveRoute = "/v1/items/:sku/reservations"
 
-// useMetrics installs the metrics middleware, outermost, so the latency
-// covers every other middleware and the status it sees is final.
-func (s *Server) useMetrics(app *fiber.App) {
-	if s.metrics != nil {
-		app.Use(s.observe)
-	}
-}
-
 // serveMetrics registers GET /metrics on app. Like most exporters it needs
 // no credentials: it shows counts, never user ids. It does show every
 // item's stock, sales window or not: a deployment that wants that private
@@ -45,18 +37,9 @@ func (s *Server) serveMetrics(app *fiber.App) {
 	}
 }
 
-// observe runs the chain, writes any error's problem document itself (so it
-// classifies the error once and sees the final status), then reports.
-func (s *Server) observe(c *fiber.Ctx) error {
-	start := time.Now()
-	code := ""
-	if err := c.Next(); err != nil {
-		k, detail := classify(err)
-		code = k.code
-		if err := s.writeProblem(c, err, k, detail); err != nil {
-			return err
-		}
-	}
+// observe reports a request that has been answered; code is its problem
+// code, "" when it succeeded. front calls it last, so the status is final.
+func (s *Server) observe(c *fiber.Ctx, code string) {
 	// After the chain, Route is the last route that ran: the handler's, or
 	// a middleware's prefix (/, /v1, /admin/v1) when one answered first.
 	r := c.Route()
@@ -75,8 +58,13 @@ func (s *Server) observe(c *fiber.Ctx) error {
 		}
 		s.metrics.ObserveReserve(sku, outcome)
 	}
-	s.metrics.ObserveRequest(r.Path, c.Method(), status, time.Since(start))
-	return nil
+	s.metrics.ObserveRequest(r.Path, c.Method(), status, sinceArrival(c))
+}
+
+// sinceArrival is how long ago fasthttp handed the request to the router
+// (it reads the clock for every request anyway), at least a nanosecond.
+func sinceArrival(c *fiber.Ctx) time.Duration {
+	return max(time.Since(c.Context().Time()), time.Nanosecond)
 }
 
 // itemExists reports whether a reserve outcome proves the item exists:

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"errors"
 	"log/slog"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -32,7 +31,9 @@ type kind struct {
 }
 
 // typ is the problem type URI of k.
-func (k kind) typ() string { return "urn:flashsale:problem:" + k.code }
+func (k kind) typ() string { return problemTypePrefix + k.code }
+
+const problemTypePrefix = "urn:flashsale:problem:"
 
 // domainKinds is the one place where domain errors meet HTTP.
 var domainKinds = []struct {
@@ -42,7 +43,7 @@ var domainKinds = []struct {
 	{reservation.ErrInvalid, kind{fiber.StatusBadRequest, "invalid_request", "Invalid request"}},
 	{reservation.ErrItemNotFound, kind{fiber.StatusNotFound, "item_not_found", "Item not found"}},
 	{reservation.ErrReservationNotFound, kind{fiber.StatusNotFound, "reservation_not_found", "Reservation not found"}},
-	{reservation.ErrSoldOut, kind{fiber.StatusConflict, "sold_out", "Sold out"}},
+	{reservation.ErrSoldOut, kindSoldOut},
 	{reservation.ErrLimitExceeded, kind{fiber.StatusConflict, "limit_exceeded", "Per-user limit exceeded"}},
 	{reservation.ErrSaleNotActive, kind{fiber.StatusConflict, "sale_not_active", "Sale not active"}},
 	{reservation.ErrReservationExpired, kind{fiber.StatusConflict, "reservation_expired", "Reservation expired"}},
@@ -72,6 +73,7 @@ var (
 		"the request body must be JSON, sent with Content-Type: application/json"}
 	errContentEncoding = &httpError{kind{fiber.StatusUnsupportedMediaType, "unsupported_media_type", "Unsupported media type"},
 		"the request body must be sent without a Content-Encoding (no gzip, deflate or br)"}
+	kindSoldOut  = kind{fiber.StatusConflict, "sold_out", "Sold out"}
 	kindInternal = kind{fiber.StatusInternalServerError, "internal", "Internal server error"}
 	// kindUnauthorized is shared by every missing or refused credential:
 	// the detail and the challenge say which one was wanted.
@@ -88,6 +90,14 @@ func (e *httpError) Error() string { return e.detail }
 
 // classify finds the kind of err and the detail to show the client.
 func classify(err error) (kind, string) {
+	// A sold-out crowd's refusal and the HTTP layer's own come as they are,
+	// unwrapped: found without errors.As's reflection.
+	switch e := err.(type) {
+	case *reservation.SoldOutError:
+		return kindSoldOut, e.Error()
+	case *httpError:
+		return e.kind, e.detail
+	}
 	var he *httpError
 	if errors.As(err, &he) {
 		return he.kind, he.detail
@@ -127,24 +137,25 @@ func classify(err error) (kind, string) {
 // middleware returns ends here as a problem document.
 func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	k, detail := classify(err)
-	if err := s.writeProblem(c, err, k, detail); err != nil {
+	if err := s.writeProblem(c, err, k, detail, c.Response().Header.PeekBytes(headerRequestID)); err != nil {
 		return err
 	}
 	if s.metrics != nil {
-		// With metrics on, observe handles every error of the chain; what
-		// ends here was refused by fasthttp before any route ran (a body
-		// over its limit, headers too large), so nothing counted it yet.
-		s.metrics.ObserveRequest("/", c.Method(), c.Response().StatusCode(), max(time.Since(c.Context().Time()), time.Nanosecond))
+		// front handles every error of the chain; what ends here was
+		// refused by fasthttp before any route ran (a body over its limit,
+		// headers too large), so nothing counted it yet.
+		s.metrics.ObserveRequest("/", c.Method(), c.Response().StatusCode(), sinceArrival(c))
 	}
 	return nil
 }
 
 // writeProblem logs err as its kind deserves and answers its problem
-// document; the metrics middleware calls it with the kind it classified.
-func (s *Server) writeProblem(c *fiber.Ctx, err error, k kind, detail string) error {
-	rid := requestID(c)
-	if rid == "" {
-		rid = s.assignRequestID(c)
+// document; front calls it with the kind it classified and the request's
+// id (empty: the request has none yet).
+func (s *Server) writeProblem(c *fiber.Ctx, err error, k kind, detail string, rid []byte) error {
+	var idBuf [maxRequestID]byte
+	if len(rid) == 0 {
+		rid = s.assignRequestID(c, idBuf[:0])
 	}
 	// Refusals are the flash crowd's common answer: the debug lines' arguments
 	// are built only when someone reads them.
@@ -154,15 +165,15 @@ func (s *Server) writeProblem(c *fiber.Ctx, err error, k kind, detail string) er
 		// Redis down or an item being rebuilt: the cause is logged where it
 		// is noticed; one line per refused buyer would flood the log.
 		if debug {
-			s.log.Debug("request refused: unavailable", "request_id", rid, "method", c.Method(), "path", c.Path(),
+			s.log.Debug("request refused: unavailable", "request_id", string(rid), "method", c.Method(), "path", c.Path(),
 				"code", k.code, "err", err)
 		}
 		c.Set(fiber.HeaderRetryAfter, "1")
 	case k.status >= 500:
-		s.log.Error("request failed", "request_id", rid, "method", c.Method(), "path", c.Path(),
+		s.log.Error("request failed", "request_id", string(rid), "method", c.Method(), "path", c.Path(),
 			"status", k.status, "err", err)
 	case debug:
-		s.log.Debug("request refused", "request_id", rid, "method", c.Method(), "path", c.Path(),
+		s.log.Debug("request refused", "request_id", string(rid), "method", c.Method(), "path", c.Path(),
 			"status", k.status, "code", k.code, "detail", detail)
 	}
 	if k.status == fiber.StatusUnauthorized {
@@ -181,13 +192,5 @@ func (s *Server) writeProblem(c *fiber.Ctx, err error, k kind, detail string) er
 		c.Set(fiber.HeaderWWWAuthenticate, challenge)
 	}
 	var buf [1024]byte
-	return sendRaw(c, k.status, problemContentType, appendProblem(buf[:0], problem{
-		Type:      k.typ(),
-		Title:     k.title,
-		Status:    k.status,
-		Detail:    detail,
-		Code:      k.code,
-		Instance:  c.OriginalURL(),
-		RequestID: rid,
-	}))
+	return sendRaw(c, k.status, problemContentType, appendProblem(buf[:0], k, detail, c.OriginalURL(), rid))
 }

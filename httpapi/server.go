@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/valyala/fasthttp"
 
 	"github.com/flashsale/flashsale/api"
@@ -208,14 +207,7 @@ func (s *Server) routes() {
 		apps = append(apps, s.internal)
 	}
 	for _, app := range apps {
-		s.useMetrics(app)
-		app.Use(s.withRequestID, recover.New(recover.Config{
-			EnableStackTrace: true,
-			StackTraceHandler: func(c *fiber.Ctx, e any) {
-				s.log.Error("panic", "request_id", requestID(c), "panic", fmt.Sprint(e), "stack", string(debug.Stack()))
-			},
-		}))
-		app.Use(refuseContentEncoding)
+		app.Use(s.front)
 		app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 		app.Get("/readyz", s.ready)
 		app.Get("/openapi.yaml", func(c *fiber.Ctx) error { return sendRaw(c, fiber.StatusOK, "application/yaml", spec) })
@@ -234,34 +226,68 @@ func (s *Server) routes() {
 
 	v1 := s.app.Group("/v1")
 	v1.Get("/items/:sku", s.item)
-	v1.Post("/items/:sku/reservations", s.identifyBuyer, s.reserve)
-	v1.Get("/reservations/:id", s.identifyBuyer, s.reservation)
-	v1.Post("/reservations/:id/cancel", s.identifyBuyer, s.cancel)
+	v1.Post("/items/:sku/reservations", s.asBuyer(s.reserve)...)
+	v1.Get("/reservations/:id", s.asBuyer(s.reservation)...)
+	v1.Post("/reservations/:id/cancel", s.asBuyer(s.cancel)...)
 }
 
-// withRequestID keeps a sane incoming X-Request-ID (so a gateway's id runs
-// through our logs) or mints one.
-func (s *Server) withRequestID(c *fiber.Ctx) error {
-	s.assignRequestID(c)
+// front is the one middleware every request passes, outermost. It gives the
+// request its id, runs the rest of the chain (refusing an encoded body,
+// recovering a panic), writes any error's problem document itself, so the
+// error is classified once and the status it reports is final, and then
+// tells the metrics. It is one middleware, not four, because every hop
+// through Fiber's router is paid by every request, a sold-out crowd's
+// included.
+func (s *Server) front(c *fiber.Ctx) error {
+	var buf [maxRequestID]byte
+	rid := s.assignRequestID(c, buf[:0])
+	code := ""
+	if err := s.guarded(c); err != nil {
+		k, detail := classify(err)
+		code = k.code
+		if err := s.writeProblem(c, err, k, detail, rid); err != nil {
+			return err
+		}
+	}
+	if s.metrics != nil {
+		s.observe(c, code)
+	}
+	return nil
+}
+
+// guarded runs the chain after front, turning a panic into an error that
+// answers 500 (its value goes to the log, never to the client).
+func (s *Server) guarded(c *fiber.Ctx) (err error) {
+	defer func() {
+		if e := recover(); e != nil {
+			s.log.Error("panic", "request_id", requestID(c), "panic", fmt.Sprint(e), "stack", string(debug.Stack()))
+			err = fmt.Errorf("panic: %v", e)
+		}
+	}()
+	if encodedBody(c) {
+		c.Set(fiber.HeaderAcceptEncoding, "identity")
+		return errContentEncoding
+	}
 	return c.Next()
 }
 
-// assignRequestID gives c its request id and answers it in X-Request-ID.
-// The error handler calls it too, for requests fasthttp refused before any
-// middleware ran (a body over the server's limit, a header too large).
-func (s *Server) assignRequestID(c *fiber.Ctx) string {
-	rid := c.Get(fiber.HeaderXRequestID)
+// assignRequestID gives c its request id, answered in X-Request-ID: the
+// client's own when sane (so a gateway's id runs through our logs), else
+// one minted into buf. The id lives in the response header alone (see
+// requestID); what is returned is valid until the handler returns.
+func (s *Server) assignRequestID(c *fiber.Ctx, buf []byte) []byte {
+	rid := c.Request().Header.PeekBytes(headerRequestID)
 	if !validRequestID(rid) {
-		rid = s.ids.next()
-	} else {
-		rid = strings.Clone(rid) // fasthttp reuses the header buffer
+		rid = s.ids.append(buf)
 	}
-	c.Locals(ridKey{}, rid)
-	c.Set(fiber.HeaderXRequestID, rid)
+	// SetCanonical: the name is already in canonical form, so fasthttp
+	// need not copy and normalise it; it copies the value.
+	c.Response().Header.SetCanonical(headerRequestID, rid)
 	return rid
 }
 
-type ridKey struct{}
+// headerRequestID is fiber.HeaderXRequestID as fasthttp normalises it.
+var headerRequestID = []byte("X-Request-Id")
 
 // requestIDs mints request ids: a random prefix per server and a counter,
 // unique without a system call per request (ids only correlate logs; they
@@ -277,18 +303,23 @@ func newRequestIDs() *requestIDs {
 	return &requestIDs{prefix: hex.EncodeToString(b[:]) + "-"}
 }
 
-func (g *requestIDs) next() string {
-	var buf [40]byte
-	return string(strconv.AppendUint(append(buf[:0], g.prefix...), g.n.Add(1), 10))
+// append appends the next id to dst: at most 13 + 20 bytes.
+func (g *requestIDs) append(dst []byte) []byte {
+	return strconv.AppendUint(append(dst, g.prefix...), g.n.Add(1), 10)
 }
 
+// requestID is the id assignRequestID gave c, for the log ("" before it).
 func requestID(c *fiber.Ctx) string {
-	rid, _ := c.Locals(ridKey{}).(string)
-	return rid
+	return string(c.Response().Header.PeekBytes(headerRequestID))
 }
 
-func validRequestID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
+// maxRequestID bounds a request id, the client's or ours.
+const maxRequestID = 64
+
+// validRequestID accepts what may be echoed unescaped in a header, a log
+// and a JSON string.
+func validRequestID(s []byte) bool {
+	if len(s) == 0 || len(s) > maxRequestID {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -331,13 +362,17 @@ func (s *Server) bulkAdmitted(h *fasthttp.RequestHeader) bool {
 	return string(path) == bulkPath && s.admin.admits(string(h.Peek(fiber.HeaderAuthorization)))
 }
 
-// refuseContentEncoding answers 415 to a body sent with a Content-Encoding.
-// The API reads bodies as sent (c.Request().Body(), never Fiber's c.Body(),
-// which would inflate gzip, deflate or brotli without bound before any body
-// limit is checked: a 1 MiB gzip body can inflate to a gigabyte).
-func refuseContentEncoding(c *fiber.Ctx) error {
-	if len(c.Request().Body()) == 0 {
-		return c.Next()
+// encodedBody reports a body sent with a Content-Encoding, which the API
+// answers 415. The API reads bodies as sent (c.Request().Body(), never
+// Fiber's c.Body(), which would inflate gzip, deflate or brotli without
+// bound before any body limit is checked: a 1 MiB gzip body can inflate to
+// a gigabyte).
+func encodedBody(c *fiber.Ctx) bool {
+	// ContentEncoding finds the first Content-Encoding header by its
+	// canonical name, as fasthttp stores every name it parses: none at all
+	// is every buyer's case, and needs no walk over the headers.
+	if len(c.Request().Body()) == 0 || c.Request().Header.ContentEncoding() == nil {
+		return false
 	}
 	var encoded bool
 	c.Request().Header.VisitAll(func(k, v []byte) {
@@ -350,11 +385,7 @@ func refuseContentEncoding(c *fiber.Ctx) error {
 			}
 		}
 	})
-	if encoded {
-		c.Set(fiber.HeaderAcceptEncoding, "identity")
-		return errContentEncoding
-	}
-	return c.Next()
+	return encoded
 }
 
 var headerContentEncoding = []byte(fiber.HeaderContentEncoding)
@@ -425,7 +456,7 @@ func (s *Server) ready(c *fiber.Ctx) error {
 // sendRaw answers with body, which it copies: callers may build it in a
 // buffer of their own.
 func sendRaw(c *fiber.Ctx, status int, contentType string, body []byte) error {
-	c.Set(fiber.HeaderContentType, contentType)
+	c.Response().Header.SetContentType(contentType) // not Set: no name to normalise
 	c.Status(status).Response().SetBody(body)
 	return nil
 }

@@ -198,8 +198,17 @@ func TestSoldOutMemoryIsCapped(t *testing.T) {
 }
 
 func TestSoldOutErrorIsErrSoldOut(t *testing.T) {
-	err := error(&SoldOutError{Available: 3, NextExpiry: -1})
-	if !errors.Is(err, ErrSoldOut) || err.Error() != "sold out: 3 units available" {
-		t.Fatalf("%v: errors.Is(ErrSoldOut) = %v", err, errors.Is(err, ErrSoldOut))
+	for _, tt := range []struct {
+		available int64
+		want      string
+	}{
+		{3, "sold out: 3 units available"},
+		{0, "sold out: 0 units available"}, // the constant, not built
+		{-1, "sold out: -1 units available"},
+	} {
+		err := error(&SoldOutError{Available: tt.available, NextExpiry: -1})
+		if !errors.Is(err, ErrSoldOut) || err.Error() != tt.want {
+			t.Fatalf("%v: errors.Is(ErrSoldOut) = %v, want the text %q", err, errors.Is(err, ErrSoldOut), tt.want)
+		}
 	}
 }
