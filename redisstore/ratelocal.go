@@ -83,6 +83,7 @@ type localBudget struct {
 	creditEnd time.Time
 	leasing   chan struct{} // a call under way asks for a lease: closed when it is back
 	askedAt   time.Time     // when this instance last asked Redis
+	usedAt    time.Time     // when a leased request was last handed out here
 	lease     int           // what it asks for next: doubles while the budget stays busy
 	op        int           // 1 + its op's index in the settle being built; 0 outside one
 }
@@ -214,9 +215,13 @@ func (l *LocalLimiter) ask(ctx context.Context, keys []reservation.RateKey, now 
 		ops[i].charge, ops[i].age = b.pending, now.Sub(b.pendingAt)
 		b.charging += b.pending
 		b.pending = 0
-		// A budget asked about again within a lease's life is busy here.
+		// A budget asked about or served from a lease within a lease's
+		// life is busy here. (Served counts: a lease that lasted longer
+		// than its life went back unused in part, and the next ask must
+		// not start again from one. It did, and a steady crowd behind one
+		// address then asked a dozen times every lease life to grow back.)
 		switch {
-		case now.Sub(b.askedAt) >= leaseLife:
+		case now.Sub(b.askedAt) >= leaseLife && now.Sub(b.usedAt) >= leaseLife:
 			b.lease = 0
 		case b.leasing == nil:
 			b.lease = min(2*b.lease+1, maxLease)
@@ -291,6 +296,7 @@ func (l *LocalLimiter) admit(keys []reservation.RateKey, now time.Time) ([]reser
 		iv := k.Limit.Interval()
 		if b.credit > 0 && now.Before(b.creditEnd) {
 			b.credit--
+			b.usedAt = now
 			states[i] = reservation.RateState{Policy: k.Policy, Limit: k.Limit,
 				Remaining: b.remaining + b.credit, Reset: max(b.fullAt.Sub(now), iv)}
 			continue

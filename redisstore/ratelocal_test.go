@@ -233,6 +233,45 @@ func TestLocalLimiterLeasesABusyBudget(t *testing.T) {
 	}
 }
 
+// TestLocalLimiterKeepsLeasingASteadyBudget: an address served steadily,
+// at a rate where one lease outlives leaseLife, keeps asking for leases of
+// the size it reached. Its leases used to start again from one after each
+// went back (the last ask was a lease life ago), so every 50 ms it took a
+// dozen asks, each a round trip before a request, to grow back: at 12k
+// requests a second, one request in eight asked Redis.
+func TestLocalLimiterKeepsLeasingASteadyBudget(t *testing.T) {
+	ctx := context.Background()
+	s := newMiniStore(t)
+	asks := countScript(s.rdb, luascripts.RateLimit())
+	clock := &limiterClock{now: time.Unix(1_000_000, 0)}
+	l := newLimiter(s, clock)
+	ip := reservation.RateKey{Policy: "ip", Subject: "192.0.2.9", Limit: reservation.Limit{Rate: 1_000_000, Per: time.Second, Burst: 1_000_000}}
+	const (
+		n     = 10_000                 // a second's worth
+		every = 100 * time.Microsecond // 10k requests a second: a lease of 1,024 lasts 102 ms
+	)
+	for i := range n {
+		if _, err := l.Take(ctx, []reservation.RateKey{ip}); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		clock.advance(t, s, every)
+		if i%50 == 0 { // the settler's round, every 5 ms
+			l.Settle(ctx)
+		}
+	}
+	// Growing to the largest lease takes 11 asks; after that, about two
+	// per lease life (the lease that went back, and the first request
+	// after it, admitted on its own, then charged by the next ask).
+	want := int64(11 + 2*(n*every/leaseLifeForTest) + 10)
+	t.Logf("%d requests, %d asks", n, asks.n.Load())
+	if got := asks.n.Load(); got > want {
+		t.Errorf("%d steady requests of one address asked Redis %d times, want at most %d", n, got, want)
+	}
+}
+
+// leaseLifeForTest is redisstore's leaseLife.
+const leaseLifeForTest = 50 * time.Millisecond
+
 // TestLocalLimiterExactAcrossInstances: instances sharing one Redis admit
 // at most one request per instance beyond a budget, and once they have
 // settled, Redis's budget has counted every request they admitted. The
