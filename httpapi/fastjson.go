@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"strconv"
+	"time"
 
 	"github.com/flashsale/flashsale/reservation"
 )
@@ -192,12 +193,42 @@ func appendReservation(dst []byte, r reservation.Reservation) []byte {
 	dst = appendJSONString(dst, string(r.Status))
 	// Timestamps in this layout are digits and "-:.TZ+", nothing to escape.
 	dst = append(dst, `,"created_at":"`...)
-	dst = r.CreatedAt.AppendFormat(dst, timeLayout)
+	dst = appendTime(dst, r.CreatedAt)
 	dst = append(dst, `","expires_at":"`...)
-	dst = r.ExpiresAt.AppendFormat(dst, timeLayout)
+	dst = appendTime(dst, r.ExpiresAt)
 	dst = append(dst, `","updated_at":"`...)
-	dst = r.UpdatedAt.AppendFormat(dst, timeLayout)
+	dst = appendTime(dst, r.UpdatedAt)
 	return append(dst, `"}`...)
+}
+
+// appendTime is t.AppendFormat(dst, timeLayout) without reading the layout
+// again for every time (that was 1.6 % of the service's CPU on the success
+// path, three times per reservation). The store's times are UTC; any other
+// location, or a year past four digits, takes AppendFormat.
+func appendTime(dst []byte, t time.Time) []byte {
+	year, month, day := t.Date()
+	if t.Location() != time.UTC || year < 0 || year > 9999 {
+		return t.AppendFormat(dst, timeLayout)
+	}
+	hour, minute, second := t.Clock()
+	dst = appendDigits(dst, year, 4)
+	dst = appendDigits(append(dst, '-'), int(month), 2)
+	dst = appendDigits(append(dst, '-'), day, 2)
+	dst = appendDigits(append(dst, 'T'), hour, 2)
+	dst = appendDigits(append(dst, ':'), minute, 2)
+	dst = appendDigits(append(dst, ':'), second, 2)
+	dst = appendDigits(append(dst, '.'), t.Nanosecond()/int(time.Millisecond), 3)
+	return append(dst, 'Z')
+}
+
+// appendDigits appends n, 0 <= n < 10^width, in exactly width digits.
+func appendDigits(dst []byte, n, width int) []byte {
+	var b [4]byte
+	for i := width - 1; i >= 0; i-- {
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return append(dst, b[:width]...)
 }
 
 // appendProblem is json.Marshal of the problem document of k with this

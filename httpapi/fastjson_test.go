@@ -108,6 +108,23 @@ func FuzzAppendReservationAndProblem(f *testing.F) {
 	})
 }
 
+func FuzzAppendTime(f *testing.F) {
+	for _, ms := range []int64{0, 1_780_000_000_123, -1, 253_402_300_799_999, 253_402_300_800_000, -62_135_596_800_001} {
+		f.Add(ms, false)
+	}
+	f.Add(int64(1_780_000_000_123), true)
+	f.Fuzz(func(t *testing.T, ms int64, local bool) {
+		at := time.UnixMilli(ms).UTC()
+		if local {
+			at = at.In(time.FixedZone("x", 5*3600+30*60))
+		}
+		want := at.AppendFormat([]byte("x"), timeLayout)
+		if got := appendTime([]byte("x"), at); string(got) != string(want) {
+			t.Fatalf("appendTime(%v) = %s, AppendFormat says %s", at, got, want)
+		}
+	})
+}
+
 func TestDecodeReserveFastPathAllocations(t *testing.T) {
 	body := []byte(`{"user_id":"buyer-123","quantity":1}`)
 	allocs := testing.AllocsPerRun(1000, func() {
