@@ -35,12 +35,7 @@ func (db *DB) Apply(ctx context.Context, changes []reservation.Change) error {
 					return err
 				}
 			}
-			if len(res) > 0 {
-				if err := tx.Clauses(db.reservationUpsert()).CreateInBatches(&res, 500).Error; err != nil {
-					return err
-				}
-			}
-			return nil
+			return db.upsertReservations(tx, res)
 		})
 		if !retryable(err) || ctx.Err() != nil {
 			break
@@ -104,6 +99,58 @@ func merge(changes []reservation.Change) ([]itemRow, []reservationRow) {
 func (db *DB) itemUpsert() clause.OnConflict {
 	cols := []string{"name", "stock", "per_user_limit", "hold_ms", "starts_at", "ends_at", "buckets", "updated_at"}
 	return db.upsert("sku", "items", "rev", cols)
+}
+
+// upsertReservations writes rows as reservationUpsert says, 500 a
+// statement. The statement is written here, not by GORM's Create: its
+// reflection over every field of every row (ConvertToCreateValues) was
+// 2.6 % of the service's CPU on the success path, where every hold is a
+// row. TestApplyStatementMatchesGORM holds it to what Create writes.
+func (db *DB) upsertReservations(tx *gorm.DB, rows []reservationRow) error {
+	for chunk := range slices.Chunk(rows, 500) {
+		var sql strings.Builder
+		sql.Grow(len(reservationInsert) + len(chunk)*len(reservationPlaceholders) + len(db.resConflict))
+		sql.WriteString(reservationInsert)
+		args := make([]any, 0, reservationColumns*len(chunk))
+		for i, r := range chunk {
+			if i > 0 {
+				sql.WriteByte(',')
+			}
+			sql.WriteString(reservationPlaceholders)
+			args = append(args, r.ID, r.SKU, r.UserID, r.Quantity, r.Status, r.StatusRank, r.IdempotencyField,
+				r.CreatedAt, r.ExpiresAt, r.UpdatedAt)
+		}
+		sql.WriteString(db.resConflict)
+		if err := tx.Exec(sql.String(), args...).Error; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// The columns upsertReservations writes, in reservationRow's order.
+const (
+	reservationInsert = "INSERT INTO reservations (id,sku,user_id,quantity,status,status_rank,idempotency_field," +
+		"created_at,expires_at,updated_at) VALUES "
+	reservationPlaceholders = "(?,?,?,?,?,?,?,?,?,?)"
+	reservationColumns      = 10
+)
+
+// conflictSQL is up as SQL, after the VALUES of an INSERT.
+func (db *DB) conflictSQL(up clause.OnConflict) string {
+	var b strings.Builder
+	if db.mysql {
+		b.WriteString(" ON DUPLICATE KEY UPDATE ")
+	} else {
+		b.WriteString(" ON CONFLICT (" + up.Columns[0].Name + ") DO UPDATE SET ")
+	}
+	for i, a := range up.DoUpdates {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString(a.Column.Name + "=" + a.Value.(clause.Expr).SQL)
+	}
+	return b.String()
 }
 
 // reservationUpsert takes the incoming status only when it is further along,

@@ -66,6 +66,8 @@ func rank(s reservation.Status) int {
 type DB struct {
 	gorm  *gorm.DB
 	mysql bool
+	// resConflict is reservationUpsert as SQL, built once.
+	resConflict string
 }
 
 // Open connects to MySQL when dsn is set (go-sql-driver syntax), else to the
@@ -97,6 +99,7 @@ func Open(ctx context.Context, dsn, sqlitePath string) (*DB, error) {
 		return nil, fmt.Errorf("persistence: open: %w", err)
 	}
 	db := &DB{gorm: g, mysql: dsn != ""}
+	db.resConflict = db.conflictSQL(db.reservationUpsert())
 	sqlDB, err := g.DB()
 	if err != nil {
 		return nil, fmt.Errorf("persistence: open: %w", err)
