@@ -36,16 +36,24 @@
 -- reply is the list of their replies, in order, and each request is settled,
 -- checked and taken exactly as if it ran alone, after the ones before it:
 -- its reads and checks come after their writes and before its own. One
--- request (six values) answers its reply alone.
+-- request (six values) answers its reply alone. The requests of one call
+-- share one moment (one TIME) and one read of the item's fields: what the
+-- ones before changed of them (available) is counted here as it is written.
+
+local now = now_ms()
+local item     -- the item's fields, read by the call's first request
+local moved = 0 -- units the call's requests have added to available since
 
 -- reserve answers the request whose six values start at ARGV[a].
 local function reserve(a)
   local id, user, qty, idem_field = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
   local settle_limit = tonumber(ARGV[a + 4])
-  local now = now_ms()
 
-  local f = redis.call('HMGET', K_ITEM, 'available', 'per_user_limit', 'hold_ms', 'starts_ms', 'ends_ms', 'buckets',
-                       'recount')
+  if not item then
+    item = redis.call('HMGET', K_ITEM, 'available', 'per_user_limit', 'hold_ms', 'starts_ms', 'ends_ms', 'buckets',
+                      'recount')
+  end
+  local f = item
   if not f[1] then return { 'item_not_found' } end
   local buckets = tonumber(f[6]) or 1
   if buckets ~= tonumber(ARGV[a + 5]) then return { 'layout', buckets } end
@@ -73,12 +81,13 @@ local function reserve(a)
   -- Holds that are already due count as expired here, at once, whether or
   -- not the sweeper has reached them.
   local due, freed, freed_by_user = due_holds(now, settle_limit)
-  local available = tonumber(f[1]) + freed
+  local available = tonumber(f[1]) + moved + freed
   local limit = tonumber(f[2])
   local held = tonumber(redis.call('HGET', K_USERS, user) or '0') - (freed_by_user[user] or 0)
 
   if (held + qty > limit or available < qty) and more_due(due, settle_limit, now) then
     expire_holds(due, freed, now)
+    moved = moved + freed
     return { 'more_due' }
   end
   if held + qty > limit then return { 'limit_exceeded', held, limit } end
@@ -87,6 +96,7 @@ local function reserve(a)
     -- how long this refusal may be remembered.
     local due_in = next_due_in(#due, now)
     expire_holds(due, freed, now)
+    moved = moved + freed
     local recount = 0
     if f[7] then recount = 1 end
     return { 'sold_out', available, due_in, recount }
@@ -99,6 +109,7 @@ local function reserve(a)
   local units, rec = int(qty), encode(r)
   redis.call('HINCRBY', K_ITEM, 'available', '-' .. units)
   redis.call('HINCRBY', K_ITEM, 'reserved', units)
+  moved = moved + freed - qty
   redis.call('HINCRBY', K_USERS, user, units)
   redis.call('HSET', K_RES, id, rec)
   redis.call('ZADD', K_HOLDS, int(r.expires), id)
