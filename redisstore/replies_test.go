@@ -189,3 +189,25 @@ func TestReplyLayouts(t *testing.T) {
 		}
 	})
 }
+
+func TestReplyMillis(t *testing.T) {
+	at := time.UnixMilli(1_780_000_000_123).UTC()
+	r := scriptReply{int64(1_780_000_000_123), "1780000000123", "", nil}
+	for _, tc := range []struct {
+		name string
+		i    int
+		want time.Time
+	}{
+		{"integer", 0, at},
+		{"string", 1, at},
+		{"empty", 2, time.Time{}},
+		{"nil", 3, time.Time{}},
+		{"missing", 4, time.Time{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := r.millis(tc.i); !got.Equal(tc.want) || got.Location() != tc.want.Location() {
+				t.Errorf("millis(%d) = %v, want %v", tc.i, got, tc.want)
+			}
+		})
+	}
+}

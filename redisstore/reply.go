@@ -347,11 +347,23 @@ func (r scriptReply) int(i int) int64 {
 	return n
 }
 
+// millis reads field i as a time in Unix milliseconds; missing or empty is
+// the zero time. (An integer is read as it is: formatting it only to see it
+// was not empty cost three allocations per hold.)
 func (r scriptReply) millis(i int) time.Time {
-	if r.str(i) == "" {
+	if i >= len(r) {
 		return time.Time{}
 	}
-	return time.UnixMilli(r.int(i)).UTC()
+	switch v := r[i].(type) {
+	case int64:
+		return time.UnixMilli(v).UTC()
+	case string:
+		if v == "" {
+			return time.Time{}
+		}
+		return time.UnixMilli(r.int(i)).UTC()
+	}
+	return time.Time{}
 }
 
 func (r scriptReply) unexpected(op string) error {
