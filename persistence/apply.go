@@ -57,38 +57,46 @@ func retryable(err error) bool {
 // merge folds a batch into one row per key, the furthest state of each, in
 // key order (a fixed lock order makes deadlocks between syncers rarer).
 func merge(changes []reservation.Change) ([]itemRow, []reservationRow) {
-	items := map[string]itemRow{}
-	res := map[string]reservationRow{}
+	// Rows are kept in slices and found through maps of their index: a batch
+	// is mostly one change per reservation, and copying rows in and out of
+	// a map of values was the syncer's largest cost in the service after
+	// the SQL itself.
+	var itemRows []itemRow
+	var items map[string]int
+	resRows := make([]reservationRow, 0, len(changes))
+	res := make(map[string]int, len(changes))
 	for _, c := range changes {
 		if it := c.Item; it != nil {
-			if old, ok := items[it.SKU]; !ok || it.Rev > old.Rev {
-				items[it.SKU] = toItemRow(*it)
+			if items == nil {
+				items = map[string]int{}
+			}
+			if i, ok := items[it.SKU]; !ok {
+				items[it.SKU] = len(itemRows)
+				itemRows = append(itemRows, toItemRow(*it))
+			} else if it.Rev > itemRows[i].Rev {
+				itemRows[i] = toItemRow(*it)
 			}
 		}
 		if r := c.Reservation; r != nil {
-			row := toReservationRow(*r, c.IdempotencyField)
-			old, ok := res[r.ID]
-			switch {
-			case !ok || row.StatusRank > old.StatusRank:
-				if ok && row.IdempotencyField == "" {
+			i, ok := res[r.ID]
+			if !ok {
+				res[r.ID] = len(resRows)
+				resRows = append(resRows, toReservationRow(*r, c.IdempotencyField))
+				continue
+			}
+			old := &resRows[i]
+			switch row := toReservationRow(*r, c.IdempotencyField); {
+			case row.StatusRank > old.StatusRank:
+				if row.IdempotencyField == "" {
 					row.IdempotencyField = old.IdempotencyField
 				}
-				res[r.ID] = row
+				*old = row
 			case old.IdempotencyField == "" && row.IdempotencyField != "":
 				old.IdempotencyField = row.IdempotencyField
-				res[r.ID] = old
 			}
 		}
 	}
-	itemRows := make([]itemRow, 0, len(items))
-	for _, it := range items {
-		itemRows = append(itemRows, it)
-	}
 	slices.SortFunc(itemRows, func(a, b itemRow) int { return strings.Compare(a.SKU, b.SKU) })
-	resRows := make([]reservationRow, 0, len(res))
-	for _, r := range res {
-		resRows = append(resRows, r)
-	}
 	slices.SortFunc(resRows, func(a, b reservationRow) int { return strings.Compare(a.ID, b.ID) })
 	return itemRows, resRows
 }
