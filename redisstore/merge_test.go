@@ -127,30 +127,91 @@ func TestReserveMergedAsIfAlone(t *testing.T) {
 		for i := range batch {
 			batch[i] = draw("batch " + strconv.Itoa(i))
 		}
-		var want []result
-		for _, c := range batch {
-			c.sc = alone.reserve
-			want = append(want, alone.runOne(ctx, c))
-		}
-		calls := make([]call, len(batch))
-		for i, c := range batch {
-			c.sc = together.reserve
-			calls[i] = c
-		}
-		merged, members := merge(calls)
-		if len(merged) != 1 {
-			rt.Fatalf("%d calls after merging, want 1", len(merged))
-		}
-		got := split(pipelined(ctx, together.client, merged, ackPolicy{}), members, len(calls))
-		for i := range want {
-			if !reflect.DeepEqual(got[i], want[i]) {
-				rt.Fatalf("request %d %v: merged %v, alone %v", i, batch[i].args, got[i], want[i])
-			}
-		}
-		if a, b := alone.dump(rt), together.dump(rt); !reflect.DeepEqual(a, b) {
-			rt.Fatalf("Redis differs:\nalone    %v\ntogether %v", a, b)
-		}
+		checkMergedAsIfAlone(rt, alone, together, batch)
 	})
+}
+
+// TestReserveMergedCountsWhatTheCallMoved: the requests of one merged call
+// share one read of the item, so each must count what the ones before it
+// moved of available: units freed by settling due holds (whether the
+// request then answered more_due, sold_out or took them) and units taken.
+// Named cases for what the property test above reaches only now and then.
+func TestReserveMergedCountsWhatTheCallMoved(t *testing.T) {
+	cases := []struct {
+		name    string
+		stock   int64
+		earlier []int         // quantities of holds taken before, by users e1, e2...
+		wait    time.Duration // then: past the one-second hold, they fall due
+		settle  int           // due holds a request may settle
+		batch   []int         // quantities of the merged requests, by users b1, b2...
+	}{
+		{"taken by the one before", 3, nil, 0, 3, []int{2, 1, 1}},
+		{"freed by a more_due before", 3, []int{1, 1, 1}, 1500 * time.Millisecond, 1, []int{2, 2, 1}},
+		{"freed by a sold_out before", 2, []int{1, 1}, 1500 * time.Millisecond, 2, []int{3, 2}},
+		{"freed and taken by a grant before", 2, []int{1, 1}, 1500 * time.Millisecond, 2, []int{1, 1, 1}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			alone, together := mergeStore(t), mergeStore(t)
+			defer alone.close()
+			defer together.close()
+			spec := reservation.ItemSpec{SKU: "m", Stock: tc.stock, PerUserLimit: 4, Hold: time.Second}
+			for _, st := range []*mergeTestStore{alone, together} {
+				if _, err := st.Seed(ctx, spec); err != nil {
+					t.Fatal(err)
+				}
+				for i, q := range tc.earlier {
+					c := call{sc: st.reserve, keys: st.keys("m"), args: []any{"m.e" + strconv.Itoa(i), "e" + strconv.Itoa(i), q, "", tc.settle, 1}}
+					if res := st.runOne(ctx, c); res.err != nil {
+						t.Fatal(res.err)
+					}
+				}
+				st.advance(tc.wait)
+			}
+			batch := make([]call, len(tc.batch))
+			for i, q := range tc.batch {
+				batch[i] = call{keys: alone.keys("m"), args: []any{"m.b" + strconv.Itoa(i), "b" + strconv.Itoa(i), q, "", tc.settle, 1}, merge: true}
+			}
+			checkMergedAsIfAlone(t, alone, together, batch)
+		})
+	}
+}
+
+// checkMergedAsIfAlone runs batch one call at a time on alone and merged
+// into one call on together, and fails unless both give every request the
+// same reply and leave Redis the same.
+func checkMergedAsIfAlone(tb fataler, alone, together *mergeTestStore, batch []call) {
+	ctx := context.Background()
+	var want []result
+	for _, c := range batch {
+		c.sc = alone.reserve
+		want = append(want, alone.runOne(ctx, c))
+	}
+	calls := make([]call, len(batch))
+	for i, c := range batch {
+		c.sc = together.reserve
+		calls[i] = c
+	}
+	merged, members := merge(calls)
+	if len(merged) != 1 {
+		tb.Fatalf("%d calls after merging, want 1", len(merged))
+	}
+	got := split(pipelined(ctx, together.client, merged, ackPolicy{}), members, len(calls))
+	for i := range want {
+		if !reflect.DeepEqual(got[i], want[i]) {
+			tb.Fatalf("request %d %v: merged %v, alone %v", i, batch[i].args, got[i], want[i])
+		}
+	}
+	if a, b := alone.dump(tb), together.dump(tb); !reflect.DeepEqual(a, b) {
+		tb.Fatalf("Redis differs:\nalone    %v\ntogether %v", a, b)
+	}
+}
+
+// fataler is what the helpers need of a *testing.T or a *rapid.T.
+type fataler interface {
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
 }
 
 type mergeTestStore struct {
@@ -161,7 +222,7 @@ type mergeTestStore struct {
 
 // mergeStore is a store on a miniredis of its own; close it before the
 // check ends (a rapid run makes hundreds).
-func mergeStore(rt *rapid.T) *mergeTestStore {
+func mergeStore(rt fataler) *mergeTestStore {
 	mr := miniredis.NewMiniRedis()
 	if err := mr.Start(); err != nil {
 		rt.Fatal(err)
@@ -184,7 +245,7 @@ func (s *mergeTestStore) advance(d time.Duration) { redistest.Advance(s.mr, d) }
 
 // dump is the item's keys as values a test can compare; outbox entries by
 // their fields, since their ids come from each Redis's own sequence.
-func (s *mergeTestStore) dump(rt *rapid.T) map[string]any {
+func (s *mergeTestStore) dump(rt fataler) map[string]any {
 	out := map[string]any{}
 	for _, k := range s.keys("m") {
 		if !s.mr.Exists(k) {
