@@ -39,10 +39,13 @@
 -- request (six values) answers its reply alone. The requests of one call
 -- share one moment (one TIME) and one read of the item's fields: what the
 -- ones before changed of them (available) is counted here as it is written.
+-- Once a request finds no hold due, the rest do not look again: a hold the
+-- call takes falls due a hold time after its moment, never at it.
 
 local now = now_ms()
 local item     -- the item's fields, read by the call's first request
 local moved = 0 -- units the call's requests have added to available since
+local none_due = false -- a request of the call found no hold due: none falls due within the call
 
 -- reserve answers the request whose six values start at ARGV[a].
 local function reserve(a)
@@ -80,7 +83,11 @@ local function reserve(a)
 
   -- Holds that are already due count as expired here, at once, whether or
   -- not the sweeper has reached them.
-  local due, freed, freed_by_user = due_holds(now, settle_limit)
+  local due, freed, freed_by_user = {}, 0, {}
+  if not none_due then
+    due, freed, freed_by_user = due_holds(now, settle_limit)
+    none_due = #due == 0
+  end
   local available = tonumber(f[1]) + moved + freed
   local limit = tonumber(f[2])
   local held = tonumber(redis.call('HGET', K_USERS, user) or '0') - (freed_by_user[user] or 0)
