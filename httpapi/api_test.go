@@ -1225,6 +1225,33 @@ func TestContentEncodingRefused(t *testing.T) {
 	r := do(t, e.app, "PUT", "/admin/v1/items", gz.String(), admin.with("Content-Encoding", "gzip"))
 	wantProblem(t, r, 415, "unsupported_media_type")
 	wantItem(t, e.app, "zip", counters{Stock: 1, Available: 1, PerUserLimit: 1, HoldSeconds: 600})
+	// A header name in any case, and a second Content-Encoding after an
+	// identity one, are found (the header is looked up by the name fasthttp
+	// normalises every parsed name to, then walked whole).
+	for _, hdr := range [][]string{{"content-encoding", "gzip"}, {"CONTENT-ENCODING", "br"}} {
+		req := httptest.NewRequest("POST", "/v1/items/zip/reservations", strings.NewReader(gz.String()))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header[hdr[0]] = []string{hdr[1]} // written as given, not canonicalised
+		res, err := serve(e.app, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = res.Body.Close()
+		if res.StatusCode != 415 {
+			t.Errorf("%s: %s: status %d, want 415", hdr[0], hdr[1], res.StatusCode)
+		}
+	}
+	req := httptest.NewRequest("POST", "/v1/items/zip/reservations", strings.NewReader(gz.String()))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header["Content-Encoding"] = []string{"identity", "gzip"}
+	res, err := serve(e.app, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = res.Body.Close()
+	if res.StatusCode != 415 {
+		t.Errorf("Content-Encoding identity then gzip: status %d, want 415", res.StatusCode)
+	}
 	// identity is no encoding at all.
 	wantOK(t, do(t, e.app, "POST", "/v1/items/zip/reservations", `{"user_id":"u","quantity":1}`,
 		h{"Content-Encoding": "identity"}), 201)
