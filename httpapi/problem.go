@@ -137,7 +137,7 @@ func classify(err error) (kind, string) {
 // middleware returns ends here as a problem document.
 func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	k, detail := classify(err)
-	if err := s.writeProblem(c, err, k, detail, c.Response().Header.PeekBytes(headerRequestID)); err != nil {
+	if err := s.writeProblem(c, err, k, detail, requestIDBytes(c)); err != nil {
 		return err
 	}
 	if s.metrics != nil {

@@ -309,9 +309,10 @@ func (g *requestIDs) append(dst []byte) []byte {
 }
 
 // requestID is the id assignRequestID gave c, for the log ("" before it).
-func requestID(c *fiber.Ctx) string {
-	return string(c.Response().Header.PeekBytes(headerRequestID))
-}
+func requestID(c *fiber.Ctx) string { return string(requestIDBytes(c)) }
+
+// requestIDBytes is requestID as the response header holds it.
+func requestIDBytes(c *fiber.Ctx) []byte { return c.Response().Header.PeekBytes(headerRequestID) }
 
 // maxRequestID bounds a request id, the client's or ours.
 const maxRequestID = 64
