@@ -11,7 +11,9 @@
 --         this bucket from it, so a stale count must not take stock here
 --
 -- Returns one of:
---   {"created",  id, status, quantity, user, created_ms, expires_ms, updated_ms}
+--   {"created", created_ms, expires_ms}
+--       a pending hold of the request's id, user and quantity, updated at
+--       created_ms: the caller knows the rest, so the reply does not carry it
 --   {"replayed", id, status, quantity, user, created_ms, expires_ms, updated_ms}
 --       the id or the idempotency key was seen before; nothing was taken
 --   {"idempotency_key_reused", <the original reservation as above>}
@@ -122,7 +124,7 @@ local function reserve(a)
   redis.call('ZADD', K_HOLDS, int(r.expires), id)
   if idem_field ~= '' then redis.call('HSET', K_IDEM, idem_field, id, '#' .. id, idem_field) end
   emit_res(r, idem_field, rec)
-  return reply('created', r, now)
+  return { 'created', now, r.expires }
 end
 
 local n = #ARGV / 6

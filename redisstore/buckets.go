@@ -53,12 +53,20 @@ type layout struct {
 	names []string
 }
 
-func (l *layout) n() int { return len(l.names) }
+// n is the bucket count. A nil layout is an item of one bucket: the
+// layouts cache returns nil for those, so the hot path of an item never
+// split allocates no layout per request.
+func (l *layout) n() int {
+	if l == nil {
+		return 1
+	}
+	return len(l.names)
+}
 
-// home is the bucket that keeps user's holds.
-func (l *layout) home(user string) string {
-	if len(l.names) == 1 {
-		return l.names[0]
+// home is the bucket of sku (laid out as l) that keeps user's holds.
+func (l *layout) home(sku, user string) string {
+	if l.n() == 1 {
+		return sku
 	}
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(user))
@@ -136,16 +144,11 @@ type layouts struct {
 	m  map[string]*layout
 }
 
-// of returns sku's layout; an item never seen split is taken to be one
-// bucket, without allocating.
+// of returns sku's layout, nil (one bucket) for an item never seen split.
 func (ls *layouts) of(sku string) *layout {
 	ls.mu.RLock()
-	l := ls.m[sku]
-	ls.mu.RUnlock()
-	if l == nil {
-		return &layout{names: []string{sku}}
-	}
-	return l
+	defer ls.mu.RUnlock()
+	return ls.m[sku]
 }
 
 func (ls *layouts) set(sku string, n int) *layout {

@@ -239,9 +239,9 @@ func (s *Store) noteCall(c call, res result) {
 	code, _ := rep[0].(string)
 	switch c.sc {
 	case s.reserve:
-		if code == "created" && len(rep) >= resLen {
+		if code == "created" && len(rep) >= createdLen {
 			b := bucketOfKey(c.keys[0])
-			s.hints.noteDue(b, scriptReply(rep).int(resExpires))
+			s.hints.noteDue(b, scriptReply(rep).int(createdExpires))
 			s.hints.noteDirty(b)
 		}
 	case s.take:

@@ -87,12 +87,18 @@ func TestReplyLayouts(t *testing.T) {
 	})
 	t.Run("reserve created: reply", func(t *testing.T) {
 		rep := run(t, s.reserve, "pin", "pin.r1", "alice", 2, "", 64, 1)
-		wantLen(t, rep, "created", resLen)
-		r, err := rep.reservation("pin")
+		wantLen(t, rep, "created", createdLen)
+		r, err := rep.created("pin.r1", "pin", "alice", 2)
 		want := reservation.Reservation{ID: "pin.r1", SKU: "pin", UserID: "alice", Quantity: 2, Status: reservation.StatusPending,
 			CreatedAt: now, ExpiresAt: now.Add(5 * time.Second), UpdatedAt: now}
 		if err != nil || r != want {
 			t.Fatalf("reservation %+v, %v\nwant %+v", r, err, want)
+		}
+		// The same call again answers the whole record, from Redis.
+		rep = run(t, s.reserve, "pin", "pin.r1", "alice", 2, "", 64, 1)
+		wantLen(t, rep, "replayed", resLen)
+		if r, err := rep.reservation("pin"); err != nil || r != want {
+			t.Fatalf("replayed %+v, %v\nwant %+v", r, err, want)
 		}
 	})
 	t.Run("reserve limit_exceeded", func(t *testing.T) {

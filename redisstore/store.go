@@ -547,9 +547,10 @@ func (s *Store) Reserve(ctx context.Context, req reservation.ReserveRequest) (re
 	foundNone := false // the last pull found no units in the other buckets
 	unsure := false    // a bucket asked could not answer for its units (see pull)
 	for attempt := 0; ; attempt++ {
-		bucket := l.home(req.UserID)
+		bucket := l.home(req.SKU, req.UserID)
+		id := bucketID(req.ID, req.SKU, bucket)
 		res := s.runSettled(ctx, s.reserve, []call{{keys: s.keys(bucket),
-			args: []any{bucketID(req.ID, req.SKU, bucket), req.UserID, req.Quantity, idem, settleLimit, l.n()}, ack: true, merge: true}})[0]
+			args: []any{id, req.UserID, req.Quantity, idem, settleLimit, l.n()}, ack: true, merge: true}})[0]
 		rep, err := reply(res.val, res.err)
 		if err != nil {
 			return reservation.Reservation{}, false, fmt.Errorf("redisstore: reserve %s: %w", req.SKU, err)
@@ -590,7 +591,7 @@ func (s *Store) Reserve(ctx context.Context, req reservation.ReserveRequest) (re
 			so.nextDueIn = minDue(nextDue, so.nextDueIn)
 			return reservation.Reservation{}, false, so.err()
 		}
-		return s.reserveReply(req.SKU, rep)
+		return s.reserveReply(req, id, rep)
 	}
 }
 
@@ -601,13 +602,17 @@ func minDue(a, b int64) int64 {
 	return a
 }
 
-func (s *Store) reserveReply(sku string, rep scriptReply) (reservation.Reservation, bool, error) {
+// reserveReply reads reserve.lua's answer to req, sent as the reservation id.
+func (s *Store) reserveReply(req reservation.ReserveRequest, id string, rep scriptReply) (reservation.Reservation, bool, error) {
 	switch rep.code() {
-	case "created", "replayed":
-		r, err := rep.reservation(sku)
-		return r, rep.code() == "replayed", err
+	case "created":
+		r, err := rep.created(id, req.SKU, req.UserID, req.Quantity)
+		return r, false, err
+	case "replayed":
+		r, err := rep.reservation(req.SKU)
+		return r, true, err
 	case "idempotency_key_reused":
-		r, err := rep.reservation(sku)
+		r, err := rep.reservation(req.SKU)
 		if err != nil {
 			return reservation.Reservation{}, false, err
 		}
