@@ -18,7 +18,8 @@
 --           timeout, though the first call may have run)
 --
 -- Returns one of:
---   {"ok", entries_acknowledged}   for "ack"
+--   {"ok", entries_acknowledged}   for "ack"; an error, before any
+--                                  write, when an argument is not an entry id
 --   {"counted", tries}             for "try", below the bound; a resend of
 --                                  the attempt last counted counts nothing
 --                                  and answers the count as it stands
@@ -28,12 +29,74 @@
 --                                  resend repeats)
 local group, mode = ARGV[1], ARGV[2]
 
+-- Whether entry id a comes before b. Redis writes ids "ms-seq" in digits
+-- without leading zeros, so fewer digits are smaller and between equal
+-- widths the bytes decide: no numbers are made (tonumber per id was most of
+-- this script's cost).
+local function before(a, b)
+  local da, db = string.find(a, '-', 1, true), string.find(b, '-', 1, true)
+  if da ~= db then return da < db end
+  if #a == #b then return a < b end
+  local ma, mb = string.sub(a, 1, da), string.sub(b, 1, db)
+  if ma ~= mb then return ma < mb end
+  return #a < #b
+end
+
+-- The id right after id ("ms-seq"), nil when it is not one or has no
+-- exact successor in a Lua number.
+local function after(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  if not ms or tonumber(seq) + 1 >= 2 ^ 53 then return nil end
+  return ms .. '-' .. string.format('%d', tonumber(seq) + 1)
+end
+
+-- The lowest id the stream must keep: below it every entry was delivered
+-- to the group and is no longer pending, so it was acknowledged. That is
+-- the oldest entry still pending, else the one after the group's last
+-- delivered. nil when the stream or its group is missing.
+local function keep_from(group)
+  local groups = redis.pcall('XINFO', 'GROUPS', KEYS[1])
+  if groups.err then return nil end
+  local last
+  for _, g in ipairs(groups) do
+    local f = {}
+    for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+    if f.name == group then last = f['last-delivered-id'] end
+  end
+  if not last then return nil end
+  local oldest = redis.call('XPENDING', KEYS[1], group, '-', '+', 1)[1]
+  if oldest then return oldest[1] end
+  return after(last)
+end
+
 if mode == 'ack' then
   local ids = {}
-  for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
+  for i = 3, #ARGV do
+    local id = ARGV[i]
+    if not (string.find(id, '^%d+%-%d+$') or string.find(id, '^%d+$')) then
+      return redis.error_reply('ack.lua: not an entry id: ' .. id)
+    end
+    ids[#ids + 1] = id
+  end
   if #ids == 0 then return { 'ok', 0 } end
   local n = redis.call('XACK', KEYS[1], group, unpack(ids))
-  redis.call('XDEL', KEYS[1], unpack(ids))
+  -- Removing the acknowledged entries. XDEL finds each one by walking its
+  -- node of the stream from the start, which was most of the syncer's cost
+  -- to Redis; XTRIM MINID drops whole nodes from the head, and is safe below
+  -- keep_from: the group reads in order (">") and is the stream's only one,
+  -- and its consumers leave only without pending entries (prune.lua). What
+  -- was acknowledged at or above that floor, out of order, is deleted one by
+  -- one.
+  local floor = keep_from(group)
+  local above = ids
+  if floor then
+    redis.call('XTRIM', KEYS[1], 'MINID', floor)
+    above = {}
+    for _, id in ipairs(ids) do
+      if not before(id, floor) then above[#above + 1] = id end
+    end
+  end
+  if #above > 0 then redis.call('XDEL', KEYS[1], unpack(above)) end
   redis.call('HDEL', KEYS[2], unpack(ids))
   return { 'ok', n }
 end

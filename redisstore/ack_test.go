@@ -206,3 +206,133 @@ func (c *lossyConn) Read(b []byte) (int, error) {
 	}
 	return c.Conn.Read(b)
 }
+
+// TestAckRemovesExactlyTheSyncedEntries: ack.lua's "ack" trims the outbox
+// below its oldest pending entry and deletes what was acknowledged above it,
+// so the stream keeps exactly the entries not acknowledged: pending ones
+// (of any consumer) and those not read yet, whatever the order of the acks.
+func TestAckRemovesExactlyTheSyncedEntries(t *testing.T) {
+	ctx := context.Background()
+	script := goredis.NewScript(string(luascripts.Ack()))
+	type read struct {
+		consumer string
+		count    int
+	}
+	cases := []struct {
+		name    string
+		entries int
+		noGroup bool
+		reads   []read
+		acks    [][]int // entry numbers (1-based), one call each
+		wantN   []int64 // each call's entries_acknowledged
+		keep    []int   // entry numbers left in the stream
+		pending []int   // entry numbers left pending
+	}{
+		{name: "read and acknowledged in order", entries: 6, reads: []read{{"c1", 4}},
+			acks: [][]int{{1, 2, 3, 4}}, wantN: []int64{4}, keep: []int{5, 6}},
+		{name: "an earlier entry still pending stays", entries: 6, reads: []read{{"c1", 4}},
+			acks: [][]int{{2, 3, 4}}, wantN: []int64{3}, keep: []int{1, 5, 6}, pending: []int{1}},
+		{name: "out of order above a pending entry", entries: 6, reads: []read{{"c1", 4}},
+			acks: [][]int{{3, 1}}, wantN: []int64{2}, keep: []int{2, 4, 5, 6}, pending: []int{2, 4}},
+		{name: "the gap acknowledged last", entries: 6, reads: []read{{"c1", 4}},
+			acks: [][]int{{2, 4}, {1}, {3}}, wantN: []int64{2, 1, 1}, keep: []int{5, 6}},
+		{name: "another consumer's pending entries below stay", entries: 6, reads: []read{{"c1", 2}, {"c2", 2}},
+			acks: [][]int{{3, 4}}, wantN: []int64{2}, keep: []int{1, 2, 5, 6}, pending: []int{1, 2}},
+		{name: "a resent acknowledgement changes nothing", entries: 6, reads: []read{{"c1", 4}},
+			acks: [][]int{{1, 2, 3, 4}, {1, 2, 3, 4}}, wantN: []int64{4, 0}, keep: []int{5, 6}},
+		{name: "over several nodes of the stream, one entry left pending", entries: 250, reads: []read{{"c1", 230}},
+			acks: [][]int{append(span(1, 6), span(8, 230)...)}, wantN: []int64{229}, keep: append([]int{7}, span(231, 250)...), pending: []int{7}},
+		{name: "no group: only the named entries go", entries: 4, noGroup: true,
+			acks: [][]int{{1, 2}}, wantN: []int64{0}, keep: []int{3, 4}},
+	}
+	for _, kind := range storeKinds {
+		for _, tc := range cases {
+			t.Run(kind.name+"/"+tc.name, func(t *testing.T) {
+				s := kind.open(t)
+				keys := []string{s.key("a", "outbox"), s.key("a", "tries"), s.key("a", "dead")}
+				if !tc.noGroup {
+					if err := s.rdb.XGroupCreateMkStream(ctx, keys[0], redisstore.SyncGroup, "0").Err(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				ids := make([]string, tc.entries+1)
+				for i := 1; i <= tc.entries; i++ {
+					ids[i] = s.rdb.XAdd(ctx, &goredis.XAddArgs{Stream: keys[0], Values: []any{"n", i}}).Val()
+				}
+				for _, r := range tc.reads {
+					if err := s.rdb.XReadGroup(ctx, &goredis.XReadGroupArgs{Group: redisstore.SyncGroup, Consumer: r.consumer,
+						Streams: []string{keys[0], ">"}, Count: int64(r.count), Block: -1}).Err(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for i, ack := range tc.acks {
+					args := []any{redisstore.SyncGroup, "ack"}
+					for _, n := range ack {
+						args = append(args, ids[n])
+					}
+					got, err := script.Run(ctx, s.rdb, keys, args...).Slice()
+					if want := []any{"ok", tc.wantN[i]}; err != nil || !reflect.DeepEqual(got, want) {
+						t.Fatalf("ack %d = %v, %v; want %v", i+1, got, err, want)
+					}
+				}
+				number := map[string]int{}
+				for i, id := range ids {
+					number[id] = i
+				}
+				var keep []int
+				for _, m := range s.rdb.XRange(ctx, keys[0], "-", "+").Val() {
+					keep = append(keep, number[m.ID])
+				}
+				if !reflect.DeepEqual(keep, tc.keep) {
+					t.Errorf("stream keeps entries %v, want %v", keep, tc.keep)
+				}
+				if tc.noGroup {
+					return
+				}
+				var pending []int
+				for _, p := range s.rdb.XPendingExt(ctx, &goredis.XPendingExtArgs{Stream: keys[0], Group: redisstore.SyncGroup,
+					Start: "-", End: "+", Count: 1000}).Val() {
+					pending = append(pending, number[p.ID])
+				}
+				if !reflect.DeepEqual(pending, tc.pending) {
+					t.Errorf("pending entries %v, want %v", pending, tc.pending)
+				}
+			})
+		}
+	}
+}
+
+// TestAckRefusesABadIDBeforeWriting: an argument that is not an entry id
+// stops the call before anything is acknowledged or removed.
+func TestAckRefusesABadIDBeforeWriting(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind.name, func(t *testing.T) { ackRefusesABadID(t, kind.open(t)) })
+	}
+}
+
+func ackRefusesABadID(t *testing.T, s *testStore) {
+	ctx := context.Background()
+	out := s.key("a", "outbox")
+	if err := s.rdb.XGroupCreateMkStream(ctx, out, redisstore.SyncGroup, "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	id := s.rdb.XAdd(ctx, &goredis.XAddArgs{Stream: out, Values: []any{"n", 1}}).Val()
+	s.rdb.XReadGroup(ctx, &goredis.XReadGroupArgs{Group: redisstore.SyncGroup, Consumer: "c1", Streams: []string{out, ">"}, Block: -1})
+	err := goredis.NewScript(string(luascripts.Ack())).Run(ctx, s.rdb,
+		[]string{out, s.key("a", "tries"), s.key("a", "dead")}, redisstore.SyncGroup, "ack", id, "not-an-id").Err()
+	if err == nil || !strings.Contains(err.Error(), "not an entry id") {
+		t.Fatalf("err = %v, want a refusal of the bad id", err)
+	}
+	if n := s.rdb.XPending(ctx, out, redisstore.SyncGroup).Val().Count; n != 1 || s.rdb.XLen(ctx, out).Val() != 1 {
+		t.Fatalf("after a refused call: %d pending, %d in the stream; want 1 and 1", n, s.rdb.XLen(ctx, out).Val())
+	}
+}
+
+// span is the numbers from..to.
+func span(from, to int) []int {
+	var out []int
+	for i := from; i <= to; i++ {
+		out = append(out, i)
+	}
+	return out
+}
