@@ -45,23 +45,32 @@
 -- call takes falls due a hold time after its moment, never at it.
 
 local now = now_ms()
-local item     -- the item's fields, read by the call's first request
+local item     -- the item's fields, read and made numbers by the call's first request
 local moved = 0 -- units the call's requests have added to available since
 local none_due = false -- a request of the call found no hold due: none falls due within the call
+
+-- read_item reads the item once per call. Every hold the call takes
+-- expires at the same moment (now + hold_ms), so that and now are written
+-- as strings once too.
+local function read_item()
+  local f = redis.call('HMGET', K_ITEM, 'available', 'per_user_limit', 'hold_ms', 'starts_ms', 'ends_ms', 'buckets',
+                       'recount')
+  if not f[1] then return { found = false } end
+  local expires = now + tonumber(f[3])
+  return { found = true, available = tonumber(f[1]), limit = tonumber(f[2]), starts = tonumber(f[4]),
+           ends = tonumber(f[5]), buckets = tonumber(f[6]) or 1, recount = f[7] and 1 or 0,
+           expires = expires, now_s = int(now), expires_s = int(expires) }
+end
 
 -- reserve answers the request whose six values start at ARGV[a].
 local function reserve(a)
   local id, user, qty, idem_field = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
   local settle_limit = tonumber(ARGV[a + 4])
 
-  if not item then
-    item = redis.call('HMGET', K_ITEM, 'available', 'per_user_limit', 'hold_ms', 'starts_ms', 'ends_ms', 'buckets',
-                      'recount')
-  end
+  if not item then item = read_item() end
   local f = item
-  if not f[1] then return { 'item_not_found' } end
-  local buckets = tonumber(f[6]) or 1
-  if buckets ~= tonumber(ARGV[a + 5]) then return { 'layout', buckets } end
+  if not f.found then return { 'item_not_found' } end
+  if f.buckets ~= tonumber(ARGV[a + 5]) then return { 'layout', f.buckets } end
 
   -- A retry of the same call (same server-generated id) must not take stock twice.
   local prev = load(id)
@@ -78,7 +87,7 @@ local function reserve(a)
     end
   end
 
-  local starts, ends = tonumber(f[4]), tonumber(f[5])
+  local starts, ends = f.starts, f.ends
   if (starts and now < starts) or (ends and now >= ends) then
     return { 'sale_not_active', now }
   end
@@ -90,8 +99,8 @@ local function reserve(a)
     due, freed, freed_by_user = due_holds(now, settle_limit)
     none_due = #due == 0
   end
-  local available = tonumber(f[1]) + moved + freed
-  local limit = tonumber(f[2])
+  local available = f.available + moved + freed
+  local limit = f.limit
   local held = tonumber(redis.call('HGET', K_USERS, user) or '0') - (freed_by_user[user] or 0)
 
   if (held + qty > limit or available < qty) and more_due(due, settle_limit, now) then
@@ -106,25 +115,22 @@ local function reserve(a)
     local due_in = next_due_in(#due, now)
     expire_holds(due, freed, now)
     moved = moved + freed
-    local recount = 0
-    if f[7] then recount = 1 end
-    return { 'sold_out', available, due_in, recount }
+    return { 'sold_out', available, due_in, f.recount }
   end
 
   -- Writes only from here on.
   expire_holds(due, freed, now)
-  local r = { id = id, status = 'pending', qty = qty, user = user, created = now,
-              expires = now + tonumber(f[3]), updated = now }
-  local units, rec = int(qty), encode(r)
+  local units = int(qty)
+  local rec = encode_strings('pending', units, f.now_s, f.expires_s, f.now_s, user)
   redis.call('HINCRBY', K_ITEM, 'available', '-' .. units)
   redis.call('HINCRBY', K_ITEM, 'reserved', units)
   moved = moved + freed - qty
   redis.call('HINCRBY', K_USERS, user, units)
   redis.call('HSET', K_RES, id, rec)
-  redis.call('ZADD', K_HOLDS, int(r.expires), id)
+  redis.call('ZADD', K_HOLDS, f.expires_s, id)
   if idem_field ~= '' then redis.call('HSET', K_IDEM, idem_field, id, '#' .. id, idem_field) end
-  emit_res(r, idem_field, rec)
-  return { 'created', now, r.expires }
+  emit_res({ id = id }, idem_field, rec)
+  return { 'created', now, f.expires }
 end
 
 local n = #ARGV / 6
