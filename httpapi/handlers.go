@@ -193,8 +193,10 @@ func (s *Server) reserve(c *fiber.Ctx) error {
 	if replayed {
 		status = fiber.StatusOK
 	}
-	c.Set(fiber.HeaderLocation, "/v1/reservations/"+r.ID)
 	var buf [512]byte
+	// Written from bytes: a string built for the header would be one more
+	// allocation per hold.
+	c.Response().Header.SetCanonical(headerLocation, append(append(buf[:0], reservationsPath...), r.ID...))
 	return sendRaw(c, status, fiber.MIMEApplicationJSON, appendReservation(buf[:0], r))
 }
 

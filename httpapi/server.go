@@ -289,6 +289,13 @@ func (s *Server) assignRequestID(c *fiber.Ctx, buf []byte) []byte {
 // headerRequestID is fiber.HeaderXRequestID as fasthttp normalises it.
 var headerRequestID = []byte("X-Request-Id")
 
+// headerLocation is fiber.HeaderLocation, already canonical; reservationsPath
+// is where a reservation lives, before its id.
+var (
+	headerLocation   = []byte(fiber.HeaderLocation)
+	reservationsPath = []byte("/v1/reservations/")
+)
+
 // requestIDs mints request ids: a random prefix per server and a counter,
 // unique without a system call per request (ids only correlate logs; they
 // need not be secret).

@@ -304,6 +304,20 @@ func (s *Store) runSettled(ctx context.Context, sc *goredis.Script, calls []call
 	return out
 }
 
+// runSettledOne is runSettled for a single call, without its slices: the
+// path of every reserve.
+func (s *Store) runSettledOne(ctx context.Context, sc *goredis.Script, c call) result {
+	c.sc = sc
+	res := s.run(ctx, c)
+	for round := 1; round <= maxSettleRounds; round++ {
+		if rep, err := reply(res.val, res.err); err != nil || rep.code() != "more_due" {
+			break
+		}
+		res = s.run(ctx, c)
+	}
+	return res
+}
+
 // scriptReply is a script's answer: an explicit code first, then values.
 type scriptReply []any
 

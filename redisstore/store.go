@@ -549,8 +549,8 @@ func (s *Store) Reserve(ctx context.Context, req reservation.ReserveRequest) (re
 	for attempt := 0; ; attempt++ {
 		bucket := l.home(req.SKU, req.UserID)
 		id := bucketID(req.ID, req.SKU, bucket)
-		res := s.runSettled(ctx, s.reserve, []call{{keys: s.keys(bucket),
-			args: []any{id, req.UserID, req.Quantity, idem, settleLimit, l.n()}, ack: true, merge: true}})[0]
+		res := s.runSettledOne(ctx, s.reserve, call{keys: s.keys(bucket),
+			args: []any{id, req.UserID, req.Quantity, idem, settleLimit, l.n()}, ack: true, merge: true})
 		rep, err := reply(res.val, res.err)
 		if err != nil {
 			return reservation.Reservation{}, false, fmt.Errorf("redisstore: reserve %s: %w", req.SKU, err)

@@ -187,9 +187,13 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reservation,
 	if res.replayed && strings.HasSuffix(res.r.ID, id[len(req.SKU):]) {
 		res.replayed = false
 	}
-	var soldOut *SoldOutError
-	if remember && errors.As(err, &soldOut) {
-		s.soldOut.remember(req.SKU, gen, soldOut)
+	if remember && err != nil {
+		// Declared here: errors.As takes its address, so it lives on the
+		// heap, which a granted hold need not pay for.
+		var soldOut *SoldOutError
+		if errors.As(err, &soldOut) {
+			s.soldOut.remember(req.SKU, gen, soldOut)
+		}
 	}
 	return res.r, res.replayed, err
 }

@@ -79,7 +79,15 @@ func NewID(sku string) (string, error) {
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", fmt.Errorf("reservation id: %w", err)
 	}
-	return sku + "." + base64.RawURLEncoding.EncodeToString(b[:]), nil
+	var enc [idRandomLen]byte
+	base64.RawURLEncoding.Encode(enc[:], b[:])
+	// One allocation: the Builder's buffer becomes the string.
+	var id strings.Builder
+	id.Grow(len(sku) + 1 + len(enc))
+	id.WriteString(sku)
+	id.WriteByte('.')
+	id.Write(enc[:])
+	return id.String(), nil
 }
 
 // BucketSep joins an item's SKU and a bucket's tag into the bucket's name

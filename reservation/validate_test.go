@@ -63,3 +63,24 @@ func TestReserveRequestValidateBounds(t *testing.T) {
 			reservation.MaxSKULen, reservation.MaxUserIDLen, reservation.MaxPerUserLimit, reservation.MaxIdempotencyKeyLen)
 	}
 }
+
+// TestNewIDParsesBack: an id is the SKU, a dot and 22 characters of
+// unpadded base64url, it parses back to its SKU, and two are never alike.
+func TestNewIDParsesBack(t *testing.T) {
+	for _, sku := range []string{"a", "sku-1", strings.Repeat("s", reservation.MaxSKULen)} {
+		a, errA := reservation.NewID(sku)
+		b, errB := reservation.NewID(sku)
+		if errA != nil || errB != nil {
+			t.Fatalf("NewID(%q): %v, %v", sku, errA, errB)
+		}
+		if a == b {
+			t.Fatalf("NewID(%q) twice = %q", sku, a)
+		}
+		if len(a) != len(sku)+1+22 || !strings.HasPrefix(a, sku+".") {
+			t.Fatalf("NewID(%q) = %q, want %q, a dot and %d characters", sku, a, sku, 22)
+		}
+		if got, ok := reservation.ParseID(a); !ok || got != sku {
+			t.Fatalf("ParseID(%q) = %q, %v; want %q", a, got, ok, sku)
+		}
+	}
+}
