@@ -28,8 +28,10 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local grace = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
 
+-- The expiry goes as a string: a number reaches Redis printed as %.17g,
+-- which cost more than the SET it rides on.
 local function write(key, tat, nx)
-  local px = math.ceil((tat - now) / 1000) + grace
+  local px = string.format('%d', math.ceil((tat - now) / 1000) + grace)
   if nx then
     return redis.call('SET', key, string.format('%d', tat), 'PX', px, 'NX', 'GET')
   end

@@ -73,7 +73,7 @@ for i = 1, n do
   -- Written whenever it changed, even when full again: a charge that comes
   -- later, as of an earlier time, adds to it.
   if tat ~= old[i] then
-    redis.call('SET', KEYS[i], string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000) + grace)
+    redis.call('SET', KEYS[i], string.format('%d', tat), 'PX', string.format('%d', math.ceil((tat - now) / 1000) + grace))
   end
   local remaining = math.floor((burst * interval - (tat - now)) / interval)
   if remaining < 0 then remaining = 0 end
