@@ -173,7 +173,10 @@ func (s *Server) reserve(c *fiber.Ctx) error {
 		return err
 	}
 	buyer, _ := buyerOf(c)
-	req, err := decodeReserveAs(param(c, "sku"), c.Request().Body(), c.Request().Header.Peek("Idempotency-Key"), buyer)
+	// The SKU as Fiber has it, in the request's own buffer: a refusal is
+	// answered before the handler returns, so only a request that goes on
+	// past the sold-out memory pays for a copy.
+	req, err := decodeReserveAs(c.Params("sku"), c.Request().Body(), c.Request().Header.Peek("Idempotency-Key"), buyer)
 	if err != nil {
 		return err
 	}
@@ -182,6 +185,7 @@ func (s *Server) reserve(c *fiber.Ctx) error {
 	if err := s.svc.RefusedFromMemory(req); err != nil {
 		return err
 	}
+	req.SKU = strings.Clone(req.SKU)
 	if err := s.limitBuyer(c, req.UserID); err != nil {
 		return err
 	}
