@@ -31,12 +31,16 @@ func optMS(t time.Time) string {
 	return ms(t)
 }
 
-// resEntry is what emit_res appends for r.
+// resEntry is what emit_res appends for r: "idem" only when there is one.
 func resEntry(r reservation.Reservation, idem string) entry {
-	return entry{
-		"k": "res", "id": r.ID, "idem": idem,
+	e := entry{
+		"k": "res", "id": r.ID,
 		"rec": fmt.Sprintf("%s|%d|%s|%s|%s|%s", r.Status, r.Quantity, ms(r.CreatedAt), ms(r.ExpiresAt), ms(r.UpdatedAt), r.UserID),
 	}
+	if idem != "" {
+		e["idem"] = idem
+	}
+	return e
 }
 
 // itemEntry is what emit_item appends for an item at revision rev.
@@ -717,6 +721,12 @@ func TestOutboxParse(t *testing.T) {
 			fields: []any{"k", "res", "id", id, "rec", "expired|1|1|2|3|a.b_c:d@e-F9", "idem", ""},
 			want: reservation.Change{Reservation: &reservation.Reservation{ID: id, SKU: "a", UserID: "a.b_c:d@e-F9",
 				Quantity: 1, Status: reservation.StatusExpired, CreatedAt: at(1), ExpiresAt: at(2), UpdatedAt: at(3)}},
+		},
+		{
+			name:   "reservation without an idempotency field, as lib.lua writes it when there is none",
+			fields: []any{"k", "res", "id", id, "rec", "pending|1|1000|61000|1000|bob"},
+			want: reservation.Change{Reservation: &reservation.Reservation{ID: id, SKU: "a", UserID: "bob",
+				Quantity: 1, Status: reservation.StatusPending, CreatedAt: at(1000), ExpiresAt: at(61000), UpdatedAt: at(1000)}},
 		},
 		{
 			name: "item with a sale window",
