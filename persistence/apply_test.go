@@ -516,3 +516,53 @@ func TestApplyLargeBatch(t *testing.T) {
 		})
 	}
 }
+
+// TestApplyManyReservations: a batch of more reservations than the prepared
+// statement takes (on MySQL, whole chunks of 500 rows go through it
+// and the rest as text) records every row, and a second batch moves the
+// status of some forward, never back, through either statement, keeping
+// the idempotency field a row already has.
+func TestApplyManyReservations(t *testing.T) {
+	const n = 1100 // two prepared chunks and 100 rows as text
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			db := b.open(t)
+			sku := "many"
+			first := []reservation.Change{offer(sku, 1, 1000, "Many")}
+			var holds []reservation.Change
+			for i := range n {
+				idem := ""
+				if i%7 == 0 {
+					idem = idemField(fmt.Sprintf("u%03d", i), "k")
+				}
+				c := created(sku, i, fmt.Sprintf("u%03d", i), 1+i%3, int64(i), idem)
+				holds = append(holds, c)
+				first = append(first, c)
+			}
+			mustApply(t, db, first...)
+
+			// Every third hold confirmed, every fifth cancelled (a later
+			// status where both apply: the first in the batch wins by rank,
+			// equal ranks keep the row), and the pending creations again,
+			// which must change nothing.
+			var second []reservation.Change
+			want := make([]reservation.RecordedReservation, n)
+			for i, c := range holds {
+				want[i] = recorded(c, c.IdempotencyField)
+				switch {
+				case i%3 == 0:
+					s := settled(c, reservation.StatusConfirmed, 100_000)
+					second = append(second, s)
+					want[i] = recorded(s, c.IdempotencyField)
+				case i%5 == 0:
+					s := settled(c, reservation.StatusCancelled, 100_000)
+					second = append(second, s)
+					want[i] = recorded(s, c.IdempotencyField)
+				}
+				second = append(second, reservation.Change{Reservation: c.Reservation})
+			}
+			mustApply(t, db, second...)
+			checkSnapshot(t, db, snapshot(offer(sku, 1, 1000, "Many"), want...))
+		})
+	}
+}

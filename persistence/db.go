@@ -6,8 +6,10 @@ package persistence
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/glebarez/sqlite"
@@ -68,6 +70,10 @@ type DB struct {
 	mysql bool
 	// resConflict is reservationUpsert as SQL, built once.
 	resConflict string
+	// resPrepared is the upsert of preparedRows reservations, prepared on
+	// MySQL at first use (see upsertReservations); nil until then.
+	prepMu      sync.Mutex
+	resPrepared *sql.Stmt
 }
 
 // Open connects to MySQL when dsn is set (go-sql-driver syntax), else to the
@@ -124,7 +130,15 @@ func (db *DB) Close() error {
 	if err != nil {
 		return err
 	}
-	return sqlDB.Close()
+	db.prepMu.Lock()
+	stmt := db.resPrepared
+	db.resPrepared = nil
+	db.prepMu.Unlock()
+	var serr error
+	if stmt != nil {
+		serr = stmt.Close()
+	}
+	return errors.Join(serr, sqlDB.Close())
 }
 
 // Ping reports whether the database answers.
