@@ -91,9 +91,11 @@ func Open(ctx context.Context, dsn, sqlitePath string) (*DB, error) {
 		}
 		// Times are stored and read in UTC whatever the DSN says.
 		mc.ParseTime, mc.Loc = true, time.UTC
-		// A batch is one INSERT with thousands of placeholders: sent with its
-		// values in, it is one round trip instead of prepare, execute and
-		// close, and MySQL does not keep a statement it will never reuse.
+		// A statement of a size that will not come again (a partial batch)
+		// goes with its values in: one round trip instead of prepare,
+		// execute and close, and MySQL keeps no statement it will never
+		// reuse. The one size that does come again, a full batch of
+		// reservations, is prepared once and kept (upsertReservations).
 		mc.InterpolateParams = true
 		g, err = gorm.Open(mysql.Open(mc.FormatDSN()), cfg)
 	} else {
