@@ -35,6 +35,7 @@ local group, mode = ARGV[1], ARGV[2]
 -- this script's cost).
 local function before(a, b)
   local da, db = string.find(a, '-', 1, true), string.find(b, '-', 1, true)
+  if not da or not db then return false end -- "ms" alone: not as Redis writes ids, deleted by name
   if da ~= db then return da < db end
   if #a == #b then return a < b end
   local ma, mb = string.sub(a, 1, da), string.sub(b, 1, db)

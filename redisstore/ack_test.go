@@ -328,6 +328,44 @@ func ackRefusesABadID(t *testing.T, s *testStore) {
 	}
 }
 
+// TestAckTakesAnIDWrittenAsItsTime: Redis's XACK reads "6" as 6-0; ack.lua
+// then deletes it by name instead of failing after it acknowledged it.
+// (miniredis reads "6" as no id at all: nothing is acknowledged there, and
+// nothing may fail either.)
+func TestAckTakesAnIDWrittenAsItsTime(t *testing.T) {
+	ctx := context.Background()
+	for _, kind := range storeKinds {
+		wantN, wantKeep := int64(1), []string{"5-0", "7-0"}
+		if kind.name == "miniredis" {
+			wantN, wantKeep = 0, []string{"5-0", "6-0", "7-0"}
+		}
+		t.Run(kind.name, func(t *testing.T) {
+			s := kind.open(t)
+			out := s.key("a", "outbox")
+			if err := s.rdb.XGroupCreateMkStream(ctx, out, redisstore.SyncGroup, "0").Err(); err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range []string{"5-0", "6-0", "7-0"} {
+				s.rdb.XAdd(ctx, &goredis.XAddArgs{Stream: out, ID: id, Values: []any{"n", id}})
+			}
+			s.rdb.XReadGroup(ctx, &goredis.XReadGroupArgs{Group: redisstore.SyncGroup, Consumer: "c1",
+				Streams: []string{out, ">"}, Count: 2, Block: -1})
+			got, err := goredis.NewScript(string(luascripts.Ack())).Run(ctx, s.rdb,
+				[]string{out, s.key("a", "tries"), s.key("a", "dead")}, redisstore.SyncGroup, "ack", "6").Slice()
+			if want := []any{"ok", wantN}; err != nil || !reflect.DeepEqual(got, want) {
+				t.Fatalf("ack 6 = %v, %v; want %v", got, err, want)
+			}
+			var keep []string
+			for _, m := range s.rdb.XRange(ctx, out, "-", "+").Val() {
+				keep = append(keep, m.ID)
+			}
+			if !reflect.DeepEqual(keep, wantKeep) {
+				t.Fatalf("stream keeps %v, want %v (5-0 still pending, 7-0 not read)", keep, wantKeep)
+			}
+		})
+	}
+}
+
 // span is the numbers from..to.
 func span(from, to int) []int {
 	var out []int
