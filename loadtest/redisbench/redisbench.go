@@ -95,11 +95,18 @@ func Run(ctx context.Context, client *goredis.Client, path Path, cfg Config) (re
 	if err := cfg.check(path); err != nil {
 		return Result{}, err
 	}
+	var store *redisstore.Store
 	defer func() {
 		// The caller's context may be what ended the run; cleaning up must
 		// still happen.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
+		if store != nil {
+			// Reading the item back notes an index hint that the store sends
+			// a few milliseconds later: sent now, it cannot land after the
+			// keys are gone.
+			store.FlushHints(cctx)
+		}
 		if _, derr := DeleteKeys(cctx, client, cfg.Prefix); derr != nil {
 			err = errors.Join(err, derr)
 		}
@@ -107,7 +114,7 @@ func Run(ctx context.Context, client *goredis.Client, path Path, cfg Config) (re
 
 	// redisstore seeds and loads the script, so keys and script text are
 	// exactly the service's.
-	store, err := redisstore.New(ctx, client, cfg.Prefix)
+	store, err = redisstore.New(ctx, client, cfg.Prefix)
 	if err != nil {
 		return Result{}, fmt.Errorf("redisbench: %w", err)
 	}
