@@ -61,15 +61,15 @@ end
 -- A record is "status|quantity|created_ms|expires_ms|updated_ms|user".
 -- The user id comes last because it is the only free-form field; it cannot
 -- contain '|' (the service validates it), so the split is unambiguous.
-local function encode(r)
-  return string.format('%s|%d|%d|%d|%d|%s', r.status, r.qty, r.created, r.expires, r.updated, r.user)
-end
-
--- encode from fields already written as strings (int()): the reserve path
--- writes its moment and expiry once per call, and a concatenation costs a
--- fraction of string.format's numbers.
+-- encode_strings takes the numbers already written as strings (int()): the
+-- reserve path writes its moment and expiry once per call, and a
+-- concatenation costs a fraction of string.format's numbers.
 local function encode_strings(status, qty, created, expires, updated, user)
   return status .. '|' .. qty .. '|' .. created .. '|' .. expires .. '|' .. updated .. '|' .. user
+end
+
+local function encode(r)
+  return encode_strings(r.status, int(r.qty), int(r.created), int(r.expires), int(r.updated), r.user)
 end
 
 local function decode(id, s)
@@ -145,15 +145,15 @@ end
 -- syncer can apply entries more than once and in any order: it keeps a row's
 -- state unless the entry's status is further along (pending < any final).
 -- "idem" travels only with the creation, the one change that knows it.
--- rec is encode(r) when the caller has it already.
--- It returns the entry's id.
-local function emit_res(r, idem, rec)
+-- rec is the reservation's record, as encode writes it (every caller has
+-- just written it to the record hash). It returns the entry's id.
+local function emit_res(id, rec, idem)
   if idem and idem ~= '' then
-    return redis.call('XADD', K_OUT, '*', 'k', 'res', 'id', r.id, 'rec', rec or encode(r), 'idem', idem)
+    return redis.call('XADD', K_OUT, '*', 'k', 'res', 'id', id, 'rec', rec, 'idem', idem)
   end
   -- Without "idem" rather than with it empty: two values fewer for every
   -- hold to store, read and decode (a reader takes a missing field as "").
-  return redis.call('XADD', K_OUT, '*', 'k', 'res', 'id', r.id, 'rec', rec or encode(r))
+  return redis.call('XADD', K_OUT, '*', 'k', 'res', 'id', id, 'rec', rec)
 end
 
 -- A reservation reached a final state at now, carried to the syncer by
@@ -189,7 +189,7 @@ local function expire_holds(due, units, now)
       r.status, r.updated = 'expired', now
       local rec = encode(r)
       redis.call('HSET', K_RES, r.id, rec)
-      settled(r, emit_res(r, nil, rec), now)
+      settled(r, emit_res(r.id, rec), now)
       if redis.call('HINCRBY', K_USERS, r.user, int(-r.qty)) <= 0 then
         redis.call('HDEL', K_USERS, r.user)
       end
@@ -230,6 +230,6 @@ local function end_hold(id, final, other, move)
   r.status, r.updated = final, now
   local rec = encode(r)
   redis.call('HSET', K_RES, id, rec)
-  settled(r, emit_res(r, nil, rec), now)
+  settled(r, emit_res(r.id, rec), now)
   return reply(final, r, now)
 end

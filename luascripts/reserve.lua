@@ -129,7 +129,7 @@ local function reserve(a)
   redis.call('HSET', K_RES, id, rec)
   redis.call('ZADD', K_HOLDS, f.expires_s, id)
   if idem_field ~= '' then redis.call('HSET', K_IDEM, idem_field, id, '#' .. id, idem_field) end
-  emit_res({ id = id }, idem_field, rec)
+  emit_res(id, rec, idem_field)
   return { 'created', now, f.expires }
 end
 

@@ -286,7 +286,7 @@ func (s *Store) runSettled(ctx context.Context, sc *goredis.Script, calls []call
 	for round := 1; round <= maxSettleRounds; round++ {
 		var again []int
 		for i, res := range out {
-			if rep, err := reply(res.val, res.err); err == nil && rep.code() == "more_due" {
+			if moreDue(res) {
 				again = append(again, i)
 			}
 		}
@@ -309,13 +309,16 @@ func (s *Store) runSettled(ctx context.Context, sc *goredis.Script, calls []call
 func (s *Store) runSettledOne(ctx context.Context, sc *goredis.Script, c call) result {
 	c.sc = sc
 	res := s.run(ctx, c)
-	for round := 1; round <= maxSettleRounds; round++ {
-		if rep, err := reply(res.val, res.err); err != nil || rep.code() != "more_due" {
-			break
-		}
+	for round := 1; round <= maxSettleRounds && moreDue(res); round++ {
 		res = s.run(ctx, c)
 	}
 	return res
+}
+
+// moreDue reports whether res is a "more_due": the call must go again.
+func moreDue(res result) bool {
+	rep, err := reply(res.val, res.err)
+	return err == nil && rep.code() == "more_due"
 }
 
 // scriptReply is a script's answer: an explicit code first, then values.
