@@ -197,3 +197,37 @@ func TestPerRequest(t *testing.T) {
 		t.Errorf("cpuCells = %q", cells)
 	}
 }
+
+func TestRecordCost(t *testing.T) {
+	const n = 100_000
+	unsynced := row{Name: rowSvcSuccessNoSync, Requests: n, Throughput: 20_000,
+		CPU: cpuUse{procService: 3 * time.Second, procRedis: 2500 * time.Millisecond, procMySQL: 10 * time.Millisecond}}
+	plain := row{Name: rowPlain, Requests: n, Throughput: 25_000}
+	synced := row{Name: rowSvcSuccess, Requests: n, Throughput: 15_000,
+		CPU: cpuUse{procService: 4200 * time.Millisecond, procRedis: 2800 * time.Millisecond, procMySQL: 2 * time.Second}}
+	tests := []struct {
+		name                    string
+		unsynced, plain, synced row
+		want                    string
+	}{
+		{name: "all three", unsynced: unsynced, plain: plain, synced: synced,
+			want: "; 0.80x the req/s of plain-endpoint; service-success (syncer on) 0.75x of this, " +
+				"the record's us per hold: service +12.0, redis +3.0, mysql +19.9"},
+		{name: "plain endpoint not run", unsynced: unsynced, synced: synced,
+			want: "; service-success (syncer on) 0.75x of this, the record's us per hold: service +12.0, redis +3.0, mysql +19.9"},
+		{name: "success path failed", unsynced: unsynced, plain: plain, synced: row{Failure: "down"},
+			want: "; 0.80x the req/s of plain-endpoint"},
+		{name: "a process measured on one side only", unsynced: row{Requests: n, Throughput: 20_000, CPU: cpuUse{procRedis: time.Second}},
+			synced: synced, want: "; service-success (syncer on) 0.75x of this, the record's us per hold: redis +18.0"},
+		{name: "no CPU measured", unsynced: row{Requests: n, Throughput: 20_000}, synced: row{Requests: n, Throughput: 10_000},
+			want: "; service-success (syncer on) 0.50x of this"},
+		{name: "itself failed", unsynced: row{Failure: "verification"}, plain: plain, synced: synced},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := recordCost(tt.unsynced, tt.plain, tt.synced); got != tt.want {
+				t.Errorf("recordCost = %q\nwant         %q", got, tt.want)
+			}
+		})
+	}
+}

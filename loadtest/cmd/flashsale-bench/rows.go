@@ -41,14 +41,19 @@ const (
 	// The success path with FLASHSALE_REDIS_ACK_REPLICAS=1 (issue 13) on a
 	// Redis with a replica: every change waits for the replica's WAIT.
 	rowSvcSuccessAck = "service-success-ack1"
-	rowNaive         = "mysql-naive"
-	rowForUpdate     = "mysql-for-update"
-	rowConditional   = "mysql-conditional"
-	rowIncident      = "mysql-naive-incident"
+	// The success path on a service without its syncer (FLASHSALE_SYNC=false):
+	// nothing reaches MySQL, so beside service-success it shows what the
+	// durable record costs, and beside plain-endpoint (which writes no
+	// record either) what the rest of the guarantee does.
+	rowSvcSuccessNoSync = "service-success-nosync"
+	rowNaive            = "mysql-naive"
+	rowForUpdate        = "mysql-for-update"
+	rowConditional      = "mysql-conditional"
+	rowIncident         = "mysql-naive-incident"
 )
 
 var rowNames = []string{rowRedisSuccess, rowRedisSoldOut, rowCeiling, rowPlain, rowSvcSuccess, rowSvcSoldOut,
-	rowSvcFlashCrowd, rowSvcSuccessLimited, rowSvcSoldOutLimited, rowSvcSuccessAck, rowNaive, rowForUpdate, rowConditional, rowIncident}
+	rowSvcFlashCrowd, rowSvcSuccessLimited, rowSvcSoldOutLimited, rowSvcSuccessAck, rowSvcSuccessNoSync, rowNaive, rowForUpdate, rowConditional, rowIncident}
 
 // The flash crowd and the incident are fixed by the issue, not by flags.
 const (
@@ -132,6 +137,7 @@ func benchmark(ctx context.Context, s settings, log io.Writer) (rep report, err 
 		{[]string{rowSvcSuccess, rowSvcSoldOut, rowSvcFlashCrowd}, b.serviceRows},
 		{[]string{rowSvcSuccessLimited, rowSvcSoldOutLimited}, b.limitedServiceRows},
 		{[]string{rowSvcSuccessAck}, b.ackedServiceRow},
+		{[]string{rowSvcSuccessNoSync}, b.unsyncedServiceRow},
 		{[]string{rowNaive, rowForUpdate, rowConditional, rowIncident}, b.mysqlRows},
 	}
 	var order []string
@@ -395,6 +401,49 @@ func (b *bench) ackedServiceRow(ctx context.Context, add func(row)) error {
 	}, "ack", rowSvcSuccessAck, "", "", "FLASHSALE_REDIS_ACK_REPLICAS=1")
 }
 
+// syncOff starts a service without its syncer: it has no record to check.
+const syncOff = "FLASHSALE_SYNC=false"
+
+// unsyncedServiceRow runs the success path on a service without its
+// syncer, its detail set against plain-endpoint and service-success of the
+// same run (recordCost).
+func (b *bench) unsyncedServiceRow(ctx context.Context, add func(row)) error {
+	return b.runServiceRows(ctx, func(r row) {
+		// A row not run this round is the zero row: recordCost leaves it out.
+		r.Detail += recordCost(r, b.rows[rowPlain], b.rows[rowSvcSuccess])
+		add(r)
+	}, "nosync", rowSvcSuccessNoSync, "", "", syncOff)
+}
+
+// recordCost is what the durable record costs, read from the success path
+// without the syncer (unsynced) against the plain endpoint and the success
+// path with it (synced), each a row of the same round: the rates' ratios
+// and each process's CPU per hold with the syncer on, less without. A row
+// not run or failed (zero rate) leaves its part out.
+func recordCost(unsynced, plain, synced row) string {
+	if unsynced.Failure != "" || unsynced.Throughput <= 0 {
+		return ""
+	}
+	var b strings.Builder
+	if plain.Failure == "" && plain.Throughput > 0 {
+		fmt.Fprintf(&b, "; %.2fx the req/s of %s", unsynced.Throughput/plain.Throughput, rowPlain)
+	}
+	if synced.Failure != "" || synced.Throughput <= 0 {
+		return b.String()
+	}
+	fmt.Fprintf(&b, "; %s (syncer on) %.2fx of this", rowSvcSuccess, synced.Throughput/unsynced.Throughput)
+	sep := ", the record's us per hold: "
+	for _, p := range []string{procService, procRedis, procMySQL} {
+		on, ok1 := synced.perRequest(p)
+		off, ok2 := unsynced.perRequest(p)
+		if ok1 && ok2 {
+			fmt.Fprintf(&b, "%s%s %+.1f", sep, p, on-off)
+			sep = ", "
+		}
+	}
+	return b.String()
+}
+
 // runServiceRows runs the success, sold-out and flash-crowd paths under
 // the names given ("": skip that path) on a service started with env added,
 // its database and keys named after purpose.
@@ -426,12 +475,14 @@ func (b *bench) runServiceRows(ctx context.Context, add func(row), purpose, succ
 	defer client.CloseIdleConnections()
 
 	soldOut := loadtest.Scenario{Name: "soldout", Stock: 0}
+	successScenario := loadtest.Success()
+	successScenario.NoSyncCheck = slices.Contains(env, syncOff)
 	for _, sc := range []struct {
 		name     string
 		scenario loadtest.Scenario
 		cfg      loadtest.Config
 	}{
-		{success, loadtest.Success(), loadtest.Config{Duration: b.s.duration}},
+		{success, successScenario, loadtest.Config{Duration: b.s.duration}},
 		{soldOutRow, soldOut, loadtest.Config{Duration: b.s.duration}},
 		{crowd, loadtest.FlashCrowd(crowdStock, crowdRequests, crowdUsers), loadtest.Config{}},
 	} {
