@@ -36,7 +36,15 @@ func (db *DB) Apply(ctx context.Context, changes []reservation.Change) error {
 					return err
 				}
 			}
-			return db.upsertReservations(tx, res)
+			if err := db.upsertReservations(tx, res); err != nil {
+				return err
+			}
+			if len(items) == 0 {
+				return nil
+			}
+			// Last: the row is then locked only for the commit, and a
+			// transaction holding it waits for nothing else.
+			return tx.Model(&catalogueRow{}).Where("id = ?", 1).UpdateColumn("gen", gorm.Expr("gen + 1")).Error
 		})
 		if !retryable(err) || ctx.Err() != nil {
 			break

@@ -16,6 +16,7 @@ import (
 	mysqldrv "github.com/go-sql-driver/mysql"
 	"gorm.io/driver/mysql"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 	"gorm.io/gorm/logger"
 
 	"github.com/flashsale/flashsale/reservation"
@@ -56,6 +57,18 @@ type reservationRow struct {
 }
 
 func (reservationRow) TableName() string { return "reservations" }
+
+// catalogueRow is the record's one row (ID 1) counting the transactions
+// that wrote items: seeding, the only writer of items, moves it. An
+// instance lists the record's items again only when it moved
+// (Recoverer.Check), so keeping that list current costs one row's read,
+// whatever the size of the catalogue.
+type catalogueRow struct {
+	ID  int   `gorm:"primaryKey;autoIncrement:false"`
+	Gen int64 `gorm:"not null"`
+}
+
+func (catalogueRow) TableName() string { return "item_catalogue" }
 
 func rank(s reservation.Status) int {
 	if s == reservation.StatusPending {
@@ -119,7 +132,12 @@ func Open(ctx context.Context, dsn, sqlitePath string) (*DB, error) {
 	} else {
 		sqlDB.SetMaxOpenConns(1) // SQLite has one writer; queue here, not in busy loops
 	}
-	if err := g.WithContext(ctx).AutoMigrate(&itemRow{}, &reservationRow{}); err != nil {
+	if err := g.WithContext(ctx).AutoMigrate(&itemRow{}, &reservationRow{}, &catalogueRow{}); err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("persistence: create tables: %w", translate(err))
+	}
+	// Instances starting together each try; the first one's row stands.
+	if err := g.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).Create(&catalogueRow{ID: 1}).Error; err != nil {
 		_ = sqlDB.Close()
 		return nil, fmt.Errorf("persistence: create tables: %w", translate(err))
 	}

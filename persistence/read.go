@@ -20,6 +20,16 @@ func (db *DB) SKUs(ctx context.Context) ([]string, error) {
 	return skus, nil
 }
 
+// CatalogueGen returns the count of transactions that wrote items to the
+// record: when it has not moved, neither has the list SKUs returns.
+func (db *DB) CatalogueGen(ctx context.Context) (int64, error) {
+	var row catalogueRow
+	if err := db.gorm.WithContext(ctx).Where("id = ?", 1).Take(&row).Error; err != nil {
+		return 0, fmt.Errorf("persistence: catalogue generation: %w", translate(err))
+	}
+	return row.Gen, nil
+}
+
 // Recorded reports which of skus the record holds.
 func (db *DB) Recorded(ctx context.Context, skus []string) (map[string]bool, error) {
 	out := make(map[string]bool, len(skus))

@@ -1,6 +1,7 @@
 package persistence
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -37,11 +38,20 @@ type Recoverer struct {
 	// batches a syncer read before the loss have landed (or timed out). It
 	// must exceed the syncer's Timeout.
 	Grace time.Duration
-	Log   *slog.Logger
+	// Relist is the longest a listing of the record's items stands while
+	// nothing says it changed (0: a minute). It is a safety net only: a
+	// listing is taken again as soon as the record's catalogue generation
+	// or the store's epoch moves, and a batch that wrote items moves the
+	// generation, unless an older syncer without it wrote them.
+	Relist time.Duration
+	Log    *slog.Logger
 
 	mu         sync.Mutex
 	known      map[string]bool // items the record held at the last refresh
 	knownEpoch int64           // the store's epoch marker when known was listed
+	knownGen   int64           // the record's catalogue generation, read before known was listed
+	listedAt   time.Time
+	listings   int // how many times Check listed the record
 	rebuilding map[string]bool
 	// losses counts the times the epoch marker was found missing; scanned is
 	// the count a scan that finished started under. A scan is owed while
@@ -76,10 +86,20 @@ func (r *Recoverer) Run(ctx context.Context) error {
 	}
 }
 
-// Check refreshes the list of recorded items and, when the store lost its
-// epoch marker, starts rebuilding every recorded item it lacks.
+// Check keeps the list of recorded items current and, when the store lost
+// its epoch marker, starts rebuilding every recorded item it lacks. The
+// record is listed again only when its catalogue generation or the store's
+// epoch moved, a scan is owed, or the listing is Relist old: in steady
+// state a Check costs the record one row's read, however large the
+// catalogue.
 func (r *Recoverer) Check(ctx context.Context) error {
 	epoch, fresh, err := r.Store.MarkEpoch(ctx, time.Now().UnixMilli())
+	if err != nil {
+		return err
+	}
+	// Read before the listing: a batch committing after the read moves the
+	// generation again, so the listing it may miss is taken next time.
+	gen, err := r.DB.CatalogueGen(ctx)
 	if err != nil {
 		return err
 	}
@@ -91,9 +111,15 @@ func (r *Recoverer) Check(ctx context.Context) error {
 	}
 	owed := r.losses
 	scan := owed != r.scanned
+	relist := cmp.Or(r.Relist, time.Minute)
+	current := r.known != nil && epoch == r.knownEpoch && gen == r.knownGen && time.Since(r.listedAt) < relist
 	r.mu.Unlock()
+	if current && !scan {
+		return nil
+	}
 	// The record is listed after the marker was found missing, so the scan
 	// sees every item recorded before the loss, however recently seeded.
+	listedAt := time.Now()
 	skus, err := r.DB.SKUs(ctx)
 	if err != nil {
 		return err
@@ -103,7 +129,8 @@ func (r *Recoverer) Check(ctx context.Context) error {
 		known[sku] = true
 	}
 	r.mu.Lock()
-	r.known, r.knownEpoch = known, epoch
+	r.known, r.knownEpoch, r.knownGen, r.listedAt = known, epoch, gen, listedAt
+	r.listings++
 	r.mu.Unlock()
 	if !scan {
 		return nil
