@@ -57,6 +57,9 @@ type idleRow struct {
 	RedisCPU    float64       `json:"redis_cpu_share"`     // of one core
 	Commands    float64       `json:"redis_commands_rps"`  // per second
 	InstanceCPU float64       `json:"instances_cpu_share"` // all instances together, of one core
+	// MySQLCPU is the record's server's share of one core; -1 when its
+	// process could not be read (a MySQL elsewhere).
+	MySQLCPU float64 `json:"mysql_cpu_share"`
 	// TopCommands are the commands called most per second over the window
 	// (those run by scripts counted too), busiest first.
 	TopCommands []commandRate `json:"top_commands,omitempty"`
@@ -134,7 +137,7 @@ func (b *bench) idle(ctx context.Context, items int, counts []int) error {
 			return ctx.Err()
 		case <-time.After(idleWarm):
 		}
-		row, err := measureIdle(ctx, rdb, redisPID, instances, b.s.duration)
+		row, err := measureIdle(ctx, rdb, redisPID, instances, b.mysqlSource(), b.s.duration)
 		if err != nil {
 			return err
 		}
@@ -168,10 +171,22 @@ func waitSynced(ctx context.Context, rdb *goredis.Client, prefix string) error {
 	}
 }
 
-// measureIdle reads Redis's CPU and commands processed, and the instances'
-// CPU, across window.
-func measureIdle(ctx context.Context, rdb *goredis.Client, redisPID int, instances []cpuSource, window time.Duration) (idleRow, error) {
-	srcs := append([]cpuSource{procSource(procRedis, redisPID)}, instances...)
+// mysqlSource is the MySQL server's CPU source found at the run's start,
+// if any: in the idle rows, what keeping a catalogue current costs the
+// record.
+func (b *bench) mysqlSource() []cpuSource {
+	for _, src := range b.cpuBase {
+		if src.proc == procMySQL {
+			return []cpuSource{src}
+		}
+	}
+	return nil
+}
+
+// measureIdle reads Redis's CPU and commands processed, the instances' CPU
+// and, when mysql holds its source, MySQL's, across window.
+func measureIdle(ctx context.Context, rdb *goredis.Client, redisPID int, instances, mysql []cpuSource, window time.Duration) (idleRow, error) {
+	srcs := append(append([]cpuSource{procSource(procRedis, redisPID)}, instances...), mysql...)
 	commands := func() (int64, error) {
 		s, err := rdb.Info(ctx, "stats").Result()
 		if err != nil {
@@ -208,7 +223,12 @@ func measureIdle(ctx context.Context, rdb *goredis.Client, redisPID int, instanc
 	if !ok {
 		return idleRow{}, errors.New("the idle Redis's CPU could not be read")
 	}
+	mysqlCPU := -1.0
+	if d, ok := use[procMySQL]; ok {
+		mysqlCPU = share(d, elapsed)
+	}
 	return idleRow{
+		MySQLCPU:    mysqlCPU,
 		Instances:   len(instances),
 		Window:      elapsed,
 		RedisCPU:    share(redisCPU, elapsed),
@@ -406,14 +426,18 @@ func (r report) writeIdle(w io.Writer) error {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "idle (nobody buying)\titems\tinstances\tRedis CPU\tRedis commands/s\tinstances' CPU\tbusiest commands")
+	fmt.Fprintln(tw, "idle (nobody buying)\titems\tinstances\tRedis CPU\tRedis commands/s\tinstances' CPU\tMySQL CPU\tbusiest commands")
 	for _, ir := range r.Idle {
 		if ir.Failure != "" {
-			fmt.Fprintf(tw, "%s\t%d\t-\t-\t-\tFAILED: %s\n", rowIdle, ir.Items, ir.Failure)
+			fmt.Fprintf(tw, "%s\t%d\t-\t-\t-\t-\t-\tFAILED: %s\n", rowIdle, ir.Items, ir.Failure)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f%%\t%.0f\t%.1f%%\t%s\n", rowIdle, ir.Items, ir.Instances, 100*ir.RedisCPU, ir.Commands,
-			100*ir.InstanceCPU, formatCommands(ir.TopCommands))
+		mysql := "-"
+		if ir.MySQLCPU >= 0 {
+			mysql = fmt.Sprintf("%.1f%%", 100*ir.MySQLCPU)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f%%\t%.0f\t%.1f%%\t%s\t%s\n", rowIdle, ir.Items, ir.Instances, 100*ir.RedisCPU, ir.Commands,
+			100*ir.InstanceCPU, mysql, formatCommands(ir.TopCommands))
 	}
 	return tw.Flush()
 }

@@ -51,7 +51,7 @@ func TestMeasureIdle(t *testing.T) {
 	}()
 	time.Sleep(50 * time.Millisecond)
 	before := pings.Load()
-	row, err := measureIdle(ctx, rdb, testenvPID(t, redis.Addr()), nil, 500*time.Millisecond)
+	row, err := measureIdle(ctx, rdb, testenvPID(t, redis.Addr()), nil, nil, 500*time.Millisecond)
 	after := pings.Load()
 	close(stop)
 	<-done
@@ -70,8 +70,9 @@ func TestMeasureIdle(t *testing.T) {
 	if len(row.TopCommands) == 0 || row.TopCommands[0].Name != "ping" {
 		t.Errorf("top commands %+v, want ping first", row.TopCommands)
 	}
-	if row.RedisCPU <= 0 || row.RedisCPU > 1.5 || row.Instances != 0 {
-		t.Errorf("Redis CPU share %v, instances %d: want a share of a busy core, none", row.RedisCPU, row.Instances)
+	if row.RedisCPU <= 0 || row.RedisCPU > 1.5 || row.Instances != 0 || row.MySQLCPU != -1 {
+		t.Errorf("Redis CPU share %v, instances %d, MySQL %v: want a share of a busy core, none, not measured (-1)",
+			row.RedisCPU, row.Instances, row.MySQLCPU)
 	}
 }
 

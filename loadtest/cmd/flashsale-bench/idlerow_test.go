@@ -44,16 +44,23 @@ func TestIdleTarget(t *testing.T) {
 
 func TestWriteIdle(t *testing.T) {
 	rep := report{Idle: []idleRow{
-		{Items: 10_000, Instances: 1, Window: 10 * time.Second, RedisCPU: 0.329, Commands: 185_406.4, InstanceCPU: 0.233},
+		{Items: 10_000, Instances: 1, Window: 10 * time.Second, RedisCPU: 0.329, Commands: 185_406.4, InstanceCPU: 0.233, MySQLCPU: 0.046},
+		{Items: 100_000, Instances: 4, Window: 10 * time.Second, RedisCPU: 0.021, Commands: 1_764, InstanceCPU: 0.05, MySQLCPU: -1},
 		{Items: 10_000, Failure: "redis-server exited"},
 	}}
 	var out bytes.Buffer
 	if err := rep.writeIdle(&out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"32.9%", "185406", "23.3%", "FAILED: redis-server exited"} {
+	for _, want := range []string{"32.9%", "185406", "23.3%", "4.6%", "FAILED: redis-server exited"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("idle table lacks %q:\n%s", want, out.String())
+		}
+	}
+	// MySQL not measured reads "-", in its own column.
+	for line := range strings.SplitSeq(out.String(), "\n") {
+		if f := strings.Fields(line); len(f) > 6 && f[1] == "100000" && (f[5] != "5.0%" || f[6] != "-") {
+			t.Errorf("row without MySQL's CPU: %q, want 5.0%% then -", line)
 		}
 	}
 }
