@@ -103,7 +103,7 @@ func passingRows() []row {
 		{Name: rowSvcFlashCrowd, Throughput: 30_000, Oversold: ptr(0)},
 		{Name: rowSvcSuccessLimited, Throughput: 34_000, P99: 5 * time.Millisecond, Oversold: ptr(0)},
 		{Name: rowSvcSoldOutLimited, Throughput: 32_000, P99: 5 * time.Millisecond, Oversold: ptr(0)},
-		{Name: rowSvcSuccessAck, Throughput: 33_000, P99: 6 * time.Millisecond, Oversold: ptr(0)}, // no target
+		{Name: rowSvcSuccessAck, Throughput: 33_000, P99: 6 * time.Millisecond, Oversold: ptr(0)},    // no target
 		{Name: rowSvcSuccessNoSync, Throughput: 48_000, P99: 4 * time.Millisecond, Oversold: ptr(0)}, // no target
 		{Name: rowNaive, Throughput: 3_000, Purchases: 3_000, Oversold: ptr(0)},
 		{Name: rowForUpdate, Throughput: 1_000, Purchases: 1_000, Oversold: ptr(0)},
