@@ -38,3 +38,12 @@ func (r *Recoverer) Knows(sku string) bool {
 	defer r.mu.Unlock()
 	return r.known[sku]
 }
+
+// DeleteCatalogueRow removes the record's catalogue generation, as an
+// operator emptying the table would.
+func DeleteCatalogueRow(t testing.TB, db *DB) {
+	t.Helper()
+	if err := db.gorm.Exec("DELETE FROM item_catalogue").Error; err != nil {
+		t.Fatalf("delete the catalogue row: %v", err)
+	}
+}

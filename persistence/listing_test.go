@@ -64,6 +64,14 @@ func TestRecovererListsTheRecordOnlyWhenItMoved(t *testing.T) {
 			wantListings: 2, wantKnown: []string{"a"},
 		},
 		{
+			name: "the generation's row is gone",
+			between: func(t *testing.T, db *persistence.DB, _ *scriptedStore) {
+				persistence.DeleteCatalogueRow(t, db)
+				mustApply(t, db, offer("b", 1, 5, "B")) // writing items does not fail for it
+			},
+			wantListings: 3, wantKnown: []string{"a", "b"},
+		},
+		{
 			name:   "the listing is older than Relist",
 			relist: 20 * time.Millisecond,
 			between: func(*testing.T, *persistence.DB, *scriptedStore) {

@@ -98,10 +98,12 @@ func (r *Recoverer) Check(ctx context.Context) error {
 		return err
 	}
 	// Read before the listing: a batch committing after the read moves the
-	// generation again, so the listing it may miss is taken next time.
+	// generation again, so the listing it may miss is taken next time. A
+	// generation that cannot be read (its row gone) is -1, which no count
+	// equals: the record is then listed on every Check, as without it.
 	gen, err := r.DB.CatalogueGen(ctx)
 	if err != nil {
-		return err
+		gen = -1
 	}
 	r.mu.Lock()
 	// The marker is written now; if the scan below fails, only the count
@@ -112,7 +114,7 @@ func (r *Recoverer) Check(ctx context.Context) error {
 	owed := r.losses
 	scan := owed != r.scanned
 	relist := cmp.Or(r.Relist, time.Minute)
-	current := r.known != nil && epoch == r.knownEpoch && gen == r.knownGen && time.Since(r.listedAt) < relist
+	current := r.known != nil && gen >= 0 && epoch == r.knownEpoch && gen == r.knownGen && time.Since(r.listedAt) < relist
 	r.mu.Unlock()
 	if current && !scan {
 		return nil
