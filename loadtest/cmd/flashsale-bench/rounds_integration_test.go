@@ -12,21 +12,33 @@ import (
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
+// benchOnItsOwnRedis runs benchmark with s on a Redis of the test's own
+// and the shared MySQL, fails the test on an error, and, once the run's
+// cleanup is done, checks that no key of it is left. It returns the report
+// and the run's log.
+func benchOnItsOwnRedis(t *testing.T, s settings) (report, string) {
+	t.Helper()
+	redis := testenv.StartRedis(t, testenv.RedisOptions{})
+	s.redisAddr, s.mysqlDSN = redis.Addr(), testenv.SharedMySQL(t)
+	var log bytes.Buffer
+	rep, err := benchmark(context.Background(), s, &log)
+	if err != nil {
+		t.Fatalf("benchmark: %v; log:\n%s", err, log.String())
+	}
+	if keys, err := redis.Client(t).Keys(context.Background(), "fsbench-*").Result(); err != nil || len(keys) != 0 {
+		t.Errorf("keys left: %v (%v)", keys, err)
+	}
+	return rep, log.String()
+}
+
 // TestRounds runs two cheap rows twice through benchmark, as make bench
 // runs every row three times: each row is reported once, as its median
 // round with every round's rate beside it, carrying its rounds for the
 // paired ratios, and every round's keys are its own.
 func TestRounds(t *testing.T) {
-	redis := testenv.StartRedis(t, testenv.RedisOptions{})
-	var log bytes.Buffer
-	s := settings{clients: 8, duration: 300 * time.Millisecond, only: []string{rowCeiling, rowPlain}, rounds: 2,
-		redisAddr: redis.Addr(), mysqlDSN: testenv.SharedMySQL(t)}
-	rep, err := benchmark(context.Background(), s, &log)
-	if err != nil {
-		t.Fatalf("benchmark: %v; log:\n%s", err, log.String())
-	}
-	if got := strings.Count(log.String(), "flashsale-bench: round "); got != 2 {
-		t.Errorf("%d rounds logged, want 2; log:\n%s", got, log.String())
+	rep, log := benchOnItsOwnRedis(t, settings{clients: 8, duration: 300 * time.Millisecond, only: []string{rowCeiling, rowPlain}, rounds: 2})
+	if got := strings.Count(log, "flashsale-bench: round "); got != 2 {
+		t.Errorf("%d rounds logged, want 2; log:\n%s", got, log)
 	}
 	var names []string
 	for _, r := range rep.Rows {
@@ -42,8 +54,5 @@ func TestRounds(t *testing.T) {
 	}
 	if strings.Join(names, ",") != rowCeiling+","+rowPlain {
 		t.Errorf("rows %v, want %s and %s once each", names, rowCeiling, rowPlain)
-	}
-	if keys, err := redis.Client(t).Keys(context.Background(), "fsbench-*").Result(); err != nil || len(keys) != 0 {
-		t.Errorf("keys left: %v (%v)", keys, err)
 	}
 }

@@ -3,8 +3,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -19,20 +17,14 @@ import (
 // fail), is not, and tells what the record costs against the first. The
 // CPU figures are not compared: other tests share the machine's MariaDB.
 func TestSuccessRowsWithAndWithoutTheSyncer(t *testing.T) {
-	redis := testenv.StartRedis(t, testenv.RedisOptions{})
-	var log bytes.Buffer
-	s := settings{clients: 8, duration: 500 * time.Millisecond, only: []string{rowSvcSuccess, rowSvcSuccessNoSync}, rounds: 1,
-		redisAddr: redis.Addr(), mysqlDSN: testenv.SharedMySQL(t), flashsale: testenv.BuildFlashsaleFast(t)}
-	rep, err := benchmark(context.Background(), s, &log)
-	if err != nil {
-		t.Fatalf("benchmark: %v; log:\n%s", err, log.String())
-	}
+	rep, log := benchOnItsOwnRedis(t, settings{clients: 8, duration: 500 * time.Millisecond, rounds: 1,
+		only: []string{rowSvcSuccess, rowSvcSuccessNoSync}, flashsale: testenv.BuildFlashsaleFast(t)})
 	rows := map[string]row{}
 	for _, r := range rep.Rows {
 		rows[r.Name] = r
 		t.Logf("%s: %.0f req/s, %s us per request (svc, redis, mysql, gen); %s", r.Name, r.Throughput, r.cpuCells(), r.Detail)
 		if r.Failure != "" || r.Errors != 0 || r.Requests == 0 || r.Oversold == nil || *r.Oversold != 0 {
-			t.Errorf("row %s: %+v; log:\n%s", r.Name, r, log.String())
+			t.Errorf("row %s: %+v; log:\n%s", r.Name, r, log)
 		}
 	}
 	if len(rows) != 2 {
@@ -45,8 +37,5 @@ func TestSuccessRowsWithAndWithoutTheSyncer(t *testing.T) {
 	if strings.Contains(d, "MySQL in sync") || !strings.Contains(d, rowSvcSuccess+" (syncer on)") ||
 		!strings.Contains(d, "the record's us per hold: service ") {
 		t.Errorf("%s detail %q: want no record check and the record's cost against %s", rowSvcSuccessNoSync, d, rowSvcSuccess)
-	}
-	if keys, err := redis.Client(t).Keys(context.Background(), "fsbench-*").Result(); err != nil || len(keys) != 0 {
-		t.Errorf("keys left: %v (%v)", keys, err)
 	}
 }
