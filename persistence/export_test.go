@@ -25,13 +25,6 @@ func (a *Auditor) Pass(ctx context.Context, skus []string) map[string][]string {
 	return a.pass(ctx, skus, map[string][]string{})
 }
 
-// Listings is how many times Check has listed the record's items.
-func (r *Recoverer) Listings() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.listings
-}
-
 // Knows reports whether the last listing Check took holds sku.
 func (r *Recoverer) Knows(sku string) bool {
 	r.mu.Lock()

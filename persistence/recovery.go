@@ -51,7 +51,6 @@ type Recoverer struct {
 	knownEpoch int64           // the store's epoch marker when known was listed
 	knownGen   int64           // the record's catalogue generation, read before known was listed
 	listedAt   time.Time
-	listings   int // how many times Check listed the record
 	rebuilding map[string]bool
 	// losses counts the times the epoch marker was found missing; scanned is
 	// the count a scan that finished started under. A scan is owed while
@@ -132,7 +131,6 @@ func (r *Recoverer) Check(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	r.known, r.knownEpoch, r.knownGen, r.listedAt = known, epoch, gen, listedAt
-	r.listings++
 	r.mu.Unlock()
 	if !scan {
 		return nil
